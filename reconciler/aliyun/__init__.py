@@ -1,0 +1,38 @@
+"""HTTP client for the Alibaba Cloud API Gateway (CloudAPI) endpoint: signing, credentials, retries,
+typed errors. It knows nothing about manifests."""
+
+from reconciler.aliyun.client import ApiClient, ApiStats, endpoint_for_region, validate_endpoint
+from reconciler.aliyun.credentials import Credentials, resolve_credentials
+from reconciler.aliyun.errors import (
+    ApiError,
+    AuthenticationError,
+    CredentialsError,
+    DeadlineExceeded,
+    InvalidParameterError,
+    NotFoundError,
+    RepeatedCommitError,
+    ServerError,
+    ThrottlingError,
+    TransportError,
+    WriteNotAllowed,
+)
+
+__all__ = [
+    "ApiClient",
+    "ApiError",
+    "ApiStats",
+    "AuthenticationError",
+    "Credentials",
+    "CredentialsError",
+    "DeadlineExceeded",
+    "InvalidParameterError",
+    "NotFoundError",
+    "RepeatedCommitError",
+    "ServerError",
+    "ThrottlingError",
+    "TransportError",
+    "WriteNotAllowed",
+    "endpoint_for_region",
+    "resolve_credentials",
+    "validate_endpoint",
+]

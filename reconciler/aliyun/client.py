@@ -1,0 +1,422 @@
+"""The async client for the CloudAPI (API Gateway) endpoint of one region.
+
+``ApiClient.call(action, params)`` sends one RPC-style operation (``POST /``, parameters in the
+query, empty body), signed by ``AcsV3Auth`` or ``RpcV1Auth``, and returns the JSON body or raises a
+typed ``ApiError``.
+
+Decisions where the task is silent:
+
+- Reads (``Describe*``) are retried on throttling, 429, 500, 502, 503, 504 and any broken
+  exchange (connection error, timeout, dropped connection): 502 and 504 are what proxies in front
+  of an endpoint return for the same transient causes. Writes are retried only on throttling, 503
+  and failures where the request certainly never left; never on 500 or a read timeout, where the
+  write may have been carried out.
+- A malformed body (not JSON, wrong content type, no ``RequestId``) is not retried: it points at a
+  wrong endpoint or a broken proxy more often than at a passing fault, and the caller sees it at once.
+- ``x-acs-retry-after`` sets the least wait before the next attempt; it is not capped by
+  ``retry_max_delay`` (the server knows best) but a wait that would pass the deadline ends the call
+  with ``DeadlineExceeded`` at once instead of sleeping first.
+- The deadline also bounds a request in flight; a write cut off that way has an unknown outcome,
+  and the error says so.
+- httpx logs every request URL at INFO level, and for ``CreateSignature``/``ModifySignature`` that
+  URL holds the ``SignatureSecret``; a filter on the ``httpx`` logger redacts sensitive parameters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import random
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+import httpx
+
+from reconciler.aliyun.auth import ACTION_EXTENSION, AcsV3Auth, RpcV1Auth, with_query
+from reconciler.aliyun.credentials import Credentials
+from reconciler.aliyun.errors import (
+    ApiError,
+    DeadlineExceeded,
+    ServerError,
+    ThrottlingError,
+    TransportError,
+    WriteNotAllowed,
+    error_for_response,
+)
+from reconciler.errors import InputError
+
+logger = logging.getLogger("reconciler.aliyun")
+
+REDACTED = "<redacted>"
+# Query parameters whose values are secrets and never appear in a log or an error message.
+SENSITIVE_PARAMS = frozenset({"SignatureSecret", "SecurityToken", "AccessKeySecret"})
+_SENSITIVE_HEADERS = frozenset({"authorization", "x-acs-security-token"})
+_READ_RETRY_STATUSES = frozenset({500, 502, 503, 504})
+_WRITE_RETRY_STATUSES = frozenset({503})
+_REGION = re.compile(r"[a-z]{2,}(-[a-z0-9]+)+")
+_ATTEMPT_EXTENSION = "aliyun_attempt"
+USER_AGENT = "reconciler/0.1 (+httpx)"
+
+
+def endpoint_for_region(region: str) -> str:
+    """``https://apigateway.<region>.aliyuncs.com``; ``InputError`` for something that is no region id."""
+    if not _REGION.fullmatch(region):
+        raise InputError(f"region {region!r} is not a region id such as cn-hangzhou")
+    return f"https://apigateway.{region}.aliyuncs.com"
+
+
+def validate_endpoint(url: str) -> str:
+    """The endpoint as ``scheme://host[:port]``.
+
+    ``InputError`` unless it is https, or plain http to a loopback host (127.0.0.0/8, ::1,
+    localhost), so that credentials and secrets never cross a network in clear.
+    """
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        raise InputError(f"endpoint {url!r} is not a URL") from None
+    if parsed.userinfo:
+        raise InputError("endpoint must not contain a user name or password")
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InputError(
+            f"endpoint {url!r} must be an https:// URL such as https://apigateway.cn-hangzhou.aliyuncs.com"
+        )
+    if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
+        raise InputError(f"endpoint {url!r} must be scheme://host[:port] without a path or query")
+    if parsed.scheme == "http" and not _is_loopback(parsed.host):
+        raise InputError(
+            f"endpoint {url!r} uses plain http to a host that is not loopback; use https "
+            "(http is allowed only for 127.0.0.0/8, ::1 and localhost)"
+        )
+    return f"{parsed.scheme}://{parsed.netloc.decode('ascii')}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class ApiStats:
+    """Counters for one client, read by benchmarks and the CLI's summary."""
+
+    requests: int = 0
+    """HTTP requests attempted, retries included."""
+    retries: int = 0
+    """Attempts after the first, summed over calls."""
+    throttled: int = 0
+    """Responses that were throttling errors."""
+
+
+def redact_params(params: Mapping[str, str]) -> dict[str, str]:
+    return {name: REDACTED if name in SENSITIVE_PARAMS else value for name, value in params.items()}
+
+
+def _describe_url(url: httpx.URL) -> str:
+    """The URL with sensitive query values redacted, for logs."""
+    params = redact_params(dict(url.params))
+    query = "&".join(f"{name}={value}" for name, value in params.items())
+    base = f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}"
+    return f"{base}?{query}" if query else base
+
+
+class _RedactUrlFilter(logging.Filter):
+    """Rewrites httpx.URL log arguments (httpx's own request log) with secrets redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_describe_url(arg) if isinstance(arg, httpx.URL) else arg for arg in record.args)
+        return True
+
+
+_HTTPX_LOG_REDACTION = _RedactUrlFilter()
+
+
+def _as_text(value: str | int) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _scrub(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def _is_write(action: str) -> bool:
+    return not action.startswith("Describe")
+
+
+class ApiClient:
+    """Calls one endpoint through one httpx connection pool, with signing, retries and a deadline.
+
+    ``sleep`` is injectable so tests can observe backoff without waiting.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        credentials: Credentials,
+        *,
+        signature_version: Literal["v3", "v1"] = "v3",
+        timeout: float = 10.0,
+        deadline: float | None = 300.0,
+        max_attempts: int = 8,
+        allow_writes: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry_base_delay: float = 0.2,
+        retry_max_delay: float = 10.0,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        auth: httpx.Auth | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.endpoint = validate_endpoint(endpoint)
+        self.stats = ApiStats()
+        self._deadline = deadline
+        self._max_attempts = max_attempts
+        self._allow_writes = allow_writes
+        self._base_delay = retry_base_delay
+        self._max_delay = retry_max_delay
+        self._rng = rng if rng is not None else random.Random()
+        self._sleep = sleep
+        if auth is None:
+            auth = AcsV3Auth(credentials) if signature_version == "v3" else RpcV1Auth(credentials)
+        logging.getLogger("httpx").addFilter(_HTTPX_LOG_REDACTION)
+        self._http = httpx.AsyncClient(
+            base_url=self.endpoint,
+            auth=auth,
+            transport=transport,
+            # Waiting for a pooled connection is bounded by the call's deadline, not the timeout.
+            timeout=httpx.Timeout(timeout, pool=None),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+            headers={"user-agent": USER_AGENT},
+            event_hooks={"request": [self._log_request]},
+            follow_redirects=False,
+        )
+
+    async def __aenter__(self) -> ApiClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def call(self, action: str, params: Mapping[str, str | int]) -> dict[str, Any]:
+        """Send ``action`` with ``params`` and return the response body, retrying what is safe to retry.
+
+        Raises ``WriteNotAllowed`` for a write on a read-only client (nothing is sent),
+        ``DeadlineExceeded`` when the deadline runs out, else the typed error of the last attempt.
+        """
+        write = _is_write(action)
+        if write and not self._allow_writes:
+            raise WriteNotAllowed(action, None, "refused: this client is read-only and writes were not enabled")
+        query = {name: _as_text(value) for name, value in params.items()}
+        secrets = [query[name] for name in SENSITIVE_PARAMS if query.get(name)]
+        loop = asyncio.get_running_loop()
+        deadline_at = loop.time() + self._deadline if self._deadline is not None else None
+        progress = _CallProgress()
+        limit = asyncio.timeout_at(deadline_at)
+        try:
+            async with limit:
+                return await self._call_with_retries(action, query, secrets, write, progress, deadline_at)
+        except TimeoutError:
+            if not limit.expired():
+                raise
+            raise self._deadline_exceeded(action, progress, write, in_flight=True) from progress.last_error
+
+    async def _call_with_retries(
+        self,
+        action: str,
+        query: dict[str, str],
+        secrets: list[str],
+        write: bool,
+        progress: _CallProgress,
+        deadline_at: float | None,
+    ) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        while True:
+            progress.attempts += 1
+            try:
+                return await self._attempt(action, query, secrets, progress.attempts)
+            except ApiError as error:
+                error.attempts = progress.attempts
+                progress.last_error = error
+                if progress.attempts >= self._max_attempts or not self._retryable(error, write):
+                    raise
+                delay = self._backoff(progress.attempts, error)
+                if deadline_at is not None and loop.time() + delay >= deadline_at:
+                    raise self._deadline_exceeded(action, progress, write, in_flight=False) from error
+                logger.debug("%s attempt %d failed (%s); retrying in %.3fs", action, progress.attempts, error, delay)
+                self.stats.retries += 1
+                await self._sleep(delay)
+
+    async def _attempt(self, action: str, query: dict[str, str], secrets: list[str], attempt: int) -> dict[str, Any]:
+        request = self._http.build_request(
+            "POST", "/", extensions={ACTION_EXTENSION: action, _ATTEMPT_EXTENSION: attempt}
+        )
+        with_query(request, query)
+        self.stats.requests += 1
+        try:
+            response = await self._http.send(request)
+        except httpx.TransportError as exc:
+            never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+            reason = _scrub(str(exc), secrets) or "no detail"
+            raise TransportError(
+                action, f"{type(exc).__name__}: {reason}", connection_failed=True, maybe_sent=not never_sent
+            ) from exc
+        logger.debug(
+            "%s attempt %d: HTTP %d RequestId %s",
+            action,
+            attempt,
+            response.status_code,
+            response.headers.get("x-acs-request-id", "-"),
+        )
+        try:
+            return _parse_response(action, response, secrets)
+        except ThrottlingError:
+            self.stats.throttled += 1
+            raise
+
+    def _retryable(self, error: ApiError, write: bool) -> bool:
+        if isinstance(error, ThrottlingError):
+            return True
+        if isinstance(error, ServerError):
+            statuses = _WRITE_RETRY_STATUSES if write else _READ_RETRY_STATUSES
+            return error.status in statuses
+        if isinstance(error, TransportError) and error.connection_failed:
+            return not error.maybe_sent or not write
+        return False
+
+    def _backoff(self, attempt: int, error: ApiError) -> float:
+        """Full jitter under a capped exponential ceiling, but never less than the server asked for."""
+        ceiling = min(self._max_delay, self._base_delay * 2 ** (attempt - 1))
+        delay = self._rng.uniform(0.0, ceiling)
+        if error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        return delay
+
+    def _deadline_exceeded(
+        self, action: str, progress: _CallProgress, write: bool, *, in_flight: bool
+    ) -> DeadlineExceeded:
+        parts = [f"deadline of {self._deadline:g}s exceeded after {progress.attempts} attempt(s)"]
+        last = progress.last_error
+        if last is not None:
+            parts.append(f"last error: {f'{last.code}: ' if last.code else ''}{last.message}")
+        if in_flight and write:
+            parts.append("the outcome of the write is unknown")
+        return DeadlineExceeded(
+            action,
+            None,
+            "; ".join(parts),
+            request_id=last.request_id if last is not None else None,
+            status=last.status if last is not None else None,
+        )
+
+    async def _log_request(self, request: httpx.Request) -> None:
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
+        headers = {
+            name: REDACTED if name.lower() in _SENSITIVE_HEADERS else value for name, value in request.headers.items()
+        }
+        logger.debug(
+            "%s attempt %s: %s %s headers=%s",
+            request.extensions.get(ACTION_EXTENSION),
+            request.extensions.get(_ATTEMPT_EXTENSION),
+            request.method,
+            _describe_url(request.url),
+            headers,
+        )
+
+
+@dataclass
+class _CallProgress:
+    """What a call has done so far, kept outside the retry loop so a deadline can report it."""
+
+    attempts: int = 0
+    last_error: ApiError | None = None
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("x-acs-retry-after")
+    if value is None:
+        return None
+    try:
+        milliseconds = float(value)
+    except ValueError:
+        return None
+    return max(milliseconds, 0.0) / 1000.0
+
+
+def _is_json_content_type(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def _parse_response(action: str, response: httpx.Response, secrets: list[str]) -> dict[str, Any]:
+    """The body of a successful response, else the typed error the response stands for."""
+    status = response.status_code
+    header_request_id = response.headers.get("x-acs-request-id")
+    body: dict[str, Any] | None = None
+    problem = ""
+    content_type = response.headers.get("content-type", "")
+    if not _is_json_content_type(content_type):
+        problem = f"content type {content_type or 'missing'!r} instead of JSON"
+    else:
+        try:
+            parsed = json.loads(response.content)
+        except (ValueError, UnicodeDecodeError):
+            problem = "a body that is not valid JSON"
+        else:
+            if isinstance(parsed, dict):
+                body = parsed
+            else:
+                problem = "a JSON body that is not an object"
+
+    if 200 <= status < 300:
+        if body is None:
+            raise TransportError(action, f"HTTP {status} with {problem}", status=status, request_id=header_request_id)
+        if not isinstance(body.get("RequestId"), str):
+            raise TransportError(action, f"HTTP {status} response has no RequestId", status=status)
+        return body
+
+    retry_after = _retry_after_seconds(response)
+    code = body.get("Code") if body is not None else None
+    if isinstance(code, str) and code:
+        message = body.get("Message") if body is not None else None
+        request_id = body.get("RequestId") if body is not None else None
+        error = error_for_response(
+            action,
+            status,
+            code,
+            _scrub(message, secrets) if isinstance(message, str) else "(no message)",
+            request_id if isinstance(request_id, str) else header_request_id,
+        )
+        error.retry_after = retry_after
+        raise error
+    detail = f"HTTP {status} with {problem or 'no error Code in the body'}"
+    if status == 429:
+        raise ThrottlingError(
+            action, None, detail, status=status, request_id=header_request_id, retry_after=retry_after
+        )
+    if status >= 500:
+        raise ServerError(action, None, detail, status=status, request_id=header_request_id, retry_after=retry_after)
+    raise TransportError(action, detail, status=status, request_id=header_request_id)
