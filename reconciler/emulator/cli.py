@@ -1,0 +1,56 @@
+"""`reconciler emulator`: serve a local stand-in for the API Gateway endpoint until interrupted.
+
+The first line on stdout is exactly ``Emulator listening on http://HOST:PORT`` (the real port when
+``--port 0``), flushed at once so a script can read it and connect. The access key secret is never
+printed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from reconciler.emulator.faults import FaultConfig
+from reconciler.emulator.server import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, serve_forever
+from reconciler.emulator.state import EmulatorState
+from reconciler.errors import InputError
+
+
+def _announce(url: str) -> None:
+    print(f"Emulator listening on {url}", flush=True)
+
+
+@click.command("emulator")
+@click.option("--state", "state_file", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML state file to seed the emulator with.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on; 0 = any free port.")
+@click.option("--access-key-id", default=DEFAULT_ACCESS_KEY_ID, show_default=True,
+              help="Access key id the emulator accepts (emulator-only credentials).")
+@click.option("--access-key-secret", default=DEFAULT_ACCESS_KEY_SECRET,
+              help="Access key secret the emulator accepts [default: the emulator-only 'testsecret'].")
+@click.option("--latency-ms", default=0.0, type=click.FloatRange(min=0), help="Latency added to every request.")
+@click.option("--throttle-rate", default=0.0, type=click.FloatRange(0, 1),
+              help="Share of requests answered 400 Throttling.User.")
+@click.option("--error-rate", default=0.0, type=click.FloatRange(0, 1),
+              help="Share of requests answered 503 ServiceUnavailable.")
+@click.option("--seed", type=int, default=None, help="Seed for reproducible faults.")
+def emulator_command(
+    state_file: Path, host: str, port: int, access_key_id: str, access_key_secret: str,
+    latency_ms: float, throttle_rate: float, error_rate: float, seed: int | None,
+) -> None:
+    """Serve a local emulator of the API Gateway (CloudAPI 2016-07-14) endpoint until SIGINT/SIGTERM."""
+    try:
+        faults = FaultConfig(latency_ms=latency_ms, throttle_rate=throttle_rate, error_rate=error_rate, seed=seed)
+        state = EmulatorState.from_file(state_file)
+        serve_forever(state, host=host, port=port, access_key_id=access_key_id,
+                      access_key_secret=access_key_secret, faults=faults, on_listening=_announce)
+    except InputError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+if __name__ == "__main__":
+    emulator_command()

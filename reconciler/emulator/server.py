@@ -1,0 +1,135 @@
+"""Serving the emulator over real HTTP with uvicorn: in a background thread (tests, embedding) or in
+the foreground until SIGINT/SIGTERM (the CLI).
+
+Credentials: by default the emulator knows one access key, ``testid`` / ``testsecret``, a well-known
+pair meant for the emulator only (like LocalStack's ``test``/``test``); never use real credentials
+with it. The listening socket is bound before uvicorn starts, so port 0 gives a free port that is
+known (and already accepting connections into its backlog) before the first request.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from reconciler.emulator.app import EmulatorApp
+from reconciler.emulator.faults import FaultConfig
+from reconciler.emulator.state import EmulatorState
+from reconciler.emulator.verify import AccessKey
+from reconciler.errors import InputError
+
+DEFAULT_ACCESS_KEY_ID = "testid"
+DEFAULT_ACCESS_KEY_SECRET = "testsecret"
+STARTUP_TIMEOUT_SECONDS = 10.0
+SHUTDOWN_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class RunningEmulator:
+    url: str
+    state: EmulatorState
+    access_key_id: str
+    access_key_secret: str = field(repr=False)
+    security_token: str | None = field(default=None, repr=False)
+
+    @property
+    def endpoint(self) -> str:
+        """``HOST:PORT``, the form the vendor's SDK takes as its endpoint."""
+        return self.url.removeprefix("http://")
+
+
+def _as_state(state: EmulatorState | Path) -> EmulatorState:
+    return state if isinstance(state, EmulatorState) else EmulatorState.from_file(state)
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise InputError(f"emulator cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _server(
+    state: EmulatorState, access_key_id: str, access_key_secret: str, security_token: str | None,
+    faults: FaultConfig | None,
+) -> uvicorn.Server:
+    app = EmulatorApp(state, [AccessKey(access_key_id, access_key_secret, security_token)], faults=faults)
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False,
+                            server_header=False, date_header=False)
+    return uvicorn.Server(config)
+
+
+@contextmanager
+def running_emulator(
+    state: EmulatorState | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    access_key_id: str = DEFAULT_ACCESS_KEY_ID,
+    access_key_secret: str = DEFAULT_ACCESS_KEY_SECRET,
+    security_token: str | None = None,
+    faults: FaultConfig | None = None,
+) -> Iterator[RunningEmulator]:
+    """Serve the emulator from a background thread for the duration of the `with` block."""
+    emulator_state = _as_state(state)
+    sock = _listening_socket(host, port)
+    server = _server(emulator_state, access_key_id, access_key_secret, security_token, faults)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="reconciler-emulator",
+                              daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the emulator's HTTP server did not start")
+            time.sleep(0.005)
+        yield RunningEmulator(_url(sock), emulator_state, access_key_id, access_key_secret, security_token)
+    finally:
+        server.should_exit = True
+        thread.join(SHUTDOWN_TIMEOUT_SECONDS)
+        sock.close()
+
+
+def serve_forever(
+    state: EmulatorState | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    access_key_id: str = DEFAULT_ACCESS_KEY_ID,
+    access_key_secret: str = DEFAULT_ACCESS_KEY_SECRET,
+    security_token: str | None = None,
+    faults: FaultConfig | None = None,
+    on_listening: Callable[[str], None] | None = None,
+) -> EmulatorState:
+    """Serve in the foreground until SIGINT or SIGTERM; returns the (possibly changed) state.
+
+    `on_listening` is called with the URL once the socket listens, before serving starts.
+    """
+    emulator_state = _as_state(state)
+    sock = _listening_socket(host, port)
+    try:
+        if on_listening is not None:
+            on_listening(_url(sock))
+        _server(emulator_state, access_key_id, access_key_secret, security_token, faults).run(sockets=[sock])
+    finally:
+        sock.close()
+    return emulator_state
