@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from reconciler.errors import InputError
+from reconciler.output import write_atomically
 
 Stage = Literal["RELEASE", "TEST", "PRE"]
 STAGES: tuple[Stage, ...] = ("RELEASE", "TEST", "PRE")
@@ -118,11 +118,8 @@ class Snapshot(_Frozen):
         return data
 
     def write_json(self, path: Path, *, include_secrets: bool = False) -> None:
-        """Write atomically (temp file + rename) so an interrupted run leaves no half file."""
         text = json.dumps(self.to_file_dict(include_secrets=include_secrets), indent=2, sort_keys=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(text + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomically(path, text + "\n")
 
 
 class SnapshotSet(_Frozen):

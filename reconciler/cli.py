@@ -1,0 +1,141 @@
+"""The command line. Thin: parse options, call the pipeline, print, choose the exit code.
+
+Exit codes: 0 success (with --detailed-exitcode: no changes), 2 changes present
+(only with --detailed-exitcode), 1 any error - including usage errors, which
+click would otherwise report with 2 and so be mistaken for "changes present".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from reconciler import __version__
+from reconciler.differ import diff
+from reconciler.errors import ReconcilerError
+from reconciler.manifest import DesiredState, load_desired_state, load_env_file, manifest_json_schema
+from reconciler.output import write_output
+from reconciler.plan import plan_json_schema, render_json, render_markdown, render_text
+from reconciler.snapshot import load_snapshot_file
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def manifest_options(func: F) -> F:
+    """Options shared by every command that reads manifests."""
+    func = click.option("--skip-secrets", is_flag=True,
+                        help="Resolve no ${env:...}; compare keys and bindings only (e.g. PRs from forks).")(func)
+    func = click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path),
+                        help="dotenv file with variables for ${env:...} (the environment wins).")(func)
+    func = click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))(func)
+    return func
+
+
+def load_manifests(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool) -> DesiredState:
+    env: dict[str, str] | None = None
+    if not skip_secrets:
+        env = {**(load_env_file(env_file) if env_file else {}), **os.environ}
+    desired = load_desired_state(paths, env=env)
+    if not desired.regions:
+        raise ReconcilerError("the manifests declare no region")
+    return desired
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="reconciler")
+@click.option("--debug", is_flag=True, help="Log requests and decisions to stderr (secrets are redacted).")
+def cli(debug: bool) -> None:
+    """Declarative state for Alibaba Cloud API Gateway backend signature keys and their API bindings."""
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+@manifest_options
+def validate(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool) -> int:
+    """Check manifests without reading any live state."""
+    desired = load_manifests(paths, env_file, skip_secrets)
+    for warning in desired.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    signatures = sum(len(r.signatures) for r in desired.regions.values())
+    bindings = sum(len(r.bindings) for r in desired.regions.values())
+    files = sum(len(r.files) for r in desired.regions.values())
+    click.echo(f"Valid: {files} file(s), {len(desired.regions)} region(s), {signatures} signature(s), "
+               f"{bindings} binding(s).")
+    if skip_secrets:
+        click.echo("Secrets were not checked (--skip-secrets).")
+    return 0
+
+
+@cli.command()
+@manifest_options
+@click.option("--snapshot", "snapshot_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Plan against live state saved in a JSON snapshot file (offline).")
+@click.option("-o", "--output", "output_format", type=click.Choice(["text", "json", "markdown"]),
+              default="text", show_default=True)
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the rendered plan to FILE instead of stdout.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when changes are pending.")
+@click.option("--no-color", is_flag=True, help="No colour (also with NO_COLOR set, or when not a TTY).")
+def plan(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool, snapshot_file: Path,
+         output_format: str, out_file: Path | None, detailed_exitcode: bool, no_color: bool) -> int:
+    """Compare manifests with the live state and print what would change."""
+    desired = load_manifests(paths, env_file, skip_secrets)
+    snapshots = {s.region: s for s in load_snapshot_file(snapshot_file).snapshots}
+    result = diff(desired, snapshots)
+    if output_format == "json":
+        text = render_json(result)
+    elif output_format == "markdown":
+        text = render_markdown(result)
+    else:
+        color = out_file is None and sys.stdout.isatty() and not no_color and "NO_COLOR" not in os.environ
+        text = render_text(result, color=color)
+    write_output(text, out_file)
+    return 2 if detailed_exitcode and result.has_changes else 0
+
+
+@cli.command()
+@click.option("--plan", "plan_schema", is_flag=True, help="Print the JSON Schema of `plan -o json` instead.")
+def schema(plan_schema: bool) -> int:
+    """Print the JSON Schema of manifest files (manifests/schema.json)."""
+    document = plan_json_schema() if plan_schema else manifest_json_schema()
+    click.echo(json.dumps(document, indent=2))
+    return 0
+
+
+def run(argv: list[str]) -> int:
+    """Run one command line; return its exit code. Every error becomes one line on stderr."""
+    try:
+        code = cli.main(args=argv, prog_name="reconciler", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = 1
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        code = 1
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        code = 1
+    except ReconcilerError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        code = 1
+    except Exception as exc:  # A bug: still one line, never a traceback (unless --debug).
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            logging.getLogger("reconciler").exception("internal error")
+        click.echo(f"Error: internal error ({type(exc).__name__}: {exc}); please report it", err=True)
+        code = 1
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

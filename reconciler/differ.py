@@ -1,0 +1,203 @@
+"""DesiredState x Snapshot -> Plan. Compares; never prints.
+
+Rules (DESIGN.md "Scope of ownership"):
+- Signatures match by name. Declared and absent live: create. Declared and
+  live with another key or secret: update (deepdiff names the attributes).
+  Live and in no manifest: delete under `prune: true`, otherwise unmanaged.
+  Names matched by `ignore` are never reported.
+- Bindings are authoritative for every (group, stage) a manifest mentions:
+  a desired binding absent live is a bind, bound to another signature a
+  rebind, and a live binding in such a scope that no manifest declares an
+  unbind (unless its signature is ignored). Other scopes are not looked at.
+- An API given by name resolves through the group's API list (and the live
+  bindings' names); an unknown or ambiguous name is an error naming the
+  manifest line, so a PR check catches it rather than apply.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+
+from deepdiff import DeepDiff
+
+from reconciler.errors import InputError, ManifestError
+from reconciler.manifest import DesiredBinding, DesiredSignature, DesiredState, RegionDesired
+from reconciler.plan import (
+    NOT_CHECKED,
+    SENSITIVE,
+    Action,
+    BindingValues,
+    Change,
+    Plan,
+    Resource,
+    SignatureValues,
+    summarize,
+)
+from reconciler.snapshot import LiveBinding, LiveSignature, Snapshot
+
+
+class PlanError(ManifestError):
+    """The manifests cannot be planned against this live state (e.g. an API name that does not exist)."""
+
+
+def _signature_values(name: str, key: str, secrets_checked: bool) -> SignatureValues:
+    return SignatureValues(name=name, key=key, secret=SENSITIVE if secrets_checked else NOT_CHECKED)
+
+
+def _signature_changes(desired: RegionDesired, snapshot: Snapshot, secrets_checked: bool
+                       ) -> tuple[list[Change], int]:
+    region = desired.region
+    live_by_name = {s.name: s for s in snapshot.signatures}
+    changes: list[Change] = []
+    no_op = 0
+    for name in sorted(desired.signatures.keys() | live_by_name.keys()):
+        want: DesiredSignature | None = desired.signatures.get(name)
+        have: LiveSignature | None = live_by_name.get(name)
+        address = f"signature.{region}.{name}"
+        if want is not None and have is None:
+            changes.append(Change(action=Action.CREATE, resource=Resource.SIGNATURE, address=address,
+                                  region=region, before=None,
+                                  after=_signature_values(name, want.key, secrets_checked),
+                                  source=str(want.location)))
+        elif want is not None and have is not None:
+            changed = _changed_attributes(want, have)
+            if not changed:
+                no_op += 1
+                continue
+            changes.append(Change(action=Action.UPDATE, resource=Resource.SIGNATURE, address=address,
+                                  region=region, before=_signature_values(name, have.key, secrets_checked),
+                                  after=_signature_values(name, want.key, secrets_checked),
+                                  changed=changed, source=str(want.location)))
+        elif have is not None and not desired.is_ignored(name):
+            action = Action.DELETE if desired.prune else Action.UNMANAGED
+            changes.append(Change(action=action, resource=Resource.SIGNATURE, address=address, region=region,
+                                  before=_signature_values(name, have.key, secrets_checked), after=None))
+    return changes, no_op
+
+
+def _changed_attributes(want: DesiredSignature, have: LiveSignature) -> tuple[str, ...]:
+    diff = DeepDiff({"key": have.key}, {"key": want.key})
+    changed = sorted({path.split("'")[1] for path in diff.affected_paths})
+    # The secret is compared without ever putting it beside other values (deepdiff reports values).
+    if want.secret is not None and not have.secret_matches(want.secret.get_secret_value()):
+        changed.append("secret")
+    return tuple(changed)
+
+
+class _ApiCatalog:
+    """API ids and names of one group, from the group listing and from live bindings."""
+
+    def __init__(self) -> None:
+        self.name_of: dict[str, str] = {}
+        self.ids_named: defaultdict[str, set[str]] = defaultdict(set)
+        self.listed = False
+
+    def add(self, api_id: str, name: str) -> None:
+        self.name_of[api_id] = name
+        self.ids_named[name].add(api_id)
+
+    def resolve(self, binding: DesiredBinding) -> tuple[str, str]:
+        loc = binding.location
+        if binding.api_is_id:
+            if binding.api in self.name_of:
+                return binding.api, self.name_of[binding.api]
+            if self.listed:
+                raise PlanError(loc.file, loc.line, "apis",
+                                f"API id {binding.api} does not exist in group {binding.group}")
+            return binding.api, ""
+        ids = self.ids_named.get(binding.api, set())
+        if len(ids) == 1:
+            return next(iter(ids)), binding.api
+        if not ids:
+            raise PlanError(loc.file, loc.line, "apis",
+                            f"API '{binding.api}' does not exist in group {binding.group}")
+        raise PlanError(loc.file, loc.line, "apis",
+                        f"API name '{binding.api}' is ambiguous in group {binding.group} "
+                        f"(ids {', '.join(sorted(ids))}); give the id instead")
+
+
+def _binding_changes(desired: RegionDesired, snapshot: Snapshot) -> tuple[list[Change], int]:
+    region = desired.region
+    scopes = set(desired.scopes())
+    for scope_group, scope_stage in sorted(scopes):
+        if not snapshot.scope_was_read(scope_group, scope_stage):
+            raise InputError(f"the live state of region {region} does not include the bindings of group "
+                             f"{scope_group} stage {scope_stage}, which a manifest mentions")
+
+    catalogs: defaultdict[str, _ApiCatalog] = defaultdict(_ApiCatalog)
+    groups_mentioned = {g for g, _ in scopes}
+    for live_group in snapshot.groups:
+        if live_group.id in groups_mentioned:
+            catalog = catalogs[live_group.id]
+            catalog.listed = True
+            for api in live_group.apis:
+                catalog.add(api.id, api.name)
+    live: dict[tuple[str, str, str], LiveBinding] = {}  # (group, stage, api id)
+    for binding in snapshot.bindings:
+        if (binding.group, binding.stage) in scopes:
+            live[(binding.group, binding.stage, binding.api_id)] = binding
+            if binding.api_id not in catalogs[binding.group].name_of:
+                catalogs[binding.group].add(binding.api_id, binding.api_name)
+
+    wanted: dict[tuple[str, str, str], tuple[DesiredBinding, str]] = {}
+    for want in desired.bindings:
+        api_id, api_name = catalogs[want.group].resolve(want)
+        key: tuple[str, str, str] = (want.group, want.stage, api_id)
+        earlier = wanted.get(key)
+        if earlier is not None:
+            loc = want.location
+            raise PlanError(loc.file, loc.line, "apis",
+                            f"API '{want.api}' is the same API ({api_id}) as '{earlier[0].api}' at "
+                            f"{earlier[0].location}; list it once")
+        wanted[key] = (want, api_name)
+
+    changes: list[Change] = []
+    no_op = 0
+    for key in sorted(wanted.keys() | live.keys()):
+        group, stage, api_id = key
+        address = f"binding.{region}.{group}.{stage}.{api_id}"
+        entry = wanted.get(key)
+        have = live.get(key)
+        if entry is not None:
+            want, api_name = entry
+            after = BindingValues(group=group, stage=want.stage, api_id=api_id, api_name=api_name,
+                                  signature=want.signature)
+            if have is None:
+                changes.append(Change(action=Action.BIND, resource=Resource.BINDING, address=address,
+                                      region=region, before=None, after=after, source=str(want.location)))
+            elif have.signature_name == want.signature:
+                no_op += 1
+            else:
+                before = _live_binding_values(have)
+                changes.append(Change(action=Action.REBIND, resource=Resource.BINDING, address=address,
+                                      region=region, before=before, after=after, changed=("signature",),
+                                      source=str(want.location)))
+        elif have is not None and not desired.is_ignored(have.signature_name):
+            changes.append(Change(action=Action.UNBIND, resource=Resource.BINDING, address=address,
+                                  region=region, before=_live_binding_values(have), after=None))
+    return changes, no_op
+
+
+def _live_binding_values(binding: LiveBinding) -> BindingValues:
+    return BindingValues(group=binding.group, stage=binding.stage, api_id=binding.api_id,
+                         api_name=binding.api_name, signature=binding.signature_name)
+
+
+def diff(desired: DesiredState, snapshots: Mapping[str, Snapshot]) -> Plan:
+    """Plan every region of `desired` against its snapshot (a missing snapshot is an error)."""
+    changes: list[Change] = []
+    no_op = 0
+    for region in sorted(desired.regions):
+        snapshot = snapshots.get(region)
+        if snapshot is None:
+            raise InputError(f"no live state for region {region} (the snapshot holds "
+                             f"{', '.join(sorted(snapshots)) or 'no region'})")
+        region_desired = desired.regions[region]
+        sig_changes, sig_no_op = _signature_changes(region_desired, snapshot, desired.secrets_checked)
+        binding_changes, binding_no_op = _binding_changes(region_desired, snapshot)
+        changes += sig_changes + binding_changes
+        no_op += sig_no_op + binding_no_op
+    ordered = tuple(changes)
+    return Plan(regions=tuple(sorted(desired.regions)), secrets_checked=desired.secrets_checked,
+                changes=ordered, summary=summarize(ordered, no_op))

@@ -1,0 +1,369 @@
+"""The desired state: manifest models, loading one file or a folder, and every check on them.
+
+A manifest file declares, for one region, the signature keys and which APIs
+each is bound to (see README "Manifest format"). Several files may declare the
+same region; they merge into one `RegionDesired`, and a conflict between files
+is an error naming both.
+
+Decisions where the design was silent:
+- An API in `apis` is taken as an id when it is 32 lowercase hex characters
+  (the vendor's id format), otherwise as an API name resolved in its group.
+- A secret is `${env:NAME}` (the whole value) or, discouraged, a literal.
+  Variables come from the process environment first, then from `--env-file`
+  (the environment wins, as with docker compose and dotenv).
+- A signature name both declared and matched by an `ignore` glob is an error:
+  the manifest would both manage and ignore it.
+- `prune` must agree across the files of one region (an explicit `true` in
+  one file and `false` in another is an error); an absent `prune` defers.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_core import ErrorDetails
+
+from reconciler.errors import InputError, ManifestError
+from reconciler.snapshot import Stage
+from reconciler.yamlsource import YamlDocument, load_yaml_document
+
+NAME_RULE = re.compile(r"[A-Za-z][A-Za-z0-9_]{3,49}")
+KEY_RULE = re.compile(r"[A-Za-z][A-Za-z0-9_]{5,19}")
+SECRET_RULE = re.compile(r"[A-Za-z][A-Za-z0-9_@#!*]{5,29}")
+ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+API_ID = re.compile(r"[0-9a-f]{32}")
+REGION_RULE = re.compile(r"[a-z]{2,}(-[a-z0-9]+)+")
+
+NAME_HELP = "4-50 characters: letters, digits or '_', starting with a letter"
+KEY_HELP = "6-20 characters: letters, digits or '_', starting with a letter"
+SECRET_HELP = "6-30 characters: letters, digits or _ @ # ! *, starting with a letter"
+
+
+def _rule(pattern: re.Pattern[str], what: str, help_text: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not value:
+            raise ValueError(f"{what} must not be empty")
+        if not pattern.fullmatch(value):
+            raise ValueError(f"{what} {value!r} breaks the vendor's rule: {help_text}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _secret_field(value: str) -> str:
+    if not value:
+        raise ValueError("secret must not be empty")
+    if "${" in value and not ENV_REFERENCE.fullmatch(value):
+        raise ValueError("malformed reference: write the whole value as ${env:VARIABLE_NAME}")
+    if not ENV_REFERENCE.fullmatch(value) and not SECRET_RULE.fullmatch(value):
+        # The literal itself is never echoed.
+        raise ValueError(f"literal secret breaks the vendor's rule: {SECRET_HELP}")
+    return value
+
+
+def _region_field(value: str) -> str:
+    if not REGION_RULE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a region id (e.g. cn-hangzhou)")
+    return value
+
+
+def _nonempty(what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not value.strip():
+            raise ValueError(f"{what} must not be empty")
+        return value
+
+    return AfterValidator(check)
+
+
+def _schema(pattern: re.Pattern[str] | str, description: str) -> Any:
+    """Publish a rule in the JSON Schema for editors; the check itself is the validator's."""
+    text = pattern.pattern if isinstance(pattern, re.Pattern) else pattern
+    return Field(description=description, json_schema_extra={"pattern": f"^(?:{text})$"})
+
+
+SignatureName = Annotated[str, _rule(NAME_RULE, "signature name", NAME_HELP),
+                          _schema(NAME_RULE, f"Signature name, unique in the region; {NAME_HELP}.")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SignatureSpec(_Strict):
+    name: SignatureName
+    key: Annotated[str, _rule(KEY_RULE, "key", KEY_HELP), _schema(KEY_RULE, f"The SignatureKey; {KEY_HELP}.")]
+    secret: Annotated[str, AfterValidator(_secret_field),
+                      _schema(f"{ENV_REFERENCE.pattern}|{SECRET_RULE.pattern}",
+                              "The SignatureSecret: ${env:VARIABLE} (recommended) or a literal; "
+                              f"{SECRET_HELP}.")]
+
+
+class BindingSpec(_Strict):
+    group: Annotated[str, _nonempty("group"), Field(description="API group id.")]
+    stage: Annotated[Stage, Field(description="RELEASE, TEST or PRE.")]
+    signature: SignatureName
+    apis: Annotated[list[Annotated[str, _nonempty("API id or name")]],
+                    Field(min_length=1, description="API ids (32 hex characters) or API names in the group.")]
+
+
+class ManifestFile(_Strict):
+    """One manifest file as written; the JSON Schema of manifests is generated from this model."""
+
+    region: Annotated[str, AfterValidator(_region_field),
+                      _schema(REGION_RULE, "Region id, e.g. cn-hangzhou.")]
+    prune: bool | None = Field(
+        default=None, description="true: signatures live in the region but in no manifest are deleted.")
+    ignore: list[Annotated[str, _nonempty("ignore pattern")]] = Field(
+        default=[], description="Signature names or globs never reported (nor their bindings unbound).")
+    signatures: list[SignatureSpec] = []
+    bindings: list[BindingSpec] = []
+
+
+# ---------------------------------------------------------------- desired state
+
+
+@dataclass(frozen=True)
+class Location:
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class DesiredSignature:
+    name: str
+    key: str
+    # None when secrets are not checked (--skip-secrets).
+    secret: SecretStr | None
+    secret_variable: str | None
+    location: Location
+
+
+@dataclass(frozen=True)
+class DesiredBinding:
+    group: str
+    stage: Stage
+    signature: str
+    api: str
+    api_is_id: bool
+    location: Location
+
+
+@dataclass
+class RegionDesired:
+    region: str
+    prune: bool = False
+    ignore: tuple[str, ...] = ()
+    signatures: dict[str, DesiredSignature] = field(default_factory=dict)
+    bindings: list[DesiredBinding] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    def is_ignored(self, signature_name: str) -> bool:
+        return any(fnmatch.fnmatchcase(signature_name, pattern) for pattern in self.ignore)
+
+    def scopes(self) -> list[tuple[str, Stage]]:
+        """Every (group, stage) a manifest mentions, in first-mention order."""
+        return list(dict.fromkeys((b.group, b.stage) for b in self.bindings))
+
+
+@dataclass
+class DesiredState:
+    regions: dict[str, RegionDesired]
+    secrets_checked: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _field_path(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+_TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean",
+               "list": "a list", "dict": "a mapping", "NoneType": "nothing (null)"}
+
+
+def _describe(value: Any) -> str:
+    return _TYPE_NAMES.get(type(value).__name__, type(value).__name__)
+
+
+def _message(err: ErrorDetails) -> str:
+    kind = err["type"]
+    loc = err["loc"]
+    if kind == "extra_forbidden":
+        return f"unknown field '{loc[-1]}'"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "too_short":
+        return "must list at least one item"
+    if kind == "literal_error":
+        return f"must be one of RELEASE, TEST, PRE (got {err['input']!r})"
+    if kind in ("string_type", "bool_type", "list_type", "model_type", "dict_type", "model_attributes_type"):
+        expected = {"string_type": "a string", "bool_type": "true or false", "list_type": "a list",
+                    "model_type": "a mapping", "dict_type": "a mapping",
+                    "model_attributes_type": "a mapping"}[kind]
+        hint = " (quote it)" if kind == "string_type" and isinstance(err["input"], int | float | bool) else ""
+        return f"expected {expected}, got {_describe(err['input'])}{hint}"
+    msg = err["msg"]
+    return msg.removeprefix("Value error, ")
+
+
+def _validate(doc: YamlDocument) -> ManifestFile:
+    if not isinstance(doc.data, dict):
+        raise ManifestError(doc.path, doc.line_of(()), None,
+                            f"a manifest must be a mapping with 'region', got {_describe(doc.data)}")
+    try:
+        return ManifestFile.model_validate(doc.data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = err["loc"]
+        # A missing field is reported at its parent; an unknown one at itself.
+        line = doc.line_of(loc if err["type"] != "missing" else loc[:-1])
+        raise ManifestError(doc.path, line, _field_path(loc), _message(err)) from None
+
+
+def manifest_paths(paths: Iterable[Path]) -> list[Path]:
+    """Expand folders to their *.yaml / *.yml files (sorted; not recursive)."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+            if not found:
+                raise InputError(f"{path}: no *.yaml or *.yml manifests in this folder")
+            out.extend(found)
+        elif path.exists():
+            out.append(path)
+        else:
+            raise InputError(f"{path}: no such file or folder")
+    return list(dict.fromkeys(out))
+
+
+def load_env_file(path: Path) -> dict[str, str]:
+    """Variables from a dotenv file (for demos and local runs)."""
+    from dotenv import dotenv_values
+
+    if not path.is_file():
+        raise InputError(f"{path}: env file not found")
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def _resolve_secret(doc: YamlDocument, index: int, spec: SignatureSpec, env: Mapping[str, str] | None
+                    ) -> tuple[SecretStr | None, str | None]:
+    reference = ENV_REFERENCE.fullmatch(spec.secret)
+    variable = reference.group(1) if reference else None
+    if env is None:
+        return None, variable
+    if variable is None:
+        return SecretStr(spec.secret), None
+    line = doc.line_of(("signatures", index, "secret"))
+    where = f"signatures[{index}].secret"
+    if variable not in env:
+        raise ManifestError(doc.path, line, where,
+                            f"environment variable {variable} is not set (set it, use --env-file, "
+                            f"or plan with --skip-secrets)")
+    value = env[variable]
+    if not SECRET_RULE.fullmatch(value):
+        raise ManifestError(doc.path, line, where,
+                            f"the value of {variable} breaks the vendor's rule: {SECRET_HELP}")
+    return SecretStr(value), variable
+
+
+def load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None) -> DesiredState:
+    """Load, validate and merge manifests. `env=None` means secrets are not resolved (--skip-secrets)."""
+    regions: dict[str, RegionDesired] = {}
+    warnings: list[str] = []
+    prune_source: dict[str, tuple[bool, Location]] = {}
+    # (region, group, stage, api) -> binding, to find an API given two signatures.
+    bound: dict[tuple[str, str, str, str], DesiredBinding] = {}
+    for path in manifest_paths(paths):
+        doc = load_yaml_document(path)
+        manifest = _validate(doc)
+        region = regions.setdefault(manifest.region, RegionDesired(region=manifest.region))
+        region.files.append(doc.path)
+        if manifest.prune is not None:
+            here = Location(doc.path, doc.line_of(("prune",)))
+            earlier = prune_source.get(manifest.region)
+            if earlier is not None and earlier[0] != manifest.prune:
+                raise ManifestError(doc.path, here.line, "prune",
+                                    f"prune: {str(manifest.prune).lower()} conflicts with "
+                                    f"prune: {str(earlier[0]).lower()} in {earlier[1]} (same region)")
+            prune_source[manifest.region] = (manifest.prune, here)
+            region.prune = manifest.prune
+        region.ignore = tuple(dict.fromkeys((*region.ignore, *manifest.ignore)))
+
+        for index, spec in enumerate(manifest.signatures):
+            location = Location(doc.path, doc.line_of(("signatures", index, "name")))
+            earlier_sig = region.signatures.get(spec.name)
+            if earlier_sig is not None:
+                raise ManifestError(doc.path, location.line, f"signatures[{index}].name",
+                                    f"signature '{spec.name}' is already declared at {earlier_sig.location}")
+            secret, variable = _resolve_secret(doc, index, spec, env)
+            if not ENV_REFERENCE.fullmatch(spec.secret):
+                warnings.append(f"{doc.path}:{doc.line_of(('signatures', index, 'secret'))}: "
+                                f"signatures[{index}].secret: literal secret; use ${{env:VARIABLE}} "
+                                f"so the secret is not kept in the repository")
+            region.signatures[spec.name] = DesiredSignature(
+                name=spec.name, key=spec.key, secret=secret, secret_variable=variable, location=location)
+
+        for index, spec_b in enumerate(manifest.bindings):
+            for api_index, api in enumerate(spec_b.apis):
+                line = doc.line_of(("bindings", index, "apis", api_index))
+                binding = DesiredBinding(group=spec_b.group, stage=spec_b.stage, signature=spec_b.signature,
+                                         api=api, api_is_id=bool(API_ID.fullmatch(api)),
+                                         location=Location(doc.path, line))
+                key = (manifest.region, spec_b.group, spec_b.stage, api)
+                other = bound.get(key)
+                if other is not None:
+                    where = f"bindings[{index}].apis[{api_index}]"
+                    if other.signature != binding.signature:
+                        raise ManifestError(
+                            doc.path, line, where,
+                            f"API '{api}' in group {spec_b.group} stage {spec_b.stage} is given two "
+                            f"signatures: '{binding.signature}' here and '{other.signature}' at {other.location}")
+                    raise ManifestError(doc.path, line, where,
+                                        f"API '{api}' in group {spec_b.group} stage {spec_b.stage} is "
+                                        f"already bound to '{other.signature}' at {other.location}")
+                bound[key] = binding
+                region.bindings.append(binding)
+
+    for region in regions.values():
+        _check_references(region)
+    return DesiredState(regions=regions, secrets_checked=env is not None, warnings=warnings)
+
+
+def _check_references(region: RegionDesired) -> None:
+    for binding in region.bindings:
+        if binding.signature not in region.signatures:
+            loc = binding.location
+            raise ManifestError(loc.file, loc.line, "signature",
+                                f"binding refers to signature '{binding.signature}', which no manifest "
+                                f"of region {region.region} declares")
+    for sig in region.signatures.values():
+        if region.is_ignored(sig.name):
+            raise ManifestError(sig.location.file, sig.location.line, "name",
+                                f"signature '{sig.name}' is declared and also matched by an ignore pattern")
+
+
+def manifest_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a manifest file (`reconciler schema`; `manifests/schema.json`)."""
+    schema = ManifestFile.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://github.com/reconciler/reconciler/raw/main/manifests/schema.json",
+        **schema,
+        "title": "reconciler manifest",
+        "description": "Desired backend signature keys and API bindings of one Alibaba Cloud region.",
+    }

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import run
+from reconciler.snapshot import LiveApi, LiveBinding, LiveGroup, LiveSignature, Scope, Snapshot
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+    """Run the real command line in-process; returns exit code, stdout and stderr."""
+
+    def invoke(*args: str, env: dict[str, str] | None = None) -> CliResult:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        code = run(list(args))
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return invoke
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[[str, str], Path]:
+    def write_file(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write_file
+
+
+ORDERS = "0009db9c828549768a200320714b8930"
+PAYMENTS = "5d1f3e0a7b8c4d2e9f6a1b3c5d7e9f01"
+
+
+def api_id(n: int) -> str:
+    return f"a{n:031x}"
+
+
+def demo_snapshot() -> Snapshot:
+    """Live state used by the plan tests: one of each kind of drift against tests' base manifest."""
+    sigs = (
+        LiveSignature(id="sig-orders", name="orders_backend", key="ordersKey01", secret="ordersSecret01"),
+        LiveSignature(id="sig-pay", name="payments_backend", key="paymentsOld", secret="paymentsSecret01"),
+        LiveSignature(id="sig-manual", name="manual_debug", key="manualKey01", secret="manualSecret01"),
+        LiveSignature(id="sig-legacy", name="legacy_partner", key="legacyKey01", secret="legacySecret01"),
+    )
+    apis = tuple(LiveApi(id=api_id(i), name=name) for i, name in
+                 enumerate(["orders_list", "orders_get", "orders_create", "orders_delete", "orders_export"], 1))
+    bindings = (
+        LiveBinding(group=ORDERS, stage="RELEASE", api_id=api_id(1), api_name="orders_list",
+                    signature_id="sig-orders", signature_name="orders_backend"),
+        LiveBinding(group=ORDERS, stage="RELEASE", api_id=api_id(2), api_name="orders_get",
+                    signature_id="sig-pay", signature_name="payments_backend"),
+        LiveBinding(group=ORDERS, stage="RELEASE", api_id=api_id(4), api_name="orders_delete",
+                    signature_id="sig-orders", signature_name="orders_backend"),
+        LiveBinding(group=ORDERS, stage="RELEASE", api_id=api_id(5), api_name="orders_export",
+                    signature_id="sig-legacy", signature_name="legacy_partner"),
+    )
+    return Snapshot(region="cn-hangzhou", signatures=sigs, groups=(LiveGroup(id=ORDERS, name="orders", apis=apis),),
+                    scopes=(Scope(group=ORDERS, stage="RELEASE"),), bindings=bindings)
