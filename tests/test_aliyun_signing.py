@@ -89,12 +89,8 @@ def test_canonical_query_sorts_by_name_and_encodes_both_sides() -> None:
 
 def test_v3_run_instances_vector() -> None:
     names = v3_signed_header_names(RUN_INSTANCES_HEADERS)
-    assert ";".join(names) == (
-        "host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version"
-    )
-    request = v3_canonical_request(
-        "POST", "/", RUN_INSTANCES_QUERY, RUN_INSTANCES_HEADERS, names, EMPTY_SHA256
-    )
+    assert ";".join(names) == ("host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version")
+    request = v3_canonical_request("POST", "/", RUN_INSTANCES_QUERY, RUN_INSTANCES_HEADERS, names, EMPTY_SHA256)
     assert hashlib.sha256(request.encode()).hexdigest() == (
         "7ea06492da5221eba5297e897ce16e55f964061054b7695beedaac1145b1e259"
     )

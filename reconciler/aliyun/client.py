@@ -160,7 +160,9 @@ def _is_write(action: str) -> bool:
 class ApiClient:
     """Calls one endpoint through one httpx connection pool, with signing, retries and a deadline.
 
-    ``sleep`` is injectable so tests can observe backoff without waiting.
+    Beyond the documented options: ``sleep`` is injectable so tests can observe backoff without
+    waiting, and ``auth`` replaces the signer built from ``credentials`` and ``signature_version``
+    (tests pin nonce and date through it).
     """
 
     def __init__(
@@ -277,24 +279,32 @@ class ApiClient:
         self.stats.requests += 1
         try:
             response = await self._http.send(request)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
+            # A broken exchange is worth retrying; an undecodable body (DecodingError) is not.
             never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
             reason = _scrub(str(exc), secrets) or "no detail"
             raise TransportError(
-                action, f"{type(exc).__name__}: {reason}", connection_failed=True, maybe_sent=not never_sent
+                action,
+                f"{type(exc).__name__}: {reason}",
+                connection_failed=isinstance(exc, httpx.TransportError),
+                maybe_sent=not never_sent,
             ) from exc
-        logger.debug(
-            "%s attempt %d: HTTP %d RequestId %s",
-            action,
-            attempt,
-            response.status_code,
-            response.headers.get("x-acs-request-id", "-"),
-        )
         try:
-            return _parse_response(action, response, secrets)
-        except ThrottlingError:
-            self.stats.throttled += 1
+            body = _parse_response(action, response, secrets)
+        except ApiError as error:
+            logger.debug(
+                "%s attempt %d: HTTP %d RequestId %s: %s",
+                action,
+                attempt,
+                response.status_code,
+                error.request_id or "-",
+                error.code or error.message,
+            )
+            if isinstance(error, ThrottlingError):
+                self.stats.throttled += 1
             raise
+        logger.debug("%s attempt %d: HTTP %d RequestId %s", action, attempt, response.status_code, body["RequestId"])
+        return body
 
     def _retryable(self, error: ApiError, write: bool) -> bool:
         if isinstance(error, ThrottlingError):

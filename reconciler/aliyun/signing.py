@@ -39,9 +39,7 @@ def percent_encode(value: str) -> str:
 
 def canonical_query(params: Mapping[str, str]) -> str:
     """The query as signed: ``name=value`` pairs sorted by name, both sides encoded, joined with ``&``."""
-    return "&".join(
-        f"{percent_encode(name)}={percent_encode(params[name])}" for name in sorted(params)
-    )
+    return "&".join(f"{percent_encode(name)}={percent_encode(params[name])}" for name in sorted(params))
 
 
 def _lowercased(headers: Mapping[str, str]) -> dict[str, str]:
@@ -77,9 +75,7 @@ def v3_canonical_request(
     if missing:
         raise ValueError(f"signed header(s) not present in the request: {', '.join(missing)}")
     canonical_headers = "".join(f"{name}:{by_name[name]}\n" for name in names)
-    return "\n".join(
-        [method.upper(), path, canonical_query(query), canonical_headers, ";".join(names), payload_sha256]
-    )
+    return "\n".join([method.upper(), path, canonical_query(query), canonical_headers, ";".join(names), payload_sha256])
 
 
 def v3_signature(secret: str, canonical_request: str) -> str:
@@ -92,8 +88,7 @@ def v3_signature(secret: str, canonical_request: str) -> str:
 def v3_authorization(access_key_id: str, signed_header_names: Sequence[str], signature: str) -> str:
     """The ``Authorization`` header value for a V3-signed request."""
     return (
-        f"{V3_ALGORITHM} Credential={access_key_id},"
-        f"SignedHeaders={';'.join(signed_header_names)},Signature={signature}"
+        f"{V3_ALGORITHM} Credential={access_key_id},SignedHeaders={';'.join(signed_header_names)},Signature={signature}"
     )
 
 
@@ -132,7 +127,5 @@ def v1_string_to_sign(method: str, params: Mapping[str, str]) -> str:
 
 def v1_signature(secret: str, method: str, params: Mapping[str, str]) -> str:
     """Base64 HMAC-SHA1 over the V1 string to sign, keyed with ``secret + "&"``."""
-    digest = hmac.new(
-        f"{secret}&".encode(), v1_string_to_sign(method, params).encode("utf-8"), hashlib.sha1
-    ).digest()
+    digest = hmac.new(f"{secret}&".encode(), v1_string_to_sign(method, params).encode("utf-8"), hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")
