@@ -19,11 +19,15 @@ import click
 
 from reconciler import __version__
 from reconciler.differ import diff
-from reconciler.errors import ReconcilerError
+from reconciler.emulator.cli import emulator_command
+from reconciler.errors import InputError, ReconcilerError
+from reconciler.fetcher import DEFAULT_CONCURRENCY
+from reconciler.live import ConnectionOptions, open_connection, read_live_state
 from reconciler.manifest import DesiredState, load_desired_state, load_env_file, manifest_json_schema
 from reconciler.output import write_output
-from reconciler.plan import plan_json_schema, render_json, render_markdown, render_text
-from reconciler.snapshot import load_snapshot_file
+from reconciler.plan import Plan, plan_json_schema, render_json, render_markdown, render_text
+from reconciler.progress import TerminalProgress
+from reconciler.snapshot import Snapshot, load_snapshot_file
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +39,28 @@ def manifest_options(func: F) -> F:
     func = click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path),
                         help="dotenv file with variables for ${env:...} (the environment wins).")(func)
     func = click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))(func)
+    return func
+
+
+def connection_options(func: F) -> F:
+    """Options shared by every command that talks to the API (or to an embedded emulator)."""
+    options = [
+        click.option("--endpoint", help="API endpoint URL (default: https://apigateway.REGION.aliyuncs.com; "
+                                        "plain http only to loopback)."),
+        click.option("--emulator", "emulator_state", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Start an embedded emulator seeded from this state file and use it."),
+        click.option("--profile", envvar="ALIBABA_CLOUD_PROFILE",
+                     help="Profile of ~/.aliyun/config.json (also ALIBABA_CLOUD_PROFILE)."),
+        click.option("--signature-version", type=click.Choice(["v3", "v1"]), default="v3", show_default=True,
+                     help="Request signing: ACS3-HMAC-SHA256 (v3) or RPC HMAC-SHA1 (v1)."),
+        click.option("--concurrency", type=click.IntRange(1, 256), default=DEFAULT_CONCURRENCY, show_default=True,
+                     help="Requests in flight at most."),
+        click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+                     help="Seconds per request."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress on stderr."),
+    ]
+    for option in reversed(options):
+        func = option(func)
     return func
 
 
@@ -75,30 +101,56 @@ def validate(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool)
     return 0
 
 
+def live_state(desired: DesiredState, snapshot_file: Path | None, options: ConnectionOptions,
+               quiet: bool) -> dict[str, Snapshot]:
+    if snapshot_file is not None:
+        if options.endpoint or options.emulator_state:
+            raise InputError("give --snapshot, or --endpoint/--emulator, not both")
+        return {s.region: s for s in load_snapshot_file(snapshot_file).snapshots}
+    progress = TerminalProgress.for_stderr(enabled=not quiet)
+    with open_connection(options, desired.regions) as connection:
+        try:
+            return read_live_state(desired, connection, progress.tracker)
+        finally:
+            progress.close()
+
+
+def render(result: Plan, output_format: str, *, color: bool) -> str:
+    if output_format == "json":
+        return render_json(result)
+    if output_format == "markdown":
+        return render_markdown(result)
+    return render_text(result, color=color)
+
+
 @cli.command()
 @manifest_options
-@click.option("--snapshot", "snapshot_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@connection_options
+@click.option("--snapshot", "snapshot_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Plan against live state saved in a JSON snapshot file (offline).")
+@click.option("--save-snapshot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also save the live state read to FILE (JSON; secrets as salted digests).")
 @click.option("-o", "--output", "output_format", type=click.Choice(["text", "json", "markdown"]),
               default="text", show_default=True)
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the rendered plan to FILE instead of stdout.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when changes are pending.")
 @click.option("--no-color", is_flag=True, help="No colour (also with NO_COLOR set, or when not a TTY).")
-def plan(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool, snapshot_file: Path,
+def plan(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool, endpoint: str | None,
+         emulator_state: Path | None, profile: str | None, signature_version: str, concurrency: int,
+         timeout: float, quiet: bool, snapshot_file: Path | None, save_snapshot: Path | None,
          output_format: str, out_file: Path | None, detailed_exitcode: bool, no_color: bool) -> int:
     """Compare manifests with the live state and print what would change."""
     desired = load_manifests(paths, env_file, skip_secrets)
-    snapshots = {s.region: s for s in load_snapshot_file(snapshot_file).snapshots}
+    options = ConnectionOptions(endpoint=endpoint, emulator_state=emulator_state, profile=profile,
+                                signature_version="v1" if signature_version == "v1" else "v3",
+                                concurrency=concurrency, timeout=timeout)
+    snapshots = live_state(desired, snapshot_file, options, quiet)
+    if save_snapshot is not None:
+        write_output(json.dumps([s.to_file_dict() for s in snapshots.values()], indent=2) + "\n", save_snapshot)
     result = diff(desired, snapshots)
-    if output_format == "json":
-        text = render_json(result)
-    elif output_format == "markdown":
-        text = render_markdown(result)
-    else:
-        color = out_file is None and sys.stdout.isatty() and not no_color and "NO_COLOR" not in os.environ
-        text = render_text(result, color=color)
-    write_output(text, out_file)
+    color = out_file is None and sys.stdout.isatty() and not no_color and "NO_COLOR" not in os.environ
+    write_output(render(result, output_format, color=color), out_file)
     return 2 if detailed_exitcode and result.has_changes else 0
 
 
@@ -109,6 +161,9 @@ def schema(plan_schema: bool) -> int:
     document = plan_json_schema() if plan_schema else manifest_json_schema()
     click.echo(json.dumps(document, indent=2))
     return 0
+
+
+cli.add_command(emulator_command)
 
 
 def run(argv: list[str]) -> int:

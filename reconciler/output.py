@@ -26,3 +26,4 @@ def write_output(text: str, out_file: Path | None) -> None:
         sys.stdout.flush()
     else:
         write_atomically(out_file, text)
+

@@ -109,7 +109,8 @@ def load_yaml_document(path: Path) -> YamlDocument:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
-        raise ManifestError(name, mark.line + 1 if mark is not None else None, None, f"YAML syntax error: {problem}") from None
+        error_line = mark.line + 1 if mark is not None else None
+        raise ManifestError(name, error_line, None, f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
         raise ManifestError(name, None, None, f"YAML error: {exc}") from None
     except RecursionError:

@@ -1,0 +1,88 @@
+"""Where the live state comes from: the vendor's endpoint, an explicit endpoint, or an embedded emulator.
+
+`open_connection` resolves credentials once (or starts the emulator, which
+brings its own), and hands out one `ApiClient` per region endpoint;
+`read_live_state` turns a DesiredState into the fetch it needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from reconciler.aliyun.client import ApiClient, endpoint_for_region, validate_endpoint
+from reconciler.aliyun.credentials import DEFAULT_CONFIG_PATH, Credentials, resolve_credentials
+from reconciler.emulator.server import running_emulator
+from reconciler.errors import InputError
+from reconciler.fetcher import DEFAULT_CONCURRENCY, FetchTarget, PageProgress, fetch_snapshots
+from reconciler.manifest import DesiredState
+from reconciler.snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class ConnectionOptions:
+    endpoint: str | None = None
+    emulator_state: Path | None = None
+    profile: str | None = None
+    signature_version: Literal["v3", "v1"] = "v3"
+    concurrency: int = DEFAULT_CONCURRENCY
+    timeout: float = 10.0
+    deadline: float = 300.0
+
+
+@dataclass(frozen=True)
+class Connection:
+    options: ConnectionOptions
+    credentials: Credentials
+    fixed_endpoint: str | None
+    allow_writes: bool
+
+    def endpoint(self, region: str) -> str:
+        return self.fixed_endpoint or endpoint_for_region(region)
+
+    def client(self, region: str) -> ApiClient:
+        """A new client (one connection pool) for a region; create it inside the running event loop."""
+        return ApiClient(self.endpoint(region), self.credentials, signature_version=self.options.signature_version,
+                         timeout=self.options.timeout, deadline=self.options.deadline,
+                         allow_writes=self.allow_writes)
+
+
+@contextmanager
+def open_connection(options: ConnectionOptions, regions: Iterable[str], *,
+                    allow_writes: bool = False) -> Iterator[Connection]:
+    regions = sorted(set(regions))
+    if options.emulator_state is not None:
+        if options.endpoint is not None:
+            raise InputError("give either --endpoint or --emulator, not both")
+        with running_emulator(options.emulator_state) as emulator:
+            foreign = [r for r in regions if r != emulator.state.region]
+            if foreign:
+                raise InputError(f"the emulator state {options.emulator_state} is region {emulator.state.region}; "
+                                 f"the manifests also declare {', '.join(foreign)}")
+            credentials = Credentials(access_key_id=emulator.access_key_id,
+                                      access_key_secret=emulator.access_key_secret)
+            yield Connection(options, credentials, emulator.url, allow_writes)
+        return
+    endpoint = validate_endpoint(options.endpoint) if options.endpoint is not None else None
+    if endpoint is not None and len(regions) > 1:
+        raise InputError(f"--endpoint serves one region; the manifests declare {', '.join(regions)}")
+    credentials = resolve_credentials(options.profile, os.environ, DEFAULT_CONFIG_PATH.expanduser())
+    yield Connection(options, credentials, endpoint, allow_writes)
+
+
+def fetch_targets(desired: DesiredState) -> list[FetchTarget]:
+    return [FetchTarget(region=r.region, scopes=tuple(r.scopes()),
+                        api_groups=tuple(dict.fromkeys(group for group, _ in r.scopes())))
+            for r in (desired.regions[name] for name in sorted(desired.regions))]
+
+
+def read_live_state(desired: DesiredState, connection: Connection,
+                    progress: PageProgress | None = None) -> dict[str, Snapshot]:
+    """Fetch what the manifests need to be planned, every region concurrently."""
+    return asyncio.run(fetch_snapshots(fetch_targets(desired), connection.client,
+                                       concurrency=connection.options.concurrency, progress=progress))
