@@ -9,6 +9,7 @@ known (and already accepting connections into its backlog) before the first requ
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -51,7 +52,9 @@ def _as_state(state: EmulatorState | Path) -> EmulatorState:
 
 def _listening_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # An explicit IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only when the protocol
+    # says TCP, and without it Nagle's algorithm holds each response body back ~40 ms.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -120,16 +123,24 @@ def serve_forever(
     faults: FaultConfig | None = None,
     on_listening: Callable[[str], None] | None = None,
 ) -> EmulatorState:
-    """Serve in the foreground until SIGINT or SIGTERM; returns the (possibly changed) state.
+    """Serve until SIGINT or SIGTERM, then stop cleanly and return the (possibly changed) state.
 
-    `on_listening` is called with the URL once the socket listens, before serving starts.
+    Must run in the main thread (it installs the signal handlers, restored on return).
+    `on_listening` is called with the URL once the server accepts requests. The server runs in a
+    background thread and this thread only waits: uvicorn's own signal handling would re-raise the
+    signal after shutdown and end the process before the caller could, say, save the state.
     """
-    emulator_state = _as_state(state)
-    sock = _listening_socket(host, port)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        if on_listening is not None:
-            on_listening(_url(sock))
-        _server(emulator_state, access_key_id, access_key_secret, security_token, faults).run(sockets=[sock])
+        with running_emulator(state, host=host, port=port, access_key_id=access_key_id,
+                              access_key_secret=access_key_secret, security_token=security_token,
+                              faults=faults) as emulator:
+            if on_listening is not None:
+                on_listening(emulator.url)
+            while not stop.wait(1.0):
+                pass
+        return emulator.state
     finally:
-        sock.close()
-    return emulator_state
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
