@@ -119,13 +119,21 @@ class PageProgress:
             self._report(self.done, self.known)
 
 
+def request_slots(concurrency: int) -> asyncio.Semaphore:
+    """The bound on requests in flight."""
+    if concurrency < 1:
+        raise ReconcilerError("--concurrency must be at least 1")
+    return asyncio.Semaphore(concurrency)
+
+
 class Fetcher:
+    """Reads listings through one client; `slots`, when given, is the bound shared with other fetchers
+    (one per region) of the same run, and `concurrency` is then ignored."""
+
     def __init__(self, client: ApiClient, *, concurrency: int = DEFAULT_CONCURRENCY,
-                 progress: PageProgress | None = None) -> None:
-        if concurrency < 1:
-            raise ReconcilerError("--concurrency must be at least 1")
+                 progress: PageProgress | None = None, slots: asyncio.Semaphore | None = None) -> None:
         self._client = client
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = slots if slots is not None else request_slots(concurrency)
         self.progress = progress if progress is not None else PageProgress()
 
     async def _page(self, listing: Listing[ItemT], number: int) -> tuple[int, list[ItemT]]:
@@ -249,11 +257,12 @@ def _inconsistency(listing: Listing[ItemT], total: int, pages: Sequence[tuple[in
 async def fetch_snapshots(targets: Iterable[FetchTarget], client_for: Callable[[str], ApiClient], *,
                           concurrency: int = DEFAULT_CONCURRENCY,
                           progress: PageProgress | None = None) -> dict[str, Snapshot]:
-    """Read every region concurrently (one connection pool per endpoint)."""
+    """Read every region concurrently (one connection pool per endpoint, one bound on requests in flight)."""
+    slots = request_slots(concurrency)
 
     async def one(target: FetchTarget) -> Snapshot:
         async with client_for(target.region) as client:
-            fetcher = Fetcher(client, concurrency=concurrency, progress=progress)
+            fetcher = Fetcher(client, concurrency=concurrency, progress=progress, slots=slots)
             return await fetcher.snapshot(target, endpoint=client.endpoint)
 
     snapshots = await asyncio.gather(*(one(t) for t in targets))
