@@ -7,6 +7,8 @@ import re
 import pytest
 from emulator_helpers import Caller, make_app, make_state, send
 
+from reconciler.aliyun.auth import AcsV3Auth
+from reconciler.aliyun.credentials import Credentials
 from reconciler.emulator.state import derived_id
 
 G0 = derived_id("group", "g0")
@@ -20,8 +22,8 @@ def sig_id(n: int) -> str:
     return derived_id("signature", f"sig{n:04d}")
 
 
-def caller_for(**state_args: object) -> Caller:
-    return Caller(make_app(make_state(**state_args)))  # type: ignore[arg-type]
+def caller_for(*, signatures: int = 0, groups: int = 1, apis: int = 0, bound: dict[str, int] | None = None) -> Caller:
+    return Caller(make_app(make_state(signatures=signatures, groups=groups, apis=apis, bound=bound)))
 
 
 # --- paging ---
@@ -215,9 +217,6 @@ def test_error_body_carries_host_id_and_request_id_header() -> None:
 
 def test_wrong_version_path_and_method_are_refused() -> None:
     app = make_app(make_state())
-    from reconciler.aliyun.auth import AcsV3Auth
-    from reconciler.aliyun.credentials import Credentials
-
     auth = AcsV3Auth(Credentials(access_key_id="testid", access_key_secret="testsecret"), version="2014-05-26")
     response = send(app, "POST", "/", auth=auth, extensions={"aliyun_action": "DescribeSignatures"})
     assert (response.status_code, response.json()["Code"]) == (400, "InvalidVersion")

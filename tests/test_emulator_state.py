@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -133,3 +134,17 @@ def test_dump_writes_the_current_state_back_in_the_same_format(tmp_path: Path) -
     assert raw["signatures"][2] == {"name": "new_backend", "key": "newKey01", "secret": "newSecret01",
                                     "id": created.id, "created": created.created, "modified": created.modified}
     assert raw["groups"][0]["bindings"]["PRE"] == {"orders_list": "new_backend"}
+
+
+def test_json_state_files_load_and_dump_like_yaml(tmp_path: Path) -> None:
+    state = EmulatorState.from_file(EXAMPLE)
+    out = tmp_path / "state.json"
+    state.dump_state(out)
+    assert json.loads(out.read_text())["region"] == "cn-hangzhou"
+    assert EmulatorState.from_file(out).to_spec() == state.to_spec()
+
+
+def test_json_syntax_error_names_the_line(write: Callable[[str, str], Path]) -> None:
+    path = write("state.json", '{\n  "region": "cn-hangzhou",\n}\n')
+    with pytest.raises(InputError, match=rf"^{path}:3: emulator state is not valid JSON"):
+        EmulatorState.from_file(path)

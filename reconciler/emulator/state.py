@@ -18,6 +18,9 @@ State file (YAML), validated strictly (unknown fields are errors)::
         bindings:                        # per stage (RELEASE, TEST or PRE): API -> signature name
           RELEASE: {orders_list: orders_backend}
 
+The same content may be given as JSON in a file whose name ends in ``.json``: JSON loads some ten
+times faster than YAML, which matters for benchmark-sized states (1,000 groups x 100 APIs).
+
 A binding names its API by id or by name (an id is tried first) and its signature by name.
 A missing id is the first 32 hex digits of SHA-256 over ``signature:<name>``, ``group:<name>`` or
 ``api:<group id>:<name>``, so the same file always yields the same ids. Bound times are not part
@@ -35,6 +38,7 @@ thread (a test, `dump_state`) while the server writes to it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import threading
@@ -212,6 +216,11 @@ class EmulatorState:
             raise InputError(f"{path}: cannot read emulator state: {exc.strerror}") from None
         except UnicodeDecodeError:
             raise InputError(f"{path}: emulator state is not UTF-8 text") from None
+        if path.suffix == ".json":
+            try:
+                return cls.from_dict(json.loads(text), source=str(path))
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{exc.lineno}: emulator state is not valid JSON: {exc.msg}") from None
         try:
             data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except yaml.MarkedYAMLError as exc:
@@ -311,10 +320,14 @@ class EmulatorState:
             return StateFile(region=self.region, signatures=signatures, groups=groups)
 
     def dump_state(self, path: Path) -> None:
-        """Write the current state as a state file, atomically (temp file + rename)."""
+        """Write the current state as a state file (JSON if `path` ends in .json, else YAML), atomically
+        (temp file + rename)."""
         data = self.to_spec().model_dump(exclude_none=True, exclude_defaults=True)
-        text = yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False,
-                         allow_unicode=True)
+        if path.suffix == ".json":
+            text = json.dumps(data, indent=1) + "\n"
+        else:
+            text = yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False,
+                             allow_unicode=True)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
