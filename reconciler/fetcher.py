@@ -267,3 +267,43 @@ async def fetch_snapshots(targets: Iterable[FetchTarget], client_for: Callable[[
 
     snapshots = await asyncio.gather(*(one(t) for t in targets))
     return {s.region: s for s in snapshots}
+
+
+async def fetch_for_export(client_for: Callable[[str], ApiClient], region: str, groups: Sequence[str] | None,
+                           stages: Sequence[Stage], *, concurrency: int = DEFAULT_CONCURRENCY,
+                           progress: PageProgress | None = None) -> Snapshot:
+    """What `export` needs of one region: every signature; the bindings of `groups` (None: every group of
+    the region, from DescribeApiGroups) in `stages`; the API list of each group that has a binding (to
+    tell a unique API name from a shared one). Groups are listed first even when given, so that an
+    unknown id is one clear error and the export can name each group in a comment."""
+    async with client_for(region) as client:
+        fetcher = Fetcher(client, concurrency=concurrency, progress=progress)
+        signatures_task = asyncio.ensure_future(fetcher.signatures())
+        tasks: list[asyncio.Future[Any]] = [signatures_task]
+        try:
+            listed = {g.id: g for g in await fetcher.groups()}
+            chosen = list(listed) if groups is None else list(dict.fromkeys(groups))
+            unknown = [g for g in chosen if g not in listed]
+            if unknown:
+                raise ReconcilerError(f"region {region} has no API group {', '.join(unknown)}")
+            scopes = [(g, s) for g in chosen for s in dict.fromkeys(stages)]
+            binding_tasks = [asyncio.ensure_future(fetcher.bindings(g, s)) for g, s in scopes]
+            tasks += binding_tasks
+            bindings = [b for scope in await asyncio.gather(*binding_tasks) for b in scope]
+            bound_groups = list(dict.fromkeys(b.group for b in bindings))
+            api_tasks = [asyncio.ensure_future(fetcher.apis(g)) for g in bound_groups]
+            tasks += api_tasks
+            api_lists = await asyncio.gather(*api_tasks)
+            signatures = await signatures_task
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        endpoint = client.endpoint
+    return Snapshot(
+        region=region, endpoint=endpoint, fetched_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        signatures=signatures,
+        groups=tuple(LiveGroup(id=g.id, name=listed[g.id].name, apis=g.apis) for g in api_lists),
+        scopes=tuple(Scope(group=g, stage=s) for g, s in scopes), bindings=tuple(bindings),
+    )

@@ -1,0 +1,305 @@
+"""Snapshot -> manifest YAML, so a team adopts the tool with one command (`reconciler export`).
+
+Pure: it turns a Snapshot into file names and texts; reading the live state and writing the
+files are the caller's. The output loads with `manifest.load_desired_state`, and a plan of it
+against the same live state has no changes (the round trip the tests pin).
+
+Decisions where the task was silent:
+- Every live signature of the region is declared, bound or not, so that plan reports none as
+  unmanaged. `prune` is left out: it defaults to off, and an explicit `false` would conflict
+  with a `prune: true` a team later writes in another file of the region.
+- Only (group, stage) pairs with at least one binding are written: a pair a manifest mentions
+  is owned (its unlisted bindings become unbinds), so an empty pair is left unowned.
+- Order: signatures by name; bindings by group id, stage (RELEASE, TEST, PRE), signature name;
+  APIs by name, then id. Same snapshot and header values, same bytes.
+- An API is written by name when that name is unique among the group's APIs (the group's API
+  list together with the names in its bindings, as the differ resolves names), is not blank and
+  does not look like an id (32 lowercase hex characters, which the loader reads as an id);
+  otherwise by id, with the name as a trailing comment.
+- Secret variables: `<NAME>_SECRET` with the signature name upper-cased (ORDERS_BACKEND_SECRET).
+  Names that differ only in case would share one; each of those gets the first 8 hex digits of
+  SHA-256 over its exact name before `_SECRET` instead (orders_Key -> ORDERS_KEY_1A2B3C4D_SECRET).
+- Quoting is PyYAML's (the pure-Python SafeDumper, the same resolver the loader uses, so output
+  bytes do not depend on whether libyaml is installed). A value with a character that is not
+  printable is forced into double quotes, where it is escaped, so every value stays on its line.
+- The header's time is given by the caller (`header_time`): the time the live state was read,
+  or `SOURCE_DATE_EPOCH` when set, the reproducible-builds convention for pinning it.
+- A file the loader would refuse (over `MAX_FILE_BYTES` or `MAX_NODES`) is an error that
+  suggests `--split-by group`, rather than an export that cannot be planned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import yaml
+
+from reconciler.errors import InputError, ReconcilerError
+from reconciler.manifest import API_ID, manifest_json_schema
+from reconciler.snapshot import STAGES, LiveBinding, LiveSignature, Snapshot, Stage
+from reconciler.yamlsource import MAX_FILE_BYTES, MAX_NODES
+
+DEFAULT_STAGES: tuple[Stage, ...] = ("RELEASE", "TEST")
+SplitBy = Literal["none", "group"]
+
+# Wide enough that PyYAML never folds a value onto a second line.
+_UNLIMITED_WIDTH = 2**31 - 1
+
+
+class ExportError(ReconcilerError):
+    """The live state cannot be written as manifests that plan back to no changes."""
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    name: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Export:
+    region: str
+    files: tuple[ExportedFile, ...]
+    # Signature name -> the environment variable its secret is read from; empty with clear secrets.
+    secret_variables: Mapping[str, str]
+    signatures: int
+    bindings: int
+    scopes: int
+    holds_secrets: bool
+
+    def summary(self) -> str:
+        return (f"Exported {self.signatures} signature(s) and {self.bindings} binding(s) in {self.scopes} "
+                f"(group, stage) pair(s) of region {self.region} into {len(self.files)} file(s).")
+
+
+def secret_variable_names(signature_names: Iterable[str]) -> dict[str, str]:
+    """The `${env:...}` variable of each signature's secret (see the module's decisions)."""
+    names = sorted(set(signature_names))
+    plain = Counter(name.upper() for name in names)
+    variables: dict[str, str] = {}
+    for name in names:
+        stem = name.upper()
+        if plain[stem] > 1:
+            stem += "_" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:8].upper()
+        variables[name] = f"{stem}_SECRET"
+    clashes = [v for v, n in Counter(variables.values()).items() if n > 1]
+    if clashes:
+        raise ExportError(f"two signatures would read their secret from {clashes[0]}; rename one of them")
+    return variables
+
+
+def header_time(fetched_at: str | None, source_date_epoch: str | None) -> str:
+    """The time the header states: SOURCE_DATE_EPOCH (seconds) when given, else when the state was read."""
+    if source_date_epoch:
+        try:
+            seconds = int(source_date_epoch)
+        except ValueError:
+            raise InputError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, got {source_date_epoch!r}") from None
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return fetched_at or "an unknown time"
+
+
+# ------------------------------------------------------------------ rendering
+
+
+class _DoubleQuoted(str):
+    """A value PyYAML must write double-quoted (escaped), because it holds a non-printable character."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _represent_double_quoted(dumper: yaml.SafeDumper, value: _DoubleQuoted) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", str(value), style='"')
+
+
+_Dumper.add_representer(_DoubleQuoted, _represent_double_quoted)
+
+
+def _yaml_scalars(values: list[str]) -> list[str]:
+    """Each value as PyYAML writes it as a block sequence item (quoted where YAML needs it)."""
+    if not values:
+        return []
+    marked = [value if value.isprintable() else _DoubleQuoted(value) for value in values]
+    text = yaml.dump(marked, Dumper=_Dumper, default_flow_style=False, allow_unicode=True,
+                     width=_UNLIMITED_WIDTH, sort_keys=False)
+    return [line.removeprefix("- ") for line in text.split("\n")[:-1]]
+
+
+def _comment(text: str) -> str:
+    """Text safe inside a `#` comment: as is when printable, else escaped like a JSON string."""
+    return text if text.isprintable() else json.dumps(text)
+
+
+@dataclass
+class _Document:
+    """Lines of one manifest; a value is rendered later, all of a file's values in one PyYAML call."""
+
+    lines: list[tuple[str, str | None, str | None]]  # (prefix, value to render or None, trailing comment)
+
+    def literal(self, text: str) -> None:
+        self.lines.append((text, None, None))
+
+    def value(self, prefix: str, value: str, comment: str | None = None) -> None:
+        self.lines.append((prefix, value, comment))
+
+    def render(self, header: list[str]) -> str:
+        scalars = iter(_yaml_scalars([value for _, value, _ in self.lines if value is not None]))
+        out = [f"# {_comment(line)}" if line else "#" for line in header]
+        for prefix, value, comment in self.lines:
+            line = prefix if value is None else prefix + next(scalars)
+            out.append(line if comment is None else f"{line}  # {_comment(comment)}")
+        return "\n".join(out) + "\n"
+
+
+@dataclass(frozen=True)
+class _Scope:
+    group: str
+    stage: Stage
+    signature: str
+    apis: tuple[tuple[str, str | None], ...]  # (written as, trailing comment)
+
+
+def _api_names(snapshot: Snapshot) -> dict[str, dict[str, str]]:
+    """Group id -> API id -> name, as the differ builds it: the group's list, then live bindings' names."""
+    names: dict[str, dict[str, str]] = defaultdict(dict)
+    for group in snapshot.groups:
+        names[group.id].update((api.id, api.name) for api in group.apis)
+    for binding in snapshot.bindings:
+        names[binding.group].setdefault(binding.api_id, binding.api_name)
+    return names
+
+
+def _api_entry(binding: LiveBinding, name_of: Mapping[str, str], name_counts: Counter[str]
+               ) -> tuple[str, str | None]:
+    name = name_of[binding.api_id]
+    if name.strip() and name_counts[name] == 1 and not API_ID.fullmatch(name):
+        return name, None
+    if not API_ID.fullmatch(binding.api_id):
+        raise ExportError(f"API {name!r} of group {binding.group} cannot be named in a manifest: its name is "
+                          f"not unique in the group and its id {binding.api_id!r} is not 32 hex characters")
+    return binding.api_id, name
+
+
+def _scopes(snapshot: Snapshot, signature_names: set[str]) -> list[_Scope]:
+    api_names = _api_names(snapshot)
+    name_counts = {group: Counter(names.values()) for group, names in api_names.items()}
+    # (group, stage order, signature) -> (API name, API id, written as, comment)
+    by_scope: dict[tuple[str, int, str], list[tuple[str, str, str, str | None]]] = defaultdict(list)
+    for binding in snapshot.bindings:
+        if binding.signature_name not in signature_names:
+            raise ExportError(f"API {binding.api_name!r} ({binding.group} {binding.stage}) is bound to signature "
+                              f"{binding.signature_name!r}, which the signature list did not hold: the live state "
+                              f"changed while it was read; export again")
+        name_of = api_names[binding.group]
+        written, comment = _api_entry(binding, name_of, name_counts[binding.group])
+        key = (binding.group, STAGES.index(binding.stage), binding.signature_name)
+        by_scope[key].append((name_of[binding.api_id], binding.api_id, written, comment))
+    return [_Scope(group, STAGES[stage_index], signature,
+                   tuple((written, comment) for _, _, written, comment in sorted(apis)))
+            for (group, stage_index, signature), apis in sorted(by_scope.items())]
+
+
+def _signature_lines(doc: _Document, signatures: list[LiveSignature], variables: Mapping[str, str],
+                     include_secrets: bool) -> None:
+    if not signatures:
+        doc.literal("signatures: []")
+        return
+    doc.literal("signatures:")
+    for sig in signatures:
+        if include_secrets:
+            if sig.secret is None:
+                raise ExportError(f"the live state holds no clear secret of signature {sig.name!r}")
+            secret = sig.secret.get_secret_value()
+        else:
+            secret = f"${{env:{variables[sig.name]}}}"
+        doc.value("  - name: ", sig.name)
+        doc.value("    key: ", sig.key)
+        doc.value("    secret: ", secret)
+
+
+def _binding_lines(doc: _Document, scopes: list[_Scope], group_names: Mapping[str, str | None]) -> None:
+    if not scopes:
+        doc.literal("bindings: []")
+        return
+    doc.literal("bindings:")
+    for scope in scopes:
+        doc.value("  - group: ", scope.group, group_names.get(scope.group))
+        doc.value("    stage: ", scope.stage)
+        doc.value("    signature: ", scope.signature)
+        doc.literal("    apis:")
+        for written, comment in scope.apis:
+            doc.value("      - ", written, comment)
+
+
+def export_manifests(snapshot: Snapshot, *, exported_at: str, source: str, split_by: SplitBy = "none",
+                     include_secrets: bool = False) -> Export:
+    """The manifests of `snapshot`: one file `<region>.yaml`, or with split_by="group" that file for the
+    signatures and `<region>.<group id>.yaml` per group. `source` names the endpoint in the header."""
+    signatures = sorted(snapshot.signatures, key=lambda s: s.name)
+    variables = {} if include_secrets else secret_variable_names(s.name for s in signatures)
+    scopes = _scopes(snapshot, {s.name for s in signatures})
+    group_names = {g.id: g.name for g in snapshot.groups}
+    header = [
+        f"yaml-language-server: $schema={manifest_json_schema()['$id']}",
+        f"Exported by `reconciler export` from region {snapshot.region} ({source}) at {exported_at}.",
+        "Every live signature of the region is declared, so plan reports none as unmanaged; prune is left off.",
+        "Bindings are authoritative for each (group, stage) listed here; other stages are not managed.",
+    ]
+
+    def new_document() -> _Document:
+        doc = _Document([])
+        doc.value("region: ", snapshot.region)
+        return doc
+
+    # (file name, document, YAML nodes the loader will count in it)
+    files: list[tuple[str, _Document, int]] = []
+    main = new_document()
+    _signature_lines(main, signatures, variables, include_secrets)
+    main_nodes = 3 + 2 + 7 * len(signatures)  # root, region; signatures: key, list, 7 per entry
+    if split_by == "none":
+        _binding_lines(main, scopes, group_names)
+        files.append((f"{snapshot.region}.yaml", main, main_nodes + _binding_nodes(scopes)))
+    else:
+        files.append((f"{snapshot.region}.yaml", main, main_nodes))
+        for group in sorted({s.group for s in scopes}):
+            in_group = [s for s in scopes if s.group == group]
+            doc = new_document()
+            _binding_lines(doc, in_group, group_names)
+            files.append((f"{snapshot.region}.{_file_safe(group)}.yaml", doc, 3 + _binding_nodes(in_group)))
+
+    rendered = []
+    secrets_note = ["Secrets are read from environment variables: set each to the live secret before plan."]
+    for name, doc, nodes in files:
+        text = doc.render(header + (secrets_note if variables and doc is main else []))
+        _check_loadable(name, text, nodes)
+        rendered.append(ExportedFile(name, text))
+    return Export(region=snapshot.region, files=tuple(rendered), secret_variables=variables,
+                  signatures=len(signatures), bindings=len(snapshot.bindings), scopes=len(scopes),
+                  holds_secrets=include_secrets and bool(signatures))
+
+
+def _binding_nodes(scopes: list[_Scope]) -> int:
+    """bindings: key and list; per entry its mapping, three keys with values, apis: key and list, each API."""
+    return 2 + sum(9 + len(scope.apis) for scope in scopes)
+
+
+def _file_safe(group_id: str) -> str:
+    if not group_id or group_id.startswith(".") or not all(c.isascii() and (c.isalnum() or c in "_.-")
+                                                              for c in group_id):
+        raise ExportError(f"group id {group_id!r} cannot be part of a file name; export with --split-by none")
+    return group_id
+
+
+def _check_loadable(name: str, text: str, nodes: int) -> None:
+    size = len(text.encode("utf-8"))
+    if size > MAX_FILE_BYTES or nodes > MAX_NODES:
+        raise ExportError(f"{name} would be {size} bytes with {nodes} values, more than a manifest may hold "
+                          f"({MAX_FILE_BYTES} bytes, {MAX_NODES} values); export with --split-by group")
