@@ -18,11 +18,12 @@ from typing import Any, TypeVar
 import click
 
 from reconciler import __version__
+from reconciler.apply import apply_plan, check_saved_plan, load_saved_plan, save_plan
 from reconciler.differ import diff
 from reconciler.emulator.cli import emulator_command
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.fetcher import DEFAULT_CONCURRENCY
-from reconciler.live import ConnectionOptions, open_connection, read_live_state
+from reconciler.live import Connection, ConnectionOptions, open_connection, read_live_state
 from reconciler.manifest import DesiredState, load_desired_state, load_env_file, manifest_json_schema
 from reconciler.output import write_output
 from reconciler.plan import Plan, plan_json_schema, render_json, render_markdown, render_text
@@ -107,12 +108,16 @@ def live_state(desired: DesiredState, snapshot_file: Path | None, options: Conne
         if options.endpoint or options.emulator_state:
             raise InputError("give --snapshot, or --endpoint/--emulator, not both")
         return {s.region: s for s in load_snapshot_file(snapshot_file).snapshots}
-    progress = TerminalProgress.for_stderr(enabled=not quiet)
     with open_connection(options, desired.regions) as connection:
-        try:
-            return read_live_state(desired, connection, progress.tracker)
-        finally:
-            progress.close()
+        return read_with_progress(desired, connection, quiet)
+
+
+def read_with_progress(desired: DesiredState, connection: Connection, quiet: bool) -> dict[str, Snapshot]:
+    progress = TerminalProgress.for_stderr(enabled=not quiet)
+    try:
+        return read_live_state(desired, connection, progress.tracker)
+    finally:
+        progress.close()
 
 
 def render(result: Plan, output_format: str, *, color: bool) -> str:
@@ -135,11 +140,14 @@ def render(result: Plan, output_format: str, *, color: bool) -> str:
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the rendered plan to FILE instead of stdout.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when changes are pending.")
+@click.option("--out-plan", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also save the plan for `apply --plan-file` (JSON; no secrets; tied to this live state).")
 @click.option("--no-color", is_flag=True, help="No colour (also with NO_COLOR set, or when not a TTY).")
 def plan(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool, endpoint: str | None,
          emulator_state: Path | None, profile: str | None, signature_version: str, concurrency: int,
          timeout: float, quiet: bool, snapshot_file: Path | None, save_snapshot: Path | None,
-         output_format: str, out_file: Path | None, detailed_exitcode: bool, no_color: bool) -> int:
+         output_format: str, out_file: Path | None, detailed_exitcode: bool, out_plan: Path | None,
+         no_color: bool) -> int:
     """Compare manifests with the live state and print what would change."""
     desired = load_manifests(paths, env_file, skip_secrets)
     options = ConnectionOptions(endpoint=endpoint, emulator_state=emulator_state, profile=profile,
@@ -149,6 +157,8 @@ def plan(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool, end
     if save_snapshot is not None:
         write_output(json.dumps([s.to_file_dict() for s in snapshots.values()], indent=2) + "\n", save_snapshot)
     result = diff(desired, snapshots)
+    if out_plan is not None:
+        save_plan(result, snapshots, out_plan)
     color = out_file is None and sys.stdout.isatty() and not no_color and "NO_COLOR" not in os.environ
     write_output(render(result, output_format, color=color), out_file)
     return 2 if detailed_exitcode and result.has_changes else 0
@@ -160,6 +170,52 @@ def schema(plan_schema: bool) -> int:
     """Print the JSON Schema of manifest files (manifests/schema.json)."""
     document = plan_json_schema() if plan_schema else manifest_json_schema()
     click.echo(json.dumps(document, indent=2))
+    return 0
+
+
+@cli.command("apply")
+@manifest_options
+@connection_options
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--plan-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Carry out this saved plan (`plan --out-plan`) without asking, as reviewed; refused when the "
+                   "live state or the manifests changed since.")
+def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool, endpoint: str | None,
+                  emulator_state: Path | None, profile: str | None, signature_version: str, concurrency: int,
+                  timeout: float, quiet: bool, auto_approve: bool, plan_file: Path | None) -> int:
+    """Make the live state match the manifests: create, update, rebind, bind, unbind, delete (prune: true)."""
+    if skip_secrets:
+        raise InputError("apply needs the secrets: --skip-secrets is for plan only")
+    if not auto_approve and plan_file is None and not sys.stdin.isatty():
+        raise InputError("apply asks for confirmation but stdin is not a terminal; pass --auto-approve")
+    desired = load_manifests(paths, env_file, skip_secrets)
+    saved = load_saved_plan(plan_file) if plan_file is not None else None
+    options = ConnectionOptions(endpoint=endpoint, emulator_state=emulator_state, profile=profile,
+                                signature_version="v1" if signature_version == "v1" else "v3",
+                                concurrency=concurrency, timeout=timeout)
+    with open_connection(options, desired.regions, allow_writes=True) as connection:
+        snapshots = read_with_progress(desired, connection, quiet)
+        result = diff(desired, snapshots)
+        if saved is not None:
+            result = check_saved_plan(saved, result, snapshots)
+        if not result.has_changes:
+            click.echo("No changes. Live state matches the manifests.")
+            return 0
+        click.echo(render_text(result, color=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
+        if saved is None and not auto_approve:
+            answer = click.prompt("Apply these changes? Only 'yes' will be accepted:", default="",
+                                  show_default=False, prompt_suffix=" ")
+            if answer != "yes":
+                raise ReconcilerError("apply cancelled; nothing was changed")
+        outcome = apply_plan(result, desired, snapshots, connection.client, concurrency=concurrency,
+                             report=click.echo)
+    for line in outcome.summary():
+        click.echo(line)
+    if emulator_state is not None:
+        click.echo(f"Note: the changes went to an embedded emulator and are gone now; to keep them, serve "
+                   f"{emulator_state} with `reconciler emulator --save` and use --endpoint.", err=True)
+    if not outcome.ok:
+        raise ReconcilerError("apply stopped at the first failure: " + "; ".join(outcome.failures))
     return 0
 
 

@@ -38,16 +38,22 @@ def _announce(url: str) -> None:
 @click.option("--error-rate", default=0.0, type=click.FloatRange(0, 1),
               help="Share of requests answered 503 ServiceUnavailable.")
 @click.option("--seed", type=int, default=None, help="Seed for reproducible faults.")
+@click.option("--save", is_flag=True,
+              help="On shutdown, write the state (with any changes, e.g. from apply) back to the --state file; "
+                   "the file is rewritten, so its comments are lost.")
 def emulator_command(
     state_file: Path, host: str, port: int, access_key_id: str, access_key_secret: str,
-    latency_ms: float, throttle_rate: float, error_rate: float, seed: int | None,
+    latency_ms: float, throttle_rate: float, error_rate: float, seed: int | None, save: bool,
 ) -> None:
     """Serve a local emulator of the API Gateway (CloudAPI 2016-07-14) endpoint until SIGINT/SIGTERM."""
     try:
         faults = FaultConfig(latency_ms=latency_ms, throttle_rate=throttle_rate, error_rate=error_rate, seed=seed)
         state = EmulatorState.from_file(state_file)
-        serve_forever(state, host=host, port=port, access_key_id=access_key_id,
-                      access_key_secret=access_key_secret, faults=faults, on_listening=_announce)
+        final = serve_forever(state, host=host, port=port, access_key_id=access_key_id,
+                              access_key_secret=access_key_secret, faults=faults, on_listening=_announce)
+        if save:
+            final.dump_state(state_file)
+            print(f"Emulator state saved to {state_file}", flush=True)
     except InputError as exc:
         raise click.ClickException(str(exc)) from None
 
