@@ -31,18 +31,20 @@ from pydantic_core import ErrorDetails
 
 from reconciler.errors import InputError, ManifestError
 from reconciler.snapshot import Stage
+from reconciler.vendor_rules import (
+    SIGNATURE_KEY_HINT,
+    SIGNATURE_KEY_RULE,
+    SIGNATURE_NAME_HINT,
+    SIGNATURE_NAME_RULE,
+    SIGNATURE_SECRET_HINT,
+    SIGNATURE_SECRET_RULE,
+)
 from reconciler.yamlsource import YamlDocument, load_yaml_document
 
-NAME_RULE = re.compile(r"[A-Za-z][A-Za-z0-9_]{3,49}")
-KEY_RULE = re.compile(r"[A-Za-z][A-Za-z0-9_]{5,19}")
-SECRET_RULE = re.compile(r"[A-Za-z][A-Za-z0-9_@#!*]{5,29}")
 ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 API_ID = re.compile(r"[0-9a-f]{32}")
 REGION_RULE = re.compile(r"[a-z]{2,}(-[a-z0-9]+)+")
 
-NAME_HELP = "4-50 characters: letters, digits or '_', starting with a letter"
-KEY_HELP = "6-20 characters: letters, digits or '_', starting with a letter"
-SECRET_HELP = "6-30 characters: letters, digits or _ @ # ! *, starting with a letter"
 
 
 def _rule(pattern: re.Pattern[str], what: str, help_text: str) -> AfterValidator:
@@ -61,9 +63,9 @@ def _secret_field(value: str) -> str:
         raise ValueError("secret must not be empty")
     if "${" in value and not ENV_REFERENCE.fullmatch(value):
         raise ValueError("malformed reference: write the whole value as ${env:VARIABLE_NAME}")
-    if not ENV_REFERENCE.fullmatch(value) and not SECRET_RULE.fullmatch(value):
+    if not ENV_REFERENCE.fullmatch(value) and not SIGNATURE_SECRET_RULE.fullmatch(value):
         # The literal itself is never echoed.
-        raise ValueError(f"literal secret breaks the vendor's rule: {SECRET_HELP}")
+        raise ValueError(f"literal secret breaks the vendor's rule: {SIGNATURE_SECRET_HINT}")
     return value
 
 
@@ -88,8 +90,8 @@ def _schema(pattern: re.Pattern[str] | str, description: str) -> Any:
     return Field(description=description, json_schema_extra={"pattern": f"^(?:{text})$"})
 
 
-SignatureName = Annotated[str, _rule(NAME_RULE, "signature name", NAME_HELP),
-                          _schema(NAME_RULE, f"Signature name, unique in the region; {NAME_HELP}.")]
+SignatureName = Annotated[str, _rule(SIGNATURE_NAME_RULE, "signature name", SIGNATURE_NAME_HINT),
+                          _schema(SIGNATURE_NAME_RULE, f"Signature name, unique in the region; {SIGNATURE_NAME_HINT}.")]
 
 
 class _Strict(BaseModel):
@@ -98,11 +100,11 @@ class _Strict(BaseModel):
 
 class SignatureSpec(_Strict):
     name: SignatureName
-    key: Annotated[str, _rule(KEY_RULE, "key", KEY_HELP), _schema(KEY_RULE, f"The SignatureKey; {KEY_HELP}.")]
+    key: Annotated[str, _rule(SIGNATURE_KEY_RULE, "key", SIGNATURE_KEY_HINT), _schema(SIGNATURE_KEY_RULE, f"The SignatureKey; {SIGNATURE_KEY_HINT}.")]
     secret: Annotated[str, AfterValidator(_secret_field),
-                      _schema(f"{ENV_REFERENCE.pattern}|{SECRET_RULE.pattern}",
+                      _schema(f"{ENV_REFERENCE.pattern}|{SIGNATURE_SECRET_RULE.pattern}",
                               "The SignatureSecret: ${env:VARIABLE} (recommended) or a literal; "
-                              f"{SECRET_HELP}.")]
+                              f"{SIGNATURE_SECRET_HINT}.")]
 
 
 class BindingSpec(_Strict):
@@ -275,9 +277,9 @@ def _resolve_secret(doc: YamlDocument, index: int, spec: SignatureSpec, env: Map
                             f"environment variable {variable} is not set (set it, use --env-file, "
                             f"or plan with --skip-secrets)")
     value = env[variable]
-    if not SECRET_RULE.fullmatch(value):
+    if not SIGNATURE_SECRET_RULE.fullmatch(value):
         raise ManifestError(doc.path, line, where,
-                            f"the value of {variable} breaks the vendor's rule: {SECRET_HELP}")
+                            f"the value of {variable} breaks the vendor's rule: {SIGNATURE_SECRET_HINT}")
     return SecretStr(value), variable
 
 

@@ -56,16 +56,17 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from reconciler.emulator.apierror import ApiError, invalid, not_found
 from reconciler.errors import InputError
 from reconciler.snapshot import STAGES, Stage
+from reconciler.vendor_rules import (
+    SIGNATURE_KEY_HINT,
+    SIGNATURE_KEY_RULE,
+    SIGNATURE_NAME_HINT,
+    SIGNATURE_NAME_RULE,
+    SIGNATURE_SECRET_HINT,
+    SIGNATURE_SECRET_RULE,
+)
 
-SIGNATURE_NAME_RULE = re.compile(r"[A-Za-z][A-Za-z0-9_]{3,49}")
-SIGNATURE_KEY_RULE = re.compile(r"[A-Za-z][A-Za-z0-9_]{5,19}")
-SIGNATURE_SECRET_RULE = re.compile(r"[A-Za-z][A-Za-z0-9_@#!*]{5,29}")
 _ID_RULE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-SIGNATURE_NAME_HINT = "4-50 characters: letters, digits and _, starting with a letter"
-SIGNATURE_KEY_HINT = "6-20 characters: letters, digits and _, starting with a letter"
-SIGNATURE_SECRET_HINT = "6-30 characters: letters, digits and _ @ # ! *, starting with a letter"
 
 # Times for entries of a state file that give none: fixed, so that loading is deterministic.
 DEFAULT_TIME = "2024-01-01T00:00:00Z"
