@@ -100,7 +100,8 @@ class _Strict(BaseModel):
 
 class SignatureSpec(_Strict):
     name: SignatureName
-    key: Annotated[str, _rule(SIGNATURE_KEY_RULE, "key", SIGNATURE_KEY_HINT), _schema(SIGNATURE_KEY_RULE, f"The SignatureKey; {SIGNATURE_KEY_HINT}.")]
+    key: Annotated[str, _rule(SIGNATURE_KEY_RULE, "key", SIGNATURE_KEY_HINT),
+                   _schema(SIGNATURE_KEY_RULE, f"The SignatureKey; {SIGNATURE_KEY_HINT}.")]
     secret: Annotated[str, AfterValidator(_secret_field),
                       _schema(f"{ENV_REFERENCE.pattern}|{SIGNATURE_SECRET_RULE.pattern}",
                               "The SignatureSecret: ${env:VARIABLE} (recommended) or a literal; "
