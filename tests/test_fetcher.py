@@ -6,10 +6,12 @@ import asyncio
 import itertools
 import json
 from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
+from conftest import CliResult
 from emulator_helpers import make_state
 
 from reconciler.aliyun.client import ApiClient
@@ -18,7 +20,7 @@ from reconciler.emulator.faults import FaultConfig
 from reconciler.emulator.server import RunningEmulator, running_emulator
 from reconciler.emulator.state import EmulatorState
 from reconciler.fetcher import MAX_REREADS, Fetcher, FetchTarget, InconsistentReadError, fetch_snapshots
-from reconciler.snapshot import Scope
+from reconciler.snapshot import Scope, Snapshot
 
 CREDENTIALS = Credentials(access_key_id="testid", access_key_secret="testsecret")
 T = TypeVar("T")
@@ -75,6 +77,25 @@ def test_paging_reads_every_item_once_in_the_fewest_requests(count: int) -> None
         (group, [f"api{i:03d}" for i in range(count)])]
     assert snapshot.scopes == (Scope(group=group, stage="RELEASE"),)
     assert (snapshot.region, snapshot.endpoint) == ("cn-hangzhou", emulator.url)
+
+
+def test_faults_are_retried_until_every_page_is_read() -> None:
+    state = make_state(signatures=250, apis=250, bound={"RELEASE": 250})
+    group = group_id(state)
+    target = FetchTarget(region="cn-hangzhou", scopes=((group, "RELEASE"),), api_groups=(group,))
+
+    async def read(url: str) -> tuple[Snapshot, int]:
+        async with ApiClient(url, CREDENTIALS, retry_base_delay=0.001) as client:
+            snapshot = await Fetcher(client).snapshot(target)
+            return snapshot.model_copy(update={"fetched_at": None}), client.stats.retries
+
+    faults = FaultConfig(throttle_rate=0.3, error_rate=0.1, seed=3)
+    with running_emulator(state) as calm, running_emulator(state, faults=faults) as flaky:
+        expected, _ = run(read(calm.url))
+        actual, retries = run(read(flaky.url))
+    assert actual == expected
+    assert len(actual.signatures) == len(actual.bindings) == len(actual.groups[0].apis) == 250
+    assert retries > 0  # the faults did hit this read
 
 
 def test_progress_counts_every_page_read() -> None:
@@ -192,6 +213,34 @@ def test_an_item_listed_twice_every_time_fails_naming_the_listing() -> None:
     assert str(caught.value) == (
         f"DescribeApiSignatures (GroupId {group}, StageName RELEASE): the listing changed while it was read "
         f"({ids[100]} listed twice), 3 times; nothing was planned, try again")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+EMULATOR_ENV = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "testid", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "testsecret"}
+
+
+@pytest.mark.parametrize("changes", [1, None], ids=["once", "always"])
+def test_plan_over_a_changing_listing(cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch,
+                                      changes: int | None) -> None:
+    """The demo with 150 more signatures (two pages); one is added after each page 1, once or always."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("ALIBABA_CLOUD_PROFILE", raising=False)
+    state = EmulatorState.from_file(ROOT / "examples/emulator-state.yaml")
+    for n in range(150):
+        state.create_signature(f"filler{n:03d}", "fillerKey01", "fillerSecret01")
+    change_after_first_page(state, "describe_signatures", itertools.islice(add_signatures(state), changes))
+    with running_emulator(state) as emulator:
+        result = cli("plan", "manifests/", "--endpoint", emulator.url, "--env-file", "examples/demo.env",
+                     env=EMULATOR_ENV)
+    if changes is None:
+        assert (result.code, result.out) == (1, "")
+        assert result.err == ("Error: DescribeSignatures: the listing changed while it was read (TotalCount 156 on "
+                              "page 1, 157 on page 2), 3 times; nothing was planned, try again\n")
+    else:
+        assert (result.code, result.err) == (0, "")
+        assert '? signature "filler149"' in result.out
+        assert '? signature "late0"' in result.out
+        assert result.out.endswith(" 152 unmanaged.\n")  # debug_temp_key, 150 fillers, late0
 
 
 class PageRewriter(httpx.AsyncBaseTransport):
