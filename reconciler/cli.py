@@ -7,9 +7,11 @@ click would otherwise report with 2 and so be mistaken for "changes present".
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,13 +24,14 @@ from reconciler.apply import apply_plan, check_saved_plan, load_saved_plan, save
 from reconciler.differ import diff
 from reconciler.emulator.cli import emulator_command
 from reconciler.errors import InputError, ReconcilerError
-from reconciler.fetcher import DEFAULT_CONCURRENCY
+from reconciler.export import DEFAULT_STAGES, Export, export_manifests, header_time
+from reconciler.fetcher import DEFAULT_CONCURRENCY, fetch_for_export
 from reconciler.live import Connection, ConnectionOptions, open_connection, read_live_state
 from reconciler.manifest import DesiredState, load_desired_state, load_env_file, manifest_json_schema
-from reconciler.output import write_output
+from reconciler.output import write_atomically, write_output
 from reconciler.plan import Plan, plan_json_schema, render_json, render_markdown, render_text
 from reconciler.progress import TerminalProgress
-from reconciler.snapshot import Snapshot, load_snapshot_file
+from reconciler.snapshot import STAGES, Snapshot, load_snapshot_file
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -217,6 +220,93 @@ def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: 
     if not outcome.ok:
         raise ReconcilerError("apply stopped at the first failure: " + "; ".join(outcome.failures))
     return 0
+
+
+@cli.command("export")
+@connection_options
+@click.option("--region", required=True, help="Region to export, e.g. cn-hangzhou.")
+@click.option("--group", "groups", multiple=True, metavar="ID", help="API group id to export (repeatable).")
+@click.option("--all-groups", is_flag=True, help="Export every API group of the region.")
+@click.option("--stage", "stages", multiple=True, type=click.Choice(STAGES),
+              help="Stage to read (repeatable; default RELEASE and TEST).")
+@click.option("--out", default="-", show_default=True, metavar="DIR|-",
+              help="Folder to write REGION.yaml into (created if missing), or - for stdout.")
+@click.option("--split-by", type=click.Choice(["none", "group"]), default="none", show_default=True,
+              help="group: signatures in REGION.yaml, the bindings of each group in REGION.GROUP_ID.yaml.")
+@click.option("--include-secrets", is_flag=True, help="Write secrets in clear instead of ${env:NAME_SECRET}.")
+@click.option("--force", is_flag=True, help="With --include-secrets, write even into files that git tracks.")
+def export_command(endpoint: str | None, emulator_state: Path | None, profile: str | None, signature_version: str,
+                   concurrency: int, timeout: float, quiet: bool, region: str, groups: tuple[str, ...],
+                   all_groups: bool, stages: tuple[str, ...], out: str, split_by: str, include_secrets: bool,
+                   force: bool) -> int:
+    """Write the live state of a region as manifests; a plan of them shows no changes."""
+    if bool(groups) == all_groups:
+        raise InputError("give either --group ID (repeatable) or --all-groups")
+    if out == "-" and split_by == "group":
+        raise InputError("--split-by group writes several files; give --out DIR")
+    options = ConnectionOptions(endpoint=endpoint, emulator_state=emulator_state, profile=profile,
+                                signature_version="v1" if signature_version == "v1" else "v3",
+                                concurrency=concurrency, timeout=timeout)
+    chosen_stages = tuple(s for s in STAGES if s in stages) or DEFAULT_STAGES
+    progress = TerminalProgress.for_stderr(enabled=not quiet)
+    with open_connection(options, [region]) as connection:
+        try:
+            snapshot = asyncio.run(fetch_for_export(connection.client, region, groups or None, chosen_stages,
+                                                    concurrency=concurrency, progress=progress.tracker))
+        finally:
+            progress.close()
+    source = f"embedded emulator of {emulator_state}" if emulator_state else f"endpoint {snapshot.endpoint}"
+    exported_at = header_time(snapshot.fetched_at, os.environ.get("SOURCE_DATE_EPOCH"))
+    result = export_manifests(snapshot, exported_at=exported_at, source=source,
+                              split_by="group" if split_by == "group" else "none", include_secrets=include_secrets)
+    write_export(result, None if out == "-" else Path(out), force=force)
+    return 0
+
+
+def git_tracks(path: Path) -> bool:
+    """Whether git tracks `path`; without git, or outside a repository, nothing is tracked."""
+    folder = path.absolute().parent
+    while not folder.is_dir():
+        folder = folder.parent
+    try:
+        done = subprocess.run(["git", "ls-files", "--error-unmatch", "--", str(path.absolute())], cwd=folder,
+                              capture_output=True, check=False)
+    except OSError:
+        return False
+    return done.returncode == 0
+
+
+def write_export(result: Export, out_dir: Path | None, *, force: bool) -> None:
+    """Write every file (or the one file to stdout) and tell, on stderr, what was written and what to set."""
+    paths = [out_dir / f.name for f in result.files] if out_dir is not None else []
+    if result.holds_secrets:
+        tracked = [p for p in paths if git_tracks(p)]
+        if tracked and not force:
+            raise InputError(f"{tracked[0]} is tracked by git; refusing to write clear secrets into it "
+                             f"(--force writes anyway)")
+        where = ", ".join(map(str, paths)) or "stdout"
+        click.echo(f"Warning: writing the clear secrets of {result.signatures} signature(s) to {where}; "
+                   f"keep them out of version control.", err=True)
+    if out_dir is None:
+        write_output(result.files[0].text, None)
+    else:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise InputError(f"--out {out_dir}: not a folder")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"--out {out_dir}: cannot create the folder: {exc.strerror}") from None
+        for path, exported in zip(paths, result.files, strict=True):
+            write_atomically(path, exported.text)
+        written = {f.name for f in result.files}
+        for other in sorted(p for p in out_dir.iterdir() if p.suffix in (".yaml", ".yml") and p.name not in written):
+            click.echo(f"Warning: {other} was not written by this export; plan reads every manifest of the "
+                       f"folder, so remove it if it declares the same signatures.", err=True)
+    click.echo(result.summary(), err=True)
+    if result.secret_variables:
+        click.echo("Before plan, set each variable to the live secret of its signature:", err=True)
+        for name, variable in sorted(result.secret_variables.items(), key=lambda item: item[1]):
+            click.echo(f"  {variable}  (signature {name})", err=True)
 
 
 cli.add_command(emulator_command)
