@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from reconciler.emulator.apierror import ApiError, missing
-from reconciler.emulator.faults import FaultConfig, FaultInjector
+from reconciler.emulator.faults import FaultConfig, FaultInjector, QpsLimiter
 from reconciler.emulator.operations import OPERATIONS, Params
 from reconciler.emulator.state import EmulatorState
 from reconciler.emulator.verify import AccessKey, RequestVerifier
@@ -50,6 +50,8 @@ class EmulatorApp:
         self.state = state
         self.verifier = RequestVerifier({key.id: key for key in access_keys}, clock)
         self.faults = FaultInjector(faults or FaultConfig())
+        limit = self.faults.config.qps_limit
+        self.qps_limiter = QpsLimiter(limit) if limit is not None else None
         self.host_id = f"apigateway.{state.region}.aliyuncs.com"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -88,6 +90,8 @@ class EmulatorApp:
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
         params = _parameters(scope["query_string"], headers, body)
         caller = self.verifier.verify(method, path, headers, params, body)
+        if self.qps_limiter is not None:  # per verified caller, as the vendor's flow control is per account
+            self.qps_limiter.admit(caller.access_key_id)
         if caller.algorithm == "V3":
             action, version = headers.get("x-acs-action"), headers.get("x-acs-version")
         else:

@@ -37,17 +37,21 @@ def _announce(url: str) -> None:
               help="Share of requests answered 400 Throttling.User.")
 @click.option("--error-rate", default=0.0, type=click.FloatRange(0, 1),
               help="Share of requests answered 503 ServiceUnavailable.")
+@click.option("--qps-limit", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Requests per second per access key; beyond it 400 Throttling.User (as the vendor's flow control).")
 @click.option("--seed", type=int, default=None, help="Seed for reproducible faults.")
 @click.option("--save", is_flag=True,
               help="On shutdown, write the state (with any changes, e.g. from apply) back to the --state file; "
                    "the file is rewritten, so its comments are lost.")
 def emulator_command(
     state_file: Path, host: str, port: int, access_key_id: str, access_key_secret: str,
-    latency_ms: float, throttle_rate: float, error_rate: float, seed: int | None, save: bool,
+    latency_ms: float, throttle_rate: float, error_rate: float, qps_limit: float | None, seed: int | None,
+    save: bool,
 ) -> None:
     """Serve a local emulator of the API Gateway (CloudAPI 2016-07-14) endpoint until SIGINT/SIGTERM."""
     try:
-        faults = FaultConfig(latency_ms=latency_ms, throttle_rate=throttle_rate, error_rate=error_rate, seed=seed)
+        faults = FaultConfig(latency_ms=latency_ms, throttle_rate=throttle_rate, error_rate=error_rate, seed=seed,
+                             qps_limit=qps_limit)
         state = EmulatorState.from_file(state_file)
         final = serve_forever(state, host=host, port=port, access_key_id=access_key_id,
                               access_key_secret=access_key_secret, faults=faults, on_listening=_announce)

@@ -12,8 +12,11 @@ means: a field in `FaultConfig` (validated in `__post_init__`), a field in `Faul
 
 from __future__ import annotations
 
+import math
 import random
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from reconciler.emulator.apierror import ApiError
@@ -34,6 +37,8 @@ class FaultConfig:
     """Share of requests answered HTTP 503 `ServiceUnavailable`."""
     seed: int | None = None
     """Seed of the random draws; None = different on every run."""
+    qps_limit: float | None = None
+    """Requests per second each access key may send (a token bucket); beyond it HTTP 400 `Throttling.User`."""
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
@@ -43,6 +48,8 @@ class FaultConfig:
                 raise InputError(f"fault {name} must be between 0 and 1, not {rate}")
         if self.throttle_rate + self.error_rate > 1.0:
             raise InputError("fault throttle rate and error rate together must not exceed 1")
+        if self.qps_limit is not None and self.qps_limit <= 0:
+            raise InputError(f"QPS limit must be more than 0, not {self.qps_limit}")
 
 
 @dataclass(frozen=True)
@@ -80,3 +87,32 @@ class FaultInjector:
                 error = ApiError(503, "ServiceUnavailable",
                                  "The request has failed due to a temporary failure of the server.")
         return FaultPlan(delay_seconds=delay, error=error)
+
+
+class QpsLimiter:
+    """One token bucket per access key: `limit` tokens a second, holding at most one second's worth.
+
+    Decision: a refused request costs no token and its answer carries `x-acs-retry-after`, the
+    milliseconds until the next token, so a client that honours it need not guess how long to back off.
+    """
+
+    def __init__(self, limit: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._limit = limit
+        self._capacity = max(1.0, limit)
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # access key id -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def admit(self, access_key_id: str) -> None:
+        """Take a token for this key, or raise the vendor's throttling error."""
+        with self._lock:
+            now = self._clock()
+            tokens, at = self._buckets.get(access_key_id, (self._capacity, now))
+            tokens = min(self._capacity, tokens + (now - at) * self._limit)
+            if tokens >= 1.0:
+                self._buckets[access_key_id] = (tokens - 1.0, now)
+                return
+            self._buckets[access_key_id] = (tokens, now)
+        retry_after_ms = math.ceil((1.0 - tokens) / self._limit * 1000)
+        raise ApiError(400, "Throttling.User", "Request was denied due to user flow control.",
+                       {"x-acs-retry-after": str(retry_after_ms)})
