@@ -41,7 +41,7 @@ from typing import Literal
 import yaml
 
 from reconciler.errors import InputError, ReconcilerError
-from reconciler.manifest import API_ID, manifest_json_schema
+from reconciler.manifest import API_ID, REGION_RULE, manifest_json_schema
 from reconciler.snapshot import STAGES, LiveBinding, LiveSignature, Snapshot, Stage
 from reconciler.yamlsource import MAX_FILE_BYTES, MAX_NODES
 
@@ -243,6 +243,8 @@ def export_manifests(snapshot: Snapshot, *, exported_at: str, source: str, split
                      include_secrets: bool = False) -> Export:
     """The manifests of `snapshot`: one file `<region>.yaml`, or with split_by="group" that file for the
     signatures and `<region>.<group id>.yaml` per group. `source` names the endpoint in the header."""
+    if not REGION_RULE.fullmatch(snapshot.region):
+        raise ExportError(f"region {snapshot.region!r} is not a region id a manifest accepts (e.g. cn-hangzhou)")
     signatures = sorted(snapshot.signatures, key=lambda s: s.name)
     variables = {} if include_secrets else secret_variable_names(s.name for s in signatures)
     scopes = _scopes(snapshot, {s.name for s in signatures})

@@ -131,3 +131,9 @@ def test_the_node_limit_is_checked_with_the_loaders_count(monkeypatch: pytest.Mo
     monkeypatch.setattr(export_module, "MAX_NODES", nodes - 1)
     with pytest.raises(ExportError, match=f"{re.escape(largest.name)} would be .* with {nodes} values"):
         export_manifests(live, exported_at="t", source="s", split_by="group" if split_by == "group" else "none")
+
+
+def test_a_region_id_no_manifest_accepts_is_refused() -> None:
+    live = Snapshot(region="local")
+    with pytest.raises(ExportError, match="region 'local' is not a region id a manifest accepts"):
+        export_manifests(live, exported_at="t", source="s")
