@@ -152,7 +152,7 @@ class _Document:
 
     def render(self, header: list[str]) -> str:
         scalars = iter(_yaml_scalars([value for _, value, _ in self.lines if value is not None]))
-        out = [f"# {_comment(line)}" if line else "#" for line in header]
+        out = [f"# {_comment(line)}" for line in header]
         for prefix, value, comment in self.lines:
             line = prefix if value is None else prefix + next(scalars)
             out.append(line if comment is None else f"{line}  # {_comment(comment)}")
