@@ -58,13 +58,15 @@ def test_paging_reads_every_item_once_in_the_fewest_requests(count: int) -> None
         state.delete_signature(state.describe_signatures([], [], 1, 1)[0][0].id)
     group = group_id(state)
     pages = max(1, -(-count // 100))
+    reads = 1 if pages == 1 else 2  # a listing of several pages is confirmed by a second read
     with running_emulator(state) as emulator:
         signatures, signature_requests = run(read_with(emulator, lambda f: f.signatures()))
         bindings, binding_requests = run(read_with(emulator, lambda f: f.bindings(group, "RELEASE")))
         target = FetchTarget(region="cn-hangzhou", scopes=((group, "RELEASE"),), api_groups=(group,))
         snapshot, snapshot_requests = run(read_with(emulator, lambda f: f.snapshot(target, endpoint=emulator.url)))
 
-    assert (signature_requests, binding_requests, snapshot_requests) == (pages, pages, 3 * pages)
+    assert (signature_requests, binding_requests, snapshot_requests) == (reads * pages, reads * pages,
+                                                                         3 * reads * pages)
     assert [s.name for s in signatures] == [f"sig{i:04d}" for i in range(count)]
     assert len(bindings) == count
     assert snapshot.signatures == signatures
@@ -107,7 +109,7 @@ def test_progress_counts_every_page_read() -> None:
                 await fetcher.signatures()
                 return fetcher.progress.done, fetcher.progress.known
 
-        assert run(read()) == (3, 3)
+        assert run(read()) == (6, 6)  # three pages, read twice
 
 
 # ---------------------------------------------------------------------- listings that change while read
@@ -147,7 +149,7 @@ def test_total_count_drift_is_read_again_and_the_final_read_is_complete() -> Non
     with running_emulator(state) as emulator:
         signatures, requests = run(read_with(emulator, lambda f: f.signatures()))
     assert [s.name for s in signatures] == [f"sig{i:04d}" for i in range(150)] + ["late0"]
-    assert requests == 4  # two pages, twice
+    assert requests == 6  # two pages, three reads: one that changed, then two that agree
 
 
 def test_removal_between_pages_is_read_again() -> None:
@@ -157,7 +159,23 @@ def test_removal_between_pages_is_read_again() -> None:
     with running_emulator(state) as emulator:
         signatures, requests = run(read_with(emulator, lambda f: f.signatures()))
     assert [s.name for s in signatures] == [f"sig{i:04d}" for i in range(1, 150)]
-    assert requests == 4
+    assert requests == 6
+
+
+def test_a_shift_that_keeps_the_count_is_caught_by_the_confirming_read() -> None:
+    """One removed before the page boundary and one added after it: no repeat, no short page, same TotalCount."""
+    state = make_state(signatures=150)
+    first = state.describe_signatures([], [], 1, 1)[0][0]
+
+    def shift() -> None:
+        state.delete_signature(first.id)
+        state.create_signature("late0", "lateKey01", "lateSecret01")
+
+    change_after_first_page(state, "describe_signatures", iter([shift]))
+    with running_emulator(state) as emulator:
+        signatures, requests = run(read_with(emulator, lambda f: f.signatures()))
+    assert [s.name for s in signatures] == [f"sig{i:04d}" for i in range(1, 150)] + ["late0"]
+    assert requests == 6
 
 
 def test_a_listing_that_keeps_changing_fails_naming_the_operation() -> None:
@@ -166,8 +184,8 @@ def test_a_listing_that_keeps_changing_fails_naming_the_operation() -> None:
     with running_emulator(state) as emulator, pytest.raises(InconsistentReadError) as caught:
         run(read_with(emulator, lambda f: f.signatures()))
     assert str(caught.value) == (
-        "DescribeSignatures: the listing changed while it was read (TotalCount 152 on page 1, 153 on page 2), "
-        "3 times; nothing was planned, try again")
+        "DescribeSignatures: the listing changed while it was read (TotalCount 153 on page 1, 154 on page 2), "
+        "4 times; nothing was planned, try again")
     assert MAX_REREADS == 2
 
 
@@ -194,7 +212,7 @@ def test_an_item_listed_twice_is_read_again() -> None:
     with running_emulator(state) as emulator:
         bindings, requests = run(read_with(emulator, lambda f: f.bindings(group, "RELEASE")))
     assert [b.api_id for b in bindings] == ids[:150]
-    assert requests == 4
+    assert requests == 6
 
 
 def test_an_item_listed_twice_every_time_fails_naming_the_listing() -> None:
@@ -212,7 +230,7 @@ def test_an_item_listed_twice_every_time_fails_naming_the_listing() -> None:
         run(read_with(emulator, lambda f: f.bindings(group, "RELEASE")))
     assert str(caught.value) == (
         f"DescribeApiSignatures (GroupId {group}, StageName RELEASE): the listing changed while it was read "
-        f"({ids[100]} listed twice), 3 times; nothing was planned, try again")
+        f"({ids[100]} listed twice), 4 times; nothing was planned, try again")
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,8 +252,8 @@ def test_plan_over_a_changing_listing(cli: Callable[..., CliResult], monkeypatch
                      env=EMULATOR_ENV)
     if changes is None:
         assert (result.code, result.out) == (1, "")
-        assert result.err == ("Error: DescribeSignatures: the listing changed while it was read (TotalCount 156 on "
-                              "page 1, 157 on page 2), 3 times; nothing was planned, try again\n")
+        assert result.err == ("Error: DescribeSignatures: the listing changed while it was read (TotalCount 157 on "
+                              "page 1, 158 on page 2), 4 times; nothing was planned, try again\n")
     else:
         assert (result.code, result.err) == (0, "")
         assert '? signature "filler149"' in result.out
@@ -280,7 +298,7 @@ def test_a_short_page_is_read_again(page: int) -> None:
         transport = PageRewriter(drop_last_item_of_page(page, times=1))
         signatures, requests = run(read_with(emulator, lambda f: f.signatures(), transport=transport))
     assert [s.name for s in signatures] == [f"sig{i:04d}" for i in range(150)]
-    assert requests == 4
+    assert requests == 6
 
 
 def test_pages_that_stay_short_fail_without_a_partial_result() -> None:
@@ -288,7 +306,7 @@ def test_pages_that_stay_short_fail_without_a_partial_result() -> None:
         transport = PageRewriter(drop_last_item_of_page(2, times=None))
         run(read_with(emulator, lambda f: f.signatures(), transport=transport))
     assert str(caught.value) == ("DescribeSignatures: the listing changed while it was read "
-                                 "(page 2 has 49 items, 50 expected), 3 times; nothing was planned, try again")
+                                 "(page 2 has 49 items, 50 expected), 4 times; nothing was planned, try again")
 
 
 # ------------------------------------------------------------------------------------------ concurrency
@@ -321,7 +339,7 @@ def test_remaining_pages_are_read_concurrently_within_the_bound() -> None:
     with running_emulator(make_state(signatures=1000), faults=slow) as emulator:
         counter = InFlightCounter()
         signatures, requests = run(read_with(emulator, lambda f: f.signatures(), transport=counter, concurrency=3))
-    assert (len(signatures), requests) == (1000, 10)
+    assert (len(signatures), requests) == (1000, 20)  # ten pages, read twice
     assert counter.peak == 3
 
 
