@@ -9,12 +9,21 @@ JSON format (`-o json`), version "1": the serialisation of `Plan` below; its
 JSON Schema is `plan_json_schema()` (kept in `docs/plan.schema.json`).
 Matching resources (no-ops) are counted in `summary.no_op`, not listed, so the
 document grows with the drift, not with the size of the tenant.
+
+Optional fields, added within version "1" (a reader of the first documents
+keeps working, and a plan made without these options is byte for byte what it
+was): `base` and each change's `label` (plan --base/--base-ref), `targets`
+(plan --target). They are left out of the document when unset rather than
+written as null. A change labelled `resolved` is pending only on the base: it
+is listed for the reviewer but is not counted in `summary`, and does not make
+the plan have changes.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from enum import StrEnum
 from itertools import groupby
 from typing import Any, Literal
@@ -40,6 +49,14 @@ class Action(StrEnum):
 
 
 ACTIONABLE = frozenset(Action) - {Action.UNMANAGED}
+
+
+class Label(StrEnum):
+    """Where a change comes from, when the plan was compared with the base branch's plan."""
+
+    INTRODUCED = "introduced"
+    DRIFT = "drift"
+    RESOLVED = "resolved"
 
 
 class Resource(StrEnum):
@@ -75,6 +92,15 @@ class Change(_Model):
         description="Desired values; null for delete/unbind/unmanaged")
     changed: tuple[str, ...] = Field(default=(), description="Attributes that differ (update, rebind)")
     source: str | None = Field(default=None, description="FILE:LINE of the manifest entry, when there is one")
+    label: Label | None = Field(
+        default=None,
+        description="Only with plan --base/--base-ref: introduced (not in the base's plan), drift (the same change "
+                    "is in the base's plan) or resolved (in the base's plan only; not counted in summary)")
+
+    @property
+    def pending(self) -> bool:
+        """Part of what this plan would do (a `resolved` change was pending on the base only)."""
+        return self.label is not Label.RESOLVED
 
 
 class Summary(_Model):
@@ -95,17 +121,27 @@ class Plan(_Model):
     secrets_checked: bool = Field(description="false under --skip-secrets: secrets were not compared")
     changes: tuple[Change, ...]
     summary: Summary
+    base: str | None = Field(default=None, description="Only with plan --base/--base-ref: the base the changes "
+                                                       "are labelled against (a git ref or a folder)")
+    targets: tuple[str, ...] | None = Field(
+        default=None, description="Only with plan --target: the selection (signature=NAME, group=ID); other "
+                                  "changes are left out, and summary.no_op still counts every match")
 
     @property
     def has_changes(self) -> bool:
         """True when applying would do something (unmanaged entries are a report, not a change)."""
-        return any(c.action in ACTIONABLE for c in self.changes)
+        return any(c.action in ACTIONABLE and c.pending for c in self.changes)
+
+    @property
+    def pending_changes(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.pending)
 
 
 def summarize(changes: tuple[Change, ...], no_op: int) -> Summary:
     counts = {action.value: 0 for action in Action}
     for change in changes:
-        counts[change.action.value] += 1
+        if change.pending:
+            counts[change.action.value] += 1
     return Summary(no_op=no_op, **counts)
 
 
@@ -119,7 +155,7 @@ def plan_json_schema() -> dict[str, Any]:
 
 
 def summary_line(plan: Plan) -> str:
-    if not plan.changes:
+    if not plan.pending_changes:
         return "No changes. Live state matches the manifests."
     s = plan.summary
     line = (f"Plan: {s.create} to create, {s.update} to update, {s.delete} to delete, "
@@ -127,6 +163,21 @@ def summary_line(plan: Plan) -> str:
     if s.unmanaged:
         line += f", {s.unmanaged} unmanaged"
     return line + "."
+
+
+def label_line(plan: Plan) -> str | None:
+    """How the changes split against the base (None when the plan was not compared with one)."""
+    if plan.base is None:
+        return None
+    counts = {label: sum(1 for c in plan.changes if c.label is label) for label in Label}
+    return (f"Compared with the base {plan.base}: {counts[Label.INTRODUCED]} introduced, "
+            f"{counts[Label.DRIFT]} drift (already pending on the base), {counts[Label.RESOLVED]} resolved.")
+
+
+def targets_line(plan: Plan) -> str | None:
+    if plan.targets is None:
+        return None
+    return f"Only changes to {', '.join(plan.targets)} are shown (--target); other changes may be pending."
 
 
 SECRETS_NOT_CHECKED = "Secrets were not checked (--skip-secrets): only keys and bindings were compared."
@@ -138,6 +189,10 @@ _COLOUR = {"+": "green", "~": "yellow", "-": "red", "?": "cyan"}
 
 def _paint(text: str, mark: str, color: bool) -> str:
     return click.style(text, fg=_COLOUR[mark]) if color else text
+
+
+def _tag(change: Change) -> str:
+    return f"  [{change.label.value}]" if change.label is not None else ""
 
 
 def _secret_text(change: Change) -> str:
@@ -161,7 +216,7 @@ def _signature_lines(change: Change, color: bool) -> Iterator[str]:
         Action.UNMANAGED: "is unmanaged: live, but in no manifest; left alone (prune is off)",
     }[change.action]
     source = f"  ({change.source})" if change.source else ""
-    yield f'  # signature "{name}" {heading}{source}'
+    yield f'  # signature "{name}" {heading}{source}{_tag(change)}'
     if change.action is Action.UNMANAGED:
         yield _paint(f'  {mark} signature "{name}"', mark, color)
         return
@@ -194,7 +249,7 @@ def _binding_line(change: Change, color: bool) -> str:
     else:
         assert isinstance(before, BindingValues) and isinstance(after, BindingValues)
         text = f"  ~ rebind {_api_label(after)}: {before.signature} -> {after.signature}"
-    return _paint(text, mark, color)
+    return _paint(text, mark, color) + _tag(change)
 
 
 def _binding_scope(change: Change) -> tuple[str, str]:
@@ -204,11 +259,13 @@ def _binding_scope(change: Change) -> tuple[str, str]:
 
 
 def render_text(plan: Plan, *, color: bool = False) -> str:
-    """Terraform-like text: signatures first, then bindings grouped by group and stage."""
+    """Terraform-like text: signatures first, then bindings grouped by group and stage; changes only the base
+    had (label `resolved`) come last, one line each."""
     lines: list[str] = []
-    if plan.changes:
+    pending = plan.pending_changes
+    if pending:
         lines.append("reconciler will perform the following actions:")
-    for region, region_changes in groupby(plan.changes, key=lambda c: c.region):
+    for region, region_changes in groupby(pending, key=lambda c: c.region):
         lines.append("")
         lines.append(f"Region {region}:")
         changes = list(region_changes)
@@ -221,9 +278,48 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
             lines.append("")
             lines.append(f"  # bindings in group {group}, stage {stage}")
             lines.extend(_binding_line(c, color) for c in scope_changes)
-    if not plan.secrets_checked:
+    resolved = [c for c in plan.changes if not c.pending]
+    if resolved:
+        lines += ["", "Pending on the base, resolved by these manifests:"]
+        lines.extend("  " + _compact_line(c, color) for c in resolved)
+    lines += _notes(plan)
+    if lines:
         lines.append("")
-        lines.append(f"Note: {SECRETS_NOT_CHECKED}")
+    lines.append(summary_line(plan))
+    return "\n".join(lines) + "\n"
+
+
+def _notes(plan: Plan) -> list[str]:
+    notes = [line for line in (targets_line(plan), label_line(plan)) if line is not None]
+    if not plan.secrets_checked:
+        notes.append(f"Note: {SECRETS_NOT_CHECKED}")
+    return [part for note in notes for part in ("", note)]
+
+
+def _compact_detail(change: Change) -> str:
+    before, after = change.before, change.after
+    if change.resource is Resource.SIGNATURE:
+        return f" ({', '.join(change.changed)})" if change.changed else ""
+    if change.action is Action.BIND:
+        assert isinstance(after, BindingValues)
+        return f" {after.api_name or after.api_id} -> {after.signature}"
+    if change.action is Action.UNBIND:
+        assert isinstance(before, BindingValues)
+        return f" {before.api_name or before.api_id} from {before.signature}"
+    assert isinstance(before, BindingValues) and isinstance(after, BindingValues)
+    return f" {after.api_name or after.api_id}: {before.signature} -> {after.signature}"
+
+
+def _compact_line(change: Change, color: bool) -> str:
+    mark = _MARK[change.action]
+    text = f"{mark} {change.action.value:<9} {change.address}{_compact_detail(change)}"
+    return _paint(text, mark, color) + _tag(change)
+
+
+def render_compact(plan: Plan, *, color: bool = False) -> str:
+    """One line per change (`--compact`), then the notes and the summary line of the text view."""
+    lines = [_compact_line(c, color) for c in (*plan.pending_changes, *(c for c in plan.changes if not c.pending))]
+    lines += _notes(plan)
     if lines:
         lines.append("")
     lines.append(summary_line(plan))
@@ -231,7 +327,15 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
 
 
 def render_json(plan: Plan) -> str:
-    return json.dumps(plan.model_dump(mode="json"), indent=2) + "\n"
+    document = plan.model_dump(mode="json")
+    # Optional fields added within format "1" are left out when unset (see the module docstring).
+    for name in ("base", "targets"):
+        if document[name] is None:
+            del document[name]
+    for change in document["changes"]:
+        if change["label"] is None:
+            del change["label"]
+    return json.dumps(document, indent=2) + "\n"
 
 
 def _cell(text: str) -> str:
@@ -263,31 +367,132 @@ def _detail(change: Change) -> str:
     return f"`{_api_label(after)}`: `{before.signature}` → `{after.signature}` ({after.stage})"
 
 
-def render_markdown(plan: Plan) -> str:
-    """For a pull-request comment: summary first, a table of changes, the full plan folded."""
+# GitHub refuses a comment over 65,536 characters; the rest is room for what a CI job wraps around the plan
+# (a marker to find its comment again, a heading).
+GITHUB_COMMENT_LIMIT = 65_536
+MARKDOWN_MAX_CHARS = GITHUB_COMMENT_LIMIT - 1_536
+DESTRUCTIVE_LISTED = 20
+
+
+@dataclass(frozen=True)
+class _Table:
+    intro: list[str]
+    rows: list[str]
+
+
+def _destructive_item(change: Change) -> str:
+    if change.action is Action.DELETE:
+        assert isinstance(change.before, SignatureValues)
+        return f"delete signature `{_cell(change.before.name)}` ({change.region})"
+    assert isinstance(change.before, BindingValues)
+    b = change.before
+    return (f"unbind `{_cell(_api_label(b))}` from `{_cell(b.signature)}` "
+            f"(group `{b.group}`, {b.stage}, {change.region})")
+
+
+def _markdown_head(plan: Plan) -> list[str]:
     out = ["### reconciler plan", ""]
-    if plan.changes:
+    if plan.pending_changes:
         out.append(f"**{summary_line(plan)}**")
     else:
         out.append(f"**No changes.** Live state matches the manifests ({', '.join(plan.regions)}).")
+    destructive = [c for c in plan.pending_changes if c.action in (Action.DELETE, Action.UNBIND)]
+    if destructive:
+        # First thing a reviewer reads: what this plan takes away.
+        out += ["", "> [!CAUTION]",
+                f"> **This plan deletes {plan.summary.delete} signature(s) and unbinds {plan.summary.unbind} "
+                f"API(s):**"]
+        out += [f"> - {_destructive_item(c)}" for c in destructive[:DESTRUCTIVE_LISTED]]
+        if len(destructive) > DESTRUCTIVE_LISTED:
+            out.append(f"> - ... and {len(destructive) - DESTRUCTIVE_LISTED} more, listed below")
     if not plan.secrets_checked:
         out += ["", "> [!WARNING]", f"> {SECRETS_NOT_CHECKED}"]
-    if plan.changes:
-        out += ["", "| Action | Resource | Address | Detail |", "|---|---|---|---|"]
-        for change in plan.changes:
-            out.append(f"| **{change.action.value}** | {change.resource.value} | `{_cell(change.address)}` "
-                       f"| {_cell(_detail(change))} |")
-        text = render_text(plan, color=False)
-        diff_lines = []
-        for line in text.splitlines():
-            stripped = line.lstrip()
-            if stripped[:1] in ("+", "-", "~"):
-                # Move the marker to column 0 so GitHub's diff highlighting colours the line.
-                marker = "!" if stripped[0] == "~" else stripped[0]
-                diff_lines.append(marker + line.replace(stripped[0], " ", 1)[1:])
-            else:
-                diff_lines.append(" " + line if line else "")
-        out += ["", "<details><summary>Full plan</summary>", "", "```diff", *diff_lines, "```", "",
-                "</details>"]
-    return "\n".join(out) + "\n"
+    targets = targets_line(plan)
+    if targets is not None:
+        out += ["", "> [!NOTE]", f"> {targets}"]
+    return out
 
+
+_SECTIONS = {
+    Label.INTRODUCED: ("#### Introduced by this change", None),
+    Label.DRIFT: ("#### Drift: already pending on the base",
+                  "The base's manifests differ from the live state here too: someone changed the live state by "
+                  "hand, or the base was never applied."),
+    Label.RESOLVED: ("#### Resolved by this change",
+                     "Pending on the base, but not in this plan: these manifests make them unnecessary."),
+}
+
+
+def _markdown_tables(plan: Plan) -> list[_Table]:
+    """One table per section (label, when there is a base) and, over several regions, per region."""
+    sections: list[tuple[list[str], list[Change]]] = []
+    line = label_line(plan)
+    if line is None:
+        sections.append(([], list(plan.changes)))
+    else:
+        for label, (heading, explanation) in _SECTIONS.items():
+            changes = [c for c in plan.changes if c.label is label]
+            if changes:
+                intro = [] if sections else ["", line]
+                sections.append(([*intro, "", heading, *([explanation] if explanation else [])], changes))
+    tables = []
+    for intro, changes in sections:
+        for index, (region, region_changes) in enumerate(groupby(changes, key=lambda c: c.region)):
+            lead = intro if index == 0 else []
+            if len(plan.regions) > 1:
+                lead = [*lead, "", f"**Region {region}**"]
+            rows = [f"| **{c.action.value}** | {c.resource.value} | `{_cell(c.address)}` | {_cell(_detail(c))} |"
+                    for c in region_changes]
+            tables.append(_Table([*lead, "", "| Action | Resource | Address | Detail |", "|---|---|---|---|"],
+                                 rows))
+    return tables
+
+
+def _markdown_details(plan: Plan) -> list[str]:
+    diff_lines = []
+    for line in render_text(plan, color=False).splitlines():
+        stripped = line.lstrip()
+        if stripped[:1] in ("+", "-", "~"):
+            # Move the marker to column 0 so GitHub's diff highlighting colours the line.
+            marker = "!" if stripped[0] == "~" else stripped[0]
+            diff_lines.append(marker + line.replace(stripped[0], " ", 1)[1:])
+        else:
+            diff_lines.append(" " + line if line else "")
+    return ["", "<details><summary>Full plan</summary>", "", "```diff", *diff_lines, "```", "", "</details>"]
+
+
+def render_markdown(plan: Plan, *, max_chars: int = MARKDOWN_MAX_CHARS) -> str:
+    """For a pull-request comment: summary first, deletions and unbinds called out, a table of changes (a
+    section each for introduced, drift and resolved when compared with a base), the full plan folded.
+
+    Longer than `max_chars`, the folded full plan is left out, then table rows from the end, and a note
+    says how many changes are listed."""
+    head = _markdown_head(plan)
+    if not plan.changes:
+        return "\n".join(head) + "\n"
+    tables = _markdown_tables(plan)
+    text = "\n".join([*head, *(line for t in tables for line in (*t.intro, *t.rows)),
+                      *_markdown_details(plan)]) + "\n"
+    if len(text) <= max_chars:
+        return text
+    note_room = 400
+    used = len("\n".join(head)) + 1 + note_room
+    body: list[str] = []
+    listed = 0
+    for table in tables:
+        block = list(table.intro)
+        size = sum(len(line) + 1 for line in block)
+        for row in table.rows:
+            if used + size + len(row) + 1 > max_chars:
+                break
+            block.append(row)
+            size += len(row) + 1
+        if len(block) > len(table.intro):
+            body += block
+            used += size
+            listed += len(block) - len(table.intro)
+    total = len(plan.changes)
+    shown = "every change is listed above" if listed == total else f"{listed} of {total} changes are listed above"
+    note = ["", "> [!NOTE]", f"> The plan is too long for one comment: the full text plan is left out and {shown}. "
+                             "Run `reconciler plan` (or `-o json`) to see all of it."]
+    return "\n".join([*head, *body, *note]) + "\n"
