@@ -114,7 +114,9 @@ def load_yaml_document(path: Path) -> YamlDocument:
     except yaml.YAMLError as exc:
         raise ManifestError(name, None, None, f"YAML error: {exc}") from None
     except RecursionError:
-        raise ManifestError(name, None, None, "YAML nesting too deep") from None
+        # PyYAML composes recursively, so thousands of levels exhaust the stack before `_check_shape`
+        # runs; the reader has stopped where the nesting got too deep.
+        raise ManifestError(name, loader.line + 1, None, f"nesting deeper than {MAX_DEPTH} levels") from None
     finally:
         loader.dispose()
     return YamlDocument(path=name, data=data, root=root)
