@@ -18,6 +18,9 @@ def write_atomically(path: Path, text: str) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise InputError(f"{path}: cannot write: {exc.strerror}") from None
+    except BaseException:  # interrupted (Ctrl-C): leave neither half a file nor the temp file
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_output(text: str, out_file: Path | None) -> None:

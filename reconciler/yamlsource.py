@@ -99,7 +99,11 @@ def load_yaml_document(path: Path) -> YamlDocument:
     if "\x00" in text:
         raise ManifestError(name, text[: text.index("\x00")].count("\n") + 1, None,
                             "file contains NUL bytes (binary, not YAML)")
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks every character at once
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise ManifestError(name, line, None, f"character U+{exc.character:04X} is not allowed in YAML") from None
     try:
         root = loader.get_single_node()
         if root is None:

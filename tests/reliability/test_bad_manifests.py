@@ -34,6 +34,8 @@ GENERATED: dict[str, tuple[bytes, str]] = {
     "utf-16.yaml": ("region: cn-hangzhou\n".encode("utf-16"), "{path}:1: file is not UTF-8 text"),
     "nul-bytes.yaml": (b"region: cn-hangzhou\nignore: [a\x00b]\n",
                        "{path}:2: file contains NUL bytes (binary, not YAML)"),
+    "control-character.yaml": (b"region: cn-hangzhou\nignore: [a\x1fb]\n",
+                               "{path}:2: character U+001F is not allowed in YAML"),
     "deep-flow-nesting.yaml": (b"region: cn-hangzhou\nignore: " + b"[" * 100_000 + b"]" * 100_000 + b"\n",
                                "{path}:2: nesting deeper than 32 levels"),
 }
