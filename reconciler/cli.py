@@ -20,18 +20,21 @@ from typing import Any, TypeVar
 import click
 
 from reconciler import __version__
+from reconciler.annotations import error_annotation, in_github_actions
 from reconciler.apply import apply_plan, check_saved_plan, load_saved_plan, save_plan
 from reconciler.differ import diff
+from reconciler.drift import compare_with_base, fetch_view, read_base
 from reconciler.emulator.cli import emulator_command
-from reconciler.errors import InputError, ReconcilerError
+from reconciler.errors import InputError, ManifestError, ReconcilerError
 from reconciler.export import DEFAULT_STAGES, Export, export_manifests, header_time
 from reconciler.fetcher import DEFAULT_CONCURRENCY, fetch_for_export
 from reconciler.live import Connection, ConnectionOptions, open_connection, read_live_state
 from reconciler.manifest import DesiredState, load_desired_state, load_env_file, manifest_json_schema
 from reconciler.output import write_atomically, write_output
-from reconciler.plan import Plan, plan_json_schema, render_json, render_markdown, render_text
+from reconciler.plan import Plan, plan_json_schema, render_compact, render_json, render_markdown, render_text
 from reconciler.progress import TerminalProgress
 from reconciler.snapshot import STAGES, Snapshot, load_snapshot_file
+from reconciler.targets import parse_target, select_targets
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -51,8 +54,9 @@ def connection_options(func: F) -> F:
     options = [
         click.option("--endpoint", help="API endpoint URL (default: https://apigateway.REGION.aliyuncs.com; "
                                         "plain http only to loopback)."),
-        click.option("--emulator", "emulator_state", type=click.Path(dir_okay=False, path_type=Path),
-                     help="Start an embedded emulator seeded from this state file and use it."),
+        click.option("--emulator", "emulator_states", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+                     help="Start an embedded emulator seeded from this state file and use it (repeat: one state "
+                          "file per region)."),
         click.option("--profile", envvar="ALIBABA_CLOUD_PROFILE",
                      help="Profile of ~/.aliyun/config.json (also ALIBABA_CLOUD_PROFILE)."),
         click.option("--signature-version", type=click.Choice(["v3", "v1"]), default="v3", show_default=True,
@@ -68,11 +72,15 @@ def connection_options(func: F) -> F:
     return func
 
 
+def manifest_env(env_file: Path | None, skip_secrets: bool) -> dict[str, str] | None:
+    """Variables for ${env:...}; None under --skip-secrets (no reference is resolved)."""
+    if skip_secrets:
+        return None
+    return {**(load_env_file(env_file) if env_file else {}), **os.environ}
+
+
 def load_manifests(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool) -> DesiredState:
-    env: dict[str, str] | None = None
-    if not skip_secrets:
-        env = {**(load_env_file(env_file) if env_file else {}), **os.environ}
-    desired = load_desired_state(paths, env=env)
+    desired = load_desired_state(paths, env=manifest_env(env_file, skip_secrets))
     if not desired.regions:
         raise ReconcilerError("the manifests declare no region")
     return desired
@@ -108,7 +116,7 @@ def validate(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool)
 def live_state(desired: DesiredState, snapshot_file: Path | None, options: ConnectionOptions,
                quiet: bool) -> dict[str, Snapshot]:
     if snapshot_file is not None:
-        if options.endpoint or options.emulator_state:
+        if options.endpoint or options.emulator_states:
             raise InputError("give --snapshot, or --endpoint/--emulator, not both")
         return {s.region: s for s in load_snapshot_file(snapshot_file).snapshots}
     with open_connection(options, desired.regions) as connection:
@@ -123,12 +131,12 @@ def read_with_progress(desired: DesiredState, connection: Connection, quiet: boo
         progress.close()
 
 
-def render(result: Plan, output_format: str, *, color: bool) -> str:
+def render(result: Plan, output_format: str, *, color: bool, compact: bool = False) -> str:
     if output_format == "json":
         return render_json(result)
     if output_format == "markdown":
         return render_markdown(result)
-    return render_text(result, color=color)
+    return render_compact(result, color=color) if compact else render_text(result, color=color)
 
 
 @cli.command()
@@ -146,25 +154,42 @@ def render(result: Plan, output_format: str, *, color: bool) -> str:
 @click.option("--out-plan", type=click.Path(dir_okay=False, path_type=Path),
               help="Also save the plan for `apply --plan-file` (JSON; no secrets; tied to this live state).")
 @click.option("--no-color", is_flag=True, help="No colour (also with NO_COLOR set, or when not a TTY).")
+@click.option("--compact", is_flag=True, help="Text: one line per change.")
+@click.option("--target", "targets", multiple=True, metavar="signature=NAME|group=ID",
+              help="Show only changes to this signature or API group (repeatable; globs allowed).")
+@click.option("--base-ref", metavar="REF", help="Label each change introduced, drift or resolved against the same "
+                                               "manifest paths at git REF (e.g. origin/main).")
+@click.option("--base", "base_path", type=click.Path(path_type=Path), metavar="PATH",
+              help="Like --base-ref, with the base's manifests in PATH.")
 def plan(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool, endpoint: str | None,
-         emulator_state: Path | None, profile: str | None, signature_version: str, concurrency: int,
+         emulator_states: tuple[Path, ...], profile: str | None, signature_version: str, concurrency: int,
          timeout: float, quiet: bool, snapshot_file: Path | None, save_snapshot: Path | None,
          output_format: str, out_file: Path | None, detailed_exitcode: bool, out_plan: Path | None,
-         no_color: bool) -> int:
+         no_color: bool, compact: bool, targets: tuple[str, ...], base_ref: str | None,
+         base_path: Path | None) -> int:
     """Compare manifests with the live state and print what would change."""
+    if compact and output_format != "text":
+        raise InputError(f"--compact is a text view; it does not go with -o {output_format}")
+    chosen_targets = [parse_target(t) for t in targets]
     desired = load_manifests(paths, env_file, skip_secrets)
-    options = ConnectionOptions(endpoint=endpoint, emulator_state=emulator_state, profile=profile,
+    base = read_base(ref=base_ref, folder=base_path, paths=paths, env=manifest_env(env_file, skip_secrets))
+    options = ConnectionOptions(endpoint=endpoint, emulator_states=emulator_states, profile=profile,
                                 signature_version="v1" if signature_version == "v1" else "v3",
                                 concurrency=concurrency, timeout=timeout)
-    snapshots = live_state(desired, snapshot_file, options, quiet)
+    # One read of the live state serves both plans.
+    snapshots = live_state(desired if base is None else fetch_view(desired, base.desired), snapshot_file,
+                           options, quiet)
     if save_snapshot is not None:
         write_output(json.dumps([s.to_file_dict() for s in snapshots.values()], indent=2) + "\n", save_snapshot)
     result = diff(desired, snapshots)
     if out_plan is not None:
         save_plan(result, snapshots, out_plan)
+    shown = result if base is None else compare_with_base(result, desired, base, snapshots)
+    if chosen_targets:
+        shown = select_targets(shown, chosen_targets, desired)
     color = out_file is None and sys.stdout.isatty() and not no_color and "NO_COLOR" not in os.environ
-    write_output(render(result, output_format, color=color), out_file)
-    return 2 if detailed_exitcode and result.has_changes else 0
+    write_output(render(shown, output_format, color=color, compact=compact), out_file)
+    return 2 if detailed_exitcode and shown.has_changes else 0
 
 
 @cli.command()
@@ -184,7 +209,7 @@ def schema(plan_schema: bool) -> int:
               help="Carry out this saved plan (`plan --out-plan`) without asking, as reviewed; refused when the "
                    "live state or the manifests changed since.")
 def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool, endpoint: str | None,
-                  emulator_state: Path | None, profile: str | None, signature_version: str, concurrency: int,
+                  emulator_states: tuple[Path, ...], profile: str | None, signature_version: str, concurrency: int,
                   timeout: float, quiet: bool, auto_approve: bool, plan_file: Path | None) -> int:
     """Make the live state match the manifests: create, update, rebind, bind, unbind, delete (prune: true)."""
     if skip_secrets:
@@ -193,7 +218,7 @@ def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: 
         raise InputError("apply asks for confirmation but stdin is not a terminal; pass --auto-approve")
     desired = load_manifests(paths, env_file, skip_secrets)
     saved = load_saved_plan(plan_file) if plan_file is not None else None
-    options = ConnectionOptions(endpoint=endpoint, emulator_state=emulator_state, profile=profile,
+    options = ConnectionOptions(endpoint=endpoint, emulator_states=emulator_states, profile=profile,
                                 signature_version="v1" if signature_version == "v1" else "v3",
                                 concurrency=concurrency, timeout=timeout)
     with open_connection(options, desired.regions, allow_writes=True) as connection:
@@ -214,9 +239,10 @@ def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: 
                              report=click.echo)
     for line in outcome.summary():
         click.echo(line)
-    if emulator_state is not None:
+    if emulator_states:
         click.echo(f"Note: the changes went to an embedded emulator and are gone now; to keep them, serve "
-                   f"{emulator_state} with `reconciler emulator --save` and use --endpoint.", err=True)
+                   f"{' '.join(map(str, emulator_states))} with `reconciler emulator --save` and use --endpoint.",
+                   err=True)
     if not outcome.ok:
         raise ReconcilerError("apply stopped at the first failure: " + "; ".join(outcome.failures))
     return 0
@@ -235,7 +261,7 @@ def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: 
               help="group: signatures in REGION.yaml, the bindings of each group in REGION.GROUP_ID.yaml.")
 @click.option("--include-secrets", is_flag=True, help="Write secrets in clear instead of ${env:NAME_SECRET}.")
 @click.option("--force", is_flag=True, help="With --include-secrets, write even into files that git tracks.")
-def export_command(endpoint: str | None, emulator_state: Path | None, profile: str | None, signature_version: str,
+def export_command(endpoint: str | None, emulator_states: tuple[Path, ...], profile: str | None, signature_version: str,
                    concurrency: int, timeout: float, quiet: bool, region: str, groups: tuple[str, ...],
                    all_groups: bool, stages: tuple[str, ...], out: str, split_by: str, include_secrets: bool,
                    force: bool) -> int:
@@ -244,7 +270,7 @@ def export_command(endpoint: str | None, emulator_state: Path | None, profile: s
         raise InputError("give either --group ID (repeatable) or --all-groups")
     if out == "-" and split_by == "group":
         raise InputError("--split-by group writes several files; give --out DIR")
-    options = ConnectionOptions(endpoint=endpoint, emulator_state=emulator_state, profile=profile,
+    options = ConnectionOptions(endpoint=endpoint, emulator_states=emulator_states, profile=profile,
                                 signature_version="v1" if signature_version == "v1" else "v3",
                                 concurrency=concurrency, timeout=timeout)
     chosen_stages = tuple(s for s in STAGES if s in stages) or DEFAULT_STAGES
@@ -255,7 +281,8 @@ def export_command(endpoint: str | None, emulator_state: Path | None, profile: s
                                                     concurrency=concurrency, progress=progress.tracker))
         finally:
             progress.close()
-    source = f"embedded emulator of {emulator_state}" if emulator_state else f"endpoint {snapshot.endpoint}"
+    source = (f"embedded emulator of {' '.join(map(str, emulator_states))}" if emulator_states
+              else f"endpoint {snapshot.endpoint}")
     exported_at = header_time(snapshot.fetched_at, os.environ.get("SOURCE_DATE_EPOCH"))
     result = export_manifests(snapshot, exported_at=exported_at, source=source,
                               split_by="group" if split_by == "group" else "none", include_secrets=include_secrets)
@@ -329,6 +356,8 @@ def run(argv: list[str]) -> int:
         code = 1
     except ReconcilerError as exc:
         click.echo(f"Error: {exc}", err=True)
+        if isinstance(exc, ManifestError) and in_github_actions(os.environ):
+            click.echo(error_annotation(exc, os.environ.get("GITHUB_WORKSPACE")))
         code = 1
     except Exception as exc:  # A bug: still one line, never a traceback (unless --debug).
         if logging.getLogger().isEnabledFor(logging.DEBUG):

@@ -3,21 +3,26 @@
 `open_connection` resolves credentials once (or starts the emulator, which
 brings its own), and hands out one `ApiClient` per region endpoint;
 `read_live_state` turns a DesiredState into the fetch it needs.
+
+An emulator state file holds one region, so several regions need several
+embedded emulators (`--emulator` repeated, one state file per region); they
+all accept the same made-up credentials.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from reconciler.aliyun.client import ApiClient, endpoint_for_region, validate_endpoint
 from reconciler.aliyun.credentials import DEFAULT_CONFIG_PATH, Credentials, resolve_credentials
 from reconciler.emulator.server import running_emulator
+from reconciler.emulator.state import EmulatorState
 from reconciler.errors import InputError
 from reconciler.fetcher import DEFAULT_CONCURRENCY, FetchTarget, PageProgress, fetch_snapshots
 from reconciler.manifest import DesiredState
@@ -27,7 +32,7 @@ from reconciler.snapshot import Snapshot
 @dataclass(frozen=True)
 class ConnectionOptions:
     endpoint: str | None = None
-    emulator_state: Path | None = None
+    emulator_states: tuple[Path, ...] = ()
     profile: str | None = None
     signature_version: Literal["v3", "v1"] = "v3"
     concurrency: int = DEFAULT_CONCURRENCY
@@ -41,9 +46,10 @@ class Connection:
     credentials: Credentials
     fixed_endpoint: str | None
     allow_writes: bool
+    emulator_endpoints: Mapping[str, str] = field(default_factory=dict)  # region -> embedded emulator URL
 
     def endpoint(self, region: str) -> str:
-        return self.fixed_endpoint or endpoint_for_region(region)
+        return self.emulator_endpoints.get(region) or self.fixed_endpoint or endpoint_for_region(region)
 
     def client(self, region: str) -> ApiClient:
         """A new client (one connection pool) for a region; create it inside the running event loop."""
@@ -56,23 +62,43 @@ class Connection:
 def open_connection(options: ConnectionOptions, regions: Iterable[str], *,
                     allow_writes: bool = False) -> Iterator[Connection]:
     regions = sorted(set(regions))
-    if options.emulator_state is not None:
+    if options.emulator_states:
         if options.endpoint is not None:
             raise InputError("give either --endpoint or --emulator, not both")
-        with running_emulator(options.emulator_state) as emulator:
-            foreign = [r for r in regions if r != emulator.state.region]
-            if foreign:
-                raise InputError(f"the emulator state {options.emulator_state} is region {emulator.state.region}; "
-                                 f"the manifests also declare {', '.join(foreign)}")
-            credentials = Credentials(access_key_id=emulator.access_key_id,
-                                      access_key_secret=emulator.access_key_secret)
-            yield Connection(options, credentials, emulator.url, allow_writes)
+        states = _emulator_states_by_region(options.emulator_states, regions)
+        with ExitStack() as stack:
+            emulators = {region: stack.enter_context(running_emulator(state)) for region, state in states.items()}
+            some = next(iter(emulators.values()))
+            credentials = Credentials(access_key_id=some.access_key_id, access_key_secret=some.access_key_secret)
+            yield Connection(options, credentials, None, allow_writes,
+                             {region: emulator.url for region, emulator in emulators.items()})
         return
     endpoint = validate_endpoint(options.endpoint) if options.endpoint is not None else None
     if endpoint is not None and len(regions) > 1:
         raise InputError(f"--endpoint serves one region; the manifests declare {', '.join(regions)}")
     credentials = resolve_credentials(options.profile, os.environ, DEFAULT_CONFIG_PATH.expanduser())
     yield Connection(options, credentials, endpoint, allow_writes)
+
+
+def _emulator_states_by_region(paths: tuple[Path, ...], regions: list[str]) -> dict[str, EmulatorState]:
+    """Load every state file first, so that a bad one or a missing region fails before any server starts."""
+    by_region: dict[str, tuple[Path, EmulatorState]] = {}
+    for path in paths:
+        state = EmulatorState.from_file(path)
+        earlier = by_region.get(state.region)
+        if earlier is not None:
+            raise InputError(f"the emulator states {earlier[0]} and {path} are both region {state.region}; "
+                             f"give one state file per region")
+        by_region[state.region] = (path, state)
+    foreign = [r for r in regions if r not in by_region]
+    if foreign and len(paths) == 1:
+        path, state = by_region[next(iter(by_region))]
+        raise InputError(f"the emulator state {path} is region {state.region}; "
+                         f"the manifests also declare {', '.join(foreign)}")
+    if foreign:
+        raise InputError(f"no --emulator state file is region {', '.join(foreign)} (they are "
+                         f"{', '.join(sorted(by_region))}); give one state file per region")
+    return {region: state for region, (_, state) in by_region.items()}
 
 
 def fetch_targets(desired: DesiredState) -> list[FetchTarget]:

@@ -311,6 +311,9 @@ def _compact_detail(change: Change) -> str:
 
 
 def _compact_line(change: Change, color: bool) -> str:
+    if not change.pending:
+        # Not an action of this plan: no +/-/~ that would read (and colour) as one.
+        return f"= {change.action.value:<9} {change.address}{_compact_detail(change)}{_tag(change)}"
     mark = _MARK[change.action]
     text = f"{mark} {change.action.value:<9} {change.address}{_compact_detail(change)}"
     return _paint(text, mark, color) + _tag(change)
@@ -399,9 +402,9 @@ def _markdown_head(plan: Plan) -> list[str]:
     destructive = [c for c in plan.pending_changes if c.action in (Action.DELETE, Action.UNBIND)]
     if destructive:
         # First thing a reviewer reads: what this plan takes away.
-        out += ["", "> [!CAUTION]",
-                f"> **This plan deletes {plan.summary.delete} signature(s) and unbinds {plan.summary.unbind} "
-                f"API(s):**"]
+        takes = [text for count, text in ((plan.summary.delete, f"deletes {plan.summary.delete} signature(s)"),
+                                          (plan.summary.unbind, f"unbinds {plan.summary.unbind} API(s)")) if count]
+        out += ["", "> [!CAUTION]", f"> **This plan {' and '.join(takes)}:**"]
         out += [f"> - {_destructive_item(c)}" for c in destructive[:DESTRUCTIVE_LISTED]]
         if len(destructive) > DESTRUCTIVE_LISTED:
             out.append(f"> - ... and {len(destructive) - DESTRUCTIVE_LISTED} more, listed below")

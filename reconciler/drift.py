@@ -1,0 +1,198 @@
+"""Drift or pending change: the plan of a pull request's manifests next to the plan of its base's.
+
+`plan --base-ref REF` (or `--base PATH`) plans both sets of manifests against the same live state,
+read once, and labels each change of the pull request's plan:
+
+- `drift`: the base's plan has the same change, so it is pending whether or not the pull request
+  merges (the live state was changed by hand, or the base was never applied);
+- `introduced`: the base's plan does not have it (or has another change to the same resource);
+- `resolved`: a change of the base's plan to a resource the pull request's plan leaves alone.
+
+Decisions where the issue was silent:
+- Two changes are the same when they agree on address, action, before, after and changed
+  attributes; the manifest line (`source`) is ignored, since a pull request moves lines. A change
+  that writes a secret (create, or update of the secret) is `introduced` when the two sets of
+  manifests give that signature different secrets, even though a plan never shows secrets.
+- The base's manifests are read from git with `git ls-tree` and `git show` (no checkout, nothing
+  written in the working tree), the same paths as given for the pull request, relative to the
+  repository's top folder. A path the base does not have yet contributes no manifest; a base with
+  no manifest at all has an empty plan, so every change is `introduced`.
+- Errors in the base's manifests are reported with `base REF:` before them and the base's path in
+  the repository, and they fail the run: a label computed from a broken base would mislead.
+- A region only the base declares is read as well; its changes come out `resolved`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence, Set
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.differ import diff
+from reconciler.errors import InputError, ReconcilerError
+from reconciler.manifest import DesiredState, RegionDesired, load_desired_state
+from reconciler.plan import Action, Change, Label, Plan, summarize
+from reconciler.snapshot import Snapshot
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+_SYMLINK_MODE = "120000"
+
+
+def _git(args: Sequence[str], cwd: Path) -> bytes:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
+    except OSError as exc:
+        raise InputError(f"--base-ref needs git: {exc.strerror}") from None
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise InputError(f"git {args[0]} failed: {message[-1] if message else f'exit code {done.returncode}'}")
+    return done.stdout
+
+
+def _existing_folder(path: Path) -> Path:
+    folder = path.absolute()
+    while not folder.is_dir():
+        folder = folder.parent
+    return folder
+
+
+def checkout_base_manifests(ref: str, paths: Sequence[Path], into: Path) -> list[Path]:
+    """Write the manifests that `paths` name as they are at git `ref` under `into`; return what to load.
+
+    A folder gives its *.yaml/*.yml files (not recursive, as for the working tree); the result is
+    empty when `ref` has none of them."""
+    if not paths:
+        return []
+    here = _existing_folder(paths[0])
+    try:
+        top = Path(_git(["rev-parse", "--show-toplevel"], here).decode().strip()).resolve()
+    except InputError as exc:
+        raise InputError(f"{paths[0]}: not in a git repository ({exc}); give the base's manifests with "
+                         f"--base PATH instead") from None
+    try:
+        _git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], top)
+    except InputError:
+        raise InputError(f"--base-ref {ref}: no such commit in {top} (in CI, fetch the base branch too, "
+                         f"e.g. actions/checkout with fetch-depth: 0)") from None
+    found: list[Path] = []
+    for path in paths:
+        try:
+            relative = path.resolve().relative_to(top)
+        except ValueError:
+            raise InputError(f"{path}: not inside the git repository {top}, so --base-ref cannot read it") from None
+        folder = path.is_dir()
+        spec = f"{relative.as_posix()}/" if folder and relative.parts else relative.as_posix() or "."
+        listing = _git(["ls-tree", "-z", ref, "--", spec], top)
+        wrote = False
+        for entry in filter(None, listing.split(b"\0")):
+            meta, _, name = entry.decode("utf-8", "surrogateescape").partition("\t")
+            mode, kind, _ = meta.split(" ", 2)
+            if kind != "blob" or mode == _SYMLINK_MODE or not name.endswith(MANIFEST_SUFFIXES):
+                continue
+            target = into / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(_git(["show", f"{ref}:{name}"], top))
+            wrote = True
+        if wrote:
+            found.append(into / relative)
+    return found
+
+
+@dataclass(frozen=True)
+class Base:
+    """The base's manifests, loaded. `root` is the temporary folder a git ref's files were written to (gone
+    by now; kept to take it out of error messages)."""
+
+    name: str
+    desired: DesiredState
+    root: Path | None
+
+    def error(self, exc: ReconcilerError) -> InputError:
+        message = str(exc) if self.root is None else str(exc).replace(f"{self.root}/", "")
+        return InputError(f"base {self.name}: {message}")
+
+
+def read_base(*, ref: str | None, folder: Path | None, paths: Sequence[Path],
+              env: Mapping[str, str] | None) -> Base | None:
+    """The base given by `--base-ref REF` (the same `paths` at that commit) or `--base FOLDER`; None for neither."""
+    if ref is not None and folder is not None:
+        raise InputError("give --base-ref or --base, not both")
+    if folder is not None:
+        return _load_base(Base(str(folder), DesiredState(regions={}, secrets_checked=env is not None), None),
+                          [folder], env)
+    if ref is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="reconciler-base-") as scratch:
+        root = Path(scratch)
+        empty = Base(ref, DesiredState(regions={}, secrets_checked=env is not None), root)
+        return _load_base(empty, checkout_base_manifests(ref, paths, root), env)
+
+
+def _load_base(empty: Base, manifests: Sequence[Path], env: Mapping[str, str] | None) -> Base:
+    if not manifests:
+        return empty
+    try:
+        return Base(empty.name, load_desired_state(manifests, env=env), empty.root)
+    except ReconcilerError as exc:
+        raise empty.error(exc) from None
+
+
+def fetch_view(*states: DesiredState) -> DesiredState:
+    """What reading the live state for all of `states` at once needs: every region, every (group, stage)."""
+    regions: dict[str, RegionDesired] = {}
+    for state in states:
+        for name, region in state.regions.items():
+            merged = regions.setdefault(name, RegionDesired(region=name))
+            merged.bindings.extend(region.bindings)
+    return DesiredState(regions=regions, secrets_checked=all(s.secrets_checked for s in states))
+
+
+def secrets_differ(desired: DesiredState, base: DesiredState) -> set[str]:
+    """Addresses of signatures whose desired secret is not the same in both (compared in memory only)."""
+    addresses: set[str] = set()
+    for name, region in desired.regions.items():
+        base_region = base.regions.get(name)
+        for signature in region.signatures.values():
+            earlier = base_region.signatures.get(signature.name) if base_region is not None else None
+            if earlier is None or earlier.secret != signature.secret:
+                addresses.add(f"signature.{name}.{signature.name}")
+    return addresses
+
+
+def _writes_secret(change: Change) -> bool:
+    return change.action is Action.CREATE or (change.action is Action.UPDATE and "secret" in change.changed)
+
+
+def _same(change: Change, earlier: Change) -> bool:
+    return (change.action, change.before, change.after, change.changed) == (
+        earlier.action, earlier.before, earlier.after, earlier.changed)
+
+
+def compare_with_base(plan: Plan, desired: DesiredState, base: Base, snapshots: Mapping[str, Snapshot]) -> Plan:
+    """Plan the base against the same live state and label `plan`'s changes against that plan."""
+    try:
+        base_plan = diff(base.desired, snapshots)
+    except ReconcilerError as exc:
+        raise base.error(exc) from None
+    return label_changes(plan, base_plan, base=base.name, secret_changed=secrets_differ(desired, base.desired))
+
+
+def label_changes(plan: Plan, base_plan: Plan, *, base: str, secret_changed: Set[str] = frozenset()) -> Plan:
+    """`plan` with every change labelled against `base_plan`, and the base's other changes added as resolved
+    (without `source`: it names a line of the base, which the pull request's files may not have)."""
+    earlier_by_address = {c.address: c for c in base_plan.changes}
+    labelled: list[Change] = []
+    for change in plan.changes:
+        earlier = earlier_by_address.get(change.address)
+        drift = (earlier is not None and _same(change, earlier)
+                 and not (_writes_secret(change) and change.address in secret_changed))
+        labelled.append(change.model_copy(update={"label": Label.DRIFT if drift else Label.INTRODUCED}))
+    planned = {c.address for c in plan.changes}
+    labelled += [c.model_copy(update={"label": Label.RESOLVED, "source": None})
+                 for c in base_plan.changes if c.address not in planned]
+    changes = tuple(labelled)
+    return plan.model_copy(update={"changes": changes, "base": base,
+                                   "regions": tuple(sorted({*plan.regions, *base_plan.regions})),
+                                   "summary": summarize(changes, plan.summary.no_op)})

@@ -1,0 +1,60 @@
+"""The read-only guarantee a scheduled job's RAM policy relies on: `plan`, `export` and `validate` send
+nothing but Describe* requests, as the emulator sees them (and `apply`, the control, does send writes)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import CliResult
+
+from tests.workflow_fakes.requests import record_actions
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = str(ROOT / "examples" / "emulator-state.yaml")
+DEMO_ENV = str(ROOT / "examples" / "demo.env")
+MANIFESTS = str(ROOT / "manifests")
+# The actions the read-only RAM policy of docs/workflows.md grants, and nothing else.
+POLICY_ACTIONS = {"DescribeSignatures", "DescribeApiSignatures", "DescribeApis", "DescribeApiGroups"}
+
+Cli = Callable[..., CliResult]
+
+
+@pytest.mark.parametrize("args", [
+    ("plan", MANIFESTS, "--env-file", DEMO_ENV, "--emulator", STATE),
+    ("plan", MANIFESTS, "--skip-secrets", "--emulator", STATE, "--signature-version", "v1", "-o", "json"),
+    ("plan", MANIFESTS, "--env-file", DEMO_ENV, "--emulator", STATE, "--base", MANIFESTS, "-o", "markdown"),
+    ("export", "--region", "cn-hangzhou", "--all-groups", "--emulator", STATE),
+], ids=["plan", "plan-v1-skip-secrets", "plan-with-base", "export"])
+def test_reading_commands_send_only_describe_requests(cli: Cli, monkeypatch: pytest.MonkeyPatch,
+                                                      args: tuple[str, ...]) -> None:
+    actions = record_actions(monkeypatch)
+    result = cli(*args)
+    assert result.code in (0, 2), result.err
+    assert actions, "nothing reached the emulator: the test would prove nothing"
+    assert set(actions) <= POLICY_ACTIONS
+
+
+def test_validate_sends_nothing(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    actions = record_actions(monkeypatch)
+    assert cli("validate", MANIFESTS, "--env-file", DEMO_ENV).code == 0
+    assert actions == []
+
+
+def test_apply_is_the_one_command_that_writes(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    actions = record_actions(monkeypatch)
+    result = cli("apply", MANIFESTS, "--env-file", DEMO_ENV, "--emulator", STATE, "--auto-approve", "--quiet")
+    assert result.code == 0, result.err
+    assert {"CreateSignature", "ModifySignature", "SetSignatureApis", "RemoveSignatureApis"} <= set(actions)
+
+
+def test_the_documented_policy_grants_exactly_these_actions() -> None:
+    block = re.search(r"```json\n( *\{.*?\n *\})\n *```", (ROOT / "docs" / "workflows.md").read_text(), re.S)
+    assert block is not None
+    policy = json.loads(block.group(1))
+    [statement] = policy["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert set(statement["Action"]) == {f"apigateway:{action}" for action in POLICY_ACTIONS}

@@ -1,0 +1,1 @@
+"""Stand-ins and observers for the workflow tests."""
