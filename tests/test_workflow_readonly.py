@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STATE = str(ROOT / "examples" / "emulator-state.yaml")
 DEMO_ENV = str(ROOT / "examples" / "demo.env")
 MANIFESTS = str(ROOT / "manifests")
-# The actions the read-only RAM policy of docs/workflows.md grants, and nothing else.
+# The actions the read-only RAM policy in the README grants, and nothing else.
 POLICY_ACTIONS = {"DescribeSignatures", "DescribeApiSignatures", "DescribeApis", "DescribeApiGroups"}
 
 Cli = Callable[..., CliResult]
@@ -52,7 +52,7 @@ def test_apply_is_the_one_command_that_writes(cli: Cli, monkeypatch: pytest.Monk
 
 
 def test_the_documented_policy_grants_exactly_these_actions() -> None:
-    block = re.search(r"```json\n( *\{.*?\n *\})\n *```", (ROOT / "docs" / "workflows.md").read_text(), re.S)
+    block = re.search(r"```json\n( *\{.*?\n *\})\n *```", (ROOT / "README.md").read_text(), re.S)
     assert block is not None
     policy = json.loads(block.group(1))
     [statement] = policy["Statement"]
