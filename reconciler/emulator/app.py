@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -24,7 +26,16 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from reconciler.emulator.apierror import ApiError, missing
-from reconciler.emulator.faults import FaultConfig, FaultInjector, QpsLimiter
+from reconciler.emulator.faults import (
+    JSON_CONTENT_TYPE,
+    NO_FAULT,
+    FaultConfig,
+    FaultInjector,
+    FaultPlan,
+    QpsLimiter,
+    change_between_pages,
+    garbled_body,
+)
 from reconciler.emulator.operations import OPERATIONS, Params
 from reconciler.emulator.state import EmulatorState
 from reconciler.emulator.verify import AccessKey, RequestVerifier
@@ -64,11 +75,17 @@ class EmulatorApp:
         plan = self.faults.plan()
         if plan.delay_seconds:
             await asyncio.sleep(plan.delay_seconds)
+        if plan.reset:
+            await _reset_connection(receive)
+            return
+        if plan.hang:
+            await _wait_for_disconnect(receive)
+            return
         try:
             body = await _read_body(receive)
             if plan.error is not None:
                 raise plan.error
-            payload = self._handle(scope, body)
+            payload = self._handle(scope, body, mutate=plan.mutate, swap=plan.swap)
             status, headers = 200, {}
         except ApiError as error:
             status, headers = error.status, error.headers
@@ -78,9 +95,9 @@ class EmulatorApp:
             payload = {"Code": "InternalError", "Message": "The request processing has failed due to some "
                        "unknown error.", "HostId": self.host_id}
         payload["RequestId"] = request_id
-        await _send_json(send, status, payload, {**headers, "x-acs-request-id": request_id})
+        await _send_json(send, status, payload, {**headers, "x-acs-request-id": request_id}, plan)
 
-    def _handle(self, scope: Scope, body: bytes) -> dict[str, Any]:
+    def _handle(self, scope: Scope, body: bytes, *, mutate: bool = False, swap: bool = False) -> dict[str, Any]:
         method = scope["method"].upper()
         if method not in ("POST", "GET"):
             raise ApiError(405, "UnsupportedHTTPMethod", f"HTTP method {method} is not supported.")
@@ -107,6 +124,8 @@ class EmulatorApp:
         operation = OPERATIONS.get(action)
         if operation is None:
             raise ApiError(404, "InvalidAction.NotFound", f"Specified api {action!r} is not found.")
+        if mutate:
+            change_between_pages(self.state, action, params, swap=swap)
         return operation(self.state, Params(params))
 
 
@@ -139,10 +158,39 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-async def _send_json(send: Send, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
-    data = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+async def _reset_connection(receive: Receive) -> None:
+    """Drop the connection with a TCP reset and no answer (an injected fault).
+
+    ASGI has no message for this, so uvicorn's transport is reached through `receive`, a bound
+    method of its request cycle. Served another way (in-process), the reset is raised instead, as
+    the exception a client of a reset connection meets.
+    """
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    if transport is None:
+        raise ConnectionResetError("connection reset by the emulator (injected fault)")
+    if transport.is_closing():  # the client has gone already
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:  # linger 0: close with RST instead of FIN
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+    await asyncio.sleep(0)  # the server marks the request disconnected, so it answers nothing
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    """Answer nothing until the client gives up (an injected hang)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _send_json(send: Send, status: int, payload: dict[str, Any], headers: dict[str, str],
+                     fault: FaultPlan = NO_FAULT) -> None:
+    if fault.malformed is None:
+        data, content_type = json.dumps(payload, separators=(",", ":")).encode("utf-8"), JSON_CONTENT_TYPE
+    else:
+        data, content_type = garbled_body(fault.malformed, fault.pick, payload)
     raw_headers = [
-        (b"content-type", b"application/json;charset=utf-8"),
+        (b"content-type", content_type.encode("ascii")),
         (b"content-length", str(len(data)).encode("ascii")),
         *((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()),
     ]

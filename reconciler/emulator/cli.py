@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from reconciler.emulator.faults import FaultConfig
+from reconciler.emulator.faults import MALFORMED_KINDS, FaultConfig
 from reconciler.emulator.server import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, serve_forever
 from reconciler.emulator.state import EmulatorState
 from reconciler.errors import InputError
@@ -39,19 +39,39 @@ def _announce(url: str) -> None:
               help="Share of requests answered 503 ServiceUnavailable.")
 @click.option("--qps-limit", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Requests per second per access key; beyond it 400 Throttling.User (as the vendor's flow control).")
+@click.option("--reset-rate", default=0.0, type=click.FloatRange(0, 1),
+              help="Share of connections reset without an answer.")
+@click.option("--hang-rate", default=0.0, type=click.FloatRange(0, 1),
+              help="Share of requests never answered (the client must time out).")
+@click.option("--malformed-rate", default=0.0, type=click.FloatRange(0, 1),
+              help="Share of answers garbled after the request was carried out: truncated JSON, an HTML page, "
+                   "a wrong Content-Type, or a field left out.")
+@click.option("--malformed-kind", "malformed_kinds", multiple=True, type=click.Choice(MALFORMED_KINDS),
+              help="Kind of garbled answer (repeatable; default: every kind).")
+@click.option("--spike-rate", default=0.0, type=click.FloatRange(0, 1),
+              help="Share of requests delayed by up to --spike-ms more (latency spikes).")
+@click.option("--spike-ms", default=1000.0, show_default=True, type=click.FloatRange(min=0),
+              help="Longest latency spike.")
+@click.option("--mutate-between-pages", "mutate_rate", default=0.0, type=click.FloatRange(0, 1), metavar="RATE",
+              help="Share of requests for page 2 or later of DescribeSignatures / DescribeApiSignatures before "
+                   "which what it lists changes: one item added, or one removed early and one added late.")
 @click.option("--seed", type=int, default=None, help="Seed for reproducible faults.")
 @click.option("--save", is_flag=True,
               help="On shutdown, write the state (with any changes, e.g. from apply) back to the --state file; "
                    "the file is rewritten, so its comments are lost.")
 def emulator_command(
     state_file: Path, host: str, port: int, access_key_id: str, access_key_secret: str,
-    latency_ms: float, throttle_rate: float, error_rate: float, qps_limit: float | None, seed: int | None,
-    save: bool,
+    latency_ms: float, throttle_rate: float, error_rate: float, qps_limit: float | None, reset_rate: float,
+    hang_rate: float, malformed_rate: float, malformed_kinds: tuple[str, ...], spike_rate: float, spike_ms: float,
+    mutate_rate: float, seed: int | None, save: bool,
 ) -> None:
     """Serve a local emulator of the API Gateway (CloudAPI 2016-07-14) endpoint until SIGINT/SIGTERM."""
     try:
         faults = FaultConfig(latency_ms=latency_ms, throttle_rate=throttle_rate, error_rate=error_rate, seed=seed,
-                             qps_limit=qps_limit)
+                             qps_limit=qps_limit, reset_rate=reset_rate, hang_rate=hang_rate,
+                             malformed_rate=malformed_rate, malformed_kinds=malformed_kinds or MALFORMED_KINDS,
+                             spike_rate=spike_rate, spike_ms=spike_ms,
+                             mutate_rate=mutate_rate)
         state = EmulatorState.from_file(state_file)
         final = serve_forever(state, host=host, port=port, access_key_id=access_key_id,
                               access_key_secret=access_key_secret, faults=faults, on_listening=_announce)
