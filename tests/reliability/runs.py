@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.aliyun import client as client_module
 from reconciler.aliyun.client import ApiClient
 from reconciler.emulator.faults import FaultConfig
 from reconciler.emulator.server import running_emulator
@@ -38,6 +39,11 @@ def shorten_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     runs keep the real waits."""
     monkeypatch.setattr("reconciler.live.ApiClient",
                         functools.partial(ApiClient, retry_base_delay=0.01, retry_max_delay=0.5))
+    # The client paces requests after throttling; the emulator's throttling is random, not a rate limit, so
+    # at 50 % it would pace a run down to the floor rate for seconds. A higher floor keeps the same decisions.
+    pacing = getattr(client_module, "AdaptiveRate", None)
+    if pacing is not None and hasattr(pacing, "MIN_RATE"):
+        monkeypatch.setattr(pacing, "MIN_RATE", 200.0)
 
 
 def has_traceback(*streams: str) -> bool:
