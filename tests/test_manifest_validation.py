@@ -193,7 +193,8 @@ def test_prune_conflict_across_files_names_both(cli: Callable[..., CliResult],
     first = write("a/one.yaml", "prune: true\n" + BASE)
     second = write("a/two.yaml", "region: cn-hangzhou\nprune: false\n")
     result = cli("validate", str(first.parent), env=ENV)
-    assert result.err == f"Error: {second}:2: prune: prune: false conflicts with prune: true in {first}:1 (same region)\n"
+    assert result.err == (f"Error: {second}:2: prune: prune: false conflicts with prune: true in {first}:1 "
+                          "(same region)\n")
 
 
 def test_missing_path(cli: Callable[..., CliResult], tmp_path: Path) -> None:

@@ -242,7 +242,7 @@ class EmulatorState:
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(part) for part in err["loc"])
-            raise InputError(f"{source}: field '{where}': {err['msg']}") from None
+            raise InputError(f"{source}: field '{where}': {err['msg'].removeprefix('Value error, ')}") from None
         return cls.from_spec(spec, source=source)
 
     @classmethod
