@@ -22,9 +22,8 @@ Decisions where the task was silent:
 - A signature is deleted only when nothing is bound to it anywhere in the region. Before each
   DeleteSignature, ``DescribeApisBySignature`` lists its APIs; if any are bound (necessarily in a
   (group, stage) no manifest manages: bindings in managed scopes were unbound in phase 5), the
-  delete is refused with a message naming where. An endpoint that does not serve that operation
-  (the bundled emulator answers ``InvalidAction.NotFound``) is asked once; then the service's own
-  refusal of deleting a bound key (``DependencyViolation.Signature``) is the safeguard.
+  delete is refused with a message naming where. The service's own refusal of deleting a bound
+  key (``DependencyViolation.Signature``) stays behind it as a second safeguard.
 - A saved plan (``plan --out-plan``) is JSON: the Plan plus, per region, a SHA-256 fingerprint of
   the live state it was made against (the snapshot in canonical form, secrets as salted digests,
   times and endpoint left out). It holds no secret; secrets are read again at apply. Applying
@@ -47,7 +46,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from reconciler.aliyun.client import ApiClient
-from reconciler.aliyun.errors import ApiError
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.manifest import DesiredState
 from reconciler.output import write_atomically
@@ -200,8 +198,6 @@ class _RegionSteps:
         self.result = result
         self.ids = {sig.name: sig.id for sig in snapshot.signatures}
         self.live_binding = {(b.group, b.stage, b.api_id): b for b in snapshot.bindings}
-        # Cleared when the endpoint turns out not to serve DescribeApisBySignature, so it is asked once.
-        self.apis_by_signature_served = True
 
     def phases(self) -> list[list[Step]]:
         return [self._creates(), self._updates(), self._rebinds(), self._binds(), self._unbinds(), self._deletes()]
@@ -336,16 +332,8 @@ class _RegionSteps:
         return [step(values.name) for values in self._signature_changes(Action.DELETE)]
 
     async def _refuse_if_bound(self, name: str, signature_id: str) -> None:
-        if not self.apis_by_signature_served:
-            return
-        try:
-            body = await self.client.call("DescribeApisBySignature", {"SignatureId": signature_id,
-                                                                      "PageNumber": "1", "PageSize": "100"})
-        except ApiError as exc:
-            if exc.code != "InvalidAction.NotFound":
-                raise
-            self.apis_by_signature_served = False
-            return
+        body = await self.client.call("DescribeApisBySignature", {"SignatureId": signature_id,
+                                                                  "PageNumber": "1", "PageSize": "100"})
         total = body.get("TotalCount")
         container = body.get("ApiInfos")
         items = container.get("ApiInfo") if isinstance(container, dict) else None

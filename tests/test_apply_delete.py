@@ -9,7 +9,6 @@ from typing import Any
 
 from conftest import CliResult
 
-from reconciler.aliyun.errors import InvalidParameterError
 from reconciler.apply import ApplyResult, apply_plan_async
 from reconciler.differ import diff
 from reconciler.emulator.server import running_emulator
@@ -21,10 +20,9 @@ CREDENTIALS = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "testid", "ALIBABA_CLOUD_ACCESS_KE
 
 
 class FakeClient:
-    """Answers DescribeApisBySignature from `bound` (signature id -> ApiInfo items), or as an endpoint
-    that does not serve it; records every call."""
+    """Answers DescribeApisBySignature from `bound` (signature id -> ApiInfo items); records every call."""
 
-    def __init__(self, bound: Mapping[str, list[dict[str, str]]] | None) -> None:
+    def __init__(self, bound: Mapping[str, list[dict[str, str]]]) -> None:
         self.bound = bound
         self.calls: list[tuple[str, dict[str, str]]] = []
 
@@ -37,9 +35,6 @@ class FakeClient:
     async def call(self, action: str, params: Mapping[str, str]) -> dict[str, Any]:
         self.calls.append((action, dict(params)))
         if action == "DescribeApisBySignature":
-            if self.bound is None:
-                raise InvalidParameterError(action, "InvalidAction.NotFound", "Specified api is not found.",
-                                            status=404)
             items = self.bound.get(params["SignatureId"], [])
             return {"RequestId": "R", "TotalCount": len(items), "ApiInfos": {"ApiInfo": items[:100]}}
         return {"RequestId": "R"}
@@ -85,19 +80,8 @@ def test_an_unbound_signature_is_deleted_after_checking(tmp_path: Path) -> None:
         ("DeleteSignature", {"SignatureId": "id-old_key"})]
 
 
-def test_an_endpoint_without_apis_by_signature_is_asked_once(tmp_path: Path) -> None:
-    client = FakeClient(None)
-    result = prune_everything(tmp_path, "old_key", "older_key", "oldest_key", client=client)
-    assert result.ok
-    actions = [action for action, _ in client.calls]
-    assert actions.count("DescribeApisBySignature") == 1
-    assert sorted(params["SignatureId"] for action, params in client.calls if action == "DeleteSignature") == [
-        "id-old_key", "id-older_key", "id-oldest_key"]
-
-
-def test_the_service_refusal_stands_when_the_emulator_cannot_list_bindings(
-        cli: Callable[..., CliResult], tmp_path: Path) -> None:
-    # keep_backend is bound in a stage no manifest mentions; the emulator refuses to delete a bound key.
+def test_a_bound_key_is_refused_over_real_http_naming_where(cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    # keep_backend is bound in a stage no manifest mentions: apply's own check refuses, naming the binding.
     state = EmulatorState.from_dict({
         "region": "cn-hangzhou",
         "signatures": [{"name": "keep_backend", "key": "keepKey01", "secret": "keepSecret01"},
@@ -106,13 +90,15 @@ def test_the_service_refusal_stands_when_the_emulator_cannot_list_bindings(
     })
     manifest = tmp_path / "m.yaml"
     manifest.write_text("region: cn-hangzhou\nprune: true\n")
+    group_id = derived_id("group", "g")
+    api_id = derived_id("api", group_id, "one")
     with running_emulator(state) as emulator:
         result = cli("apply", str(manifest), "--endpoint", emulator.url, "-q", "--auto-approve", env=CREDENTIALS)
-        assert result.code == 1
-        keep_id = derived_id("signature", "keep_backend")
-        assert result.err.startswith(
-            f"Error: apply stopped at the first failure: delete signature keep_backend: DeleteSignature failed: "
-            f"DependencyViolation.Signature: The signature '{keep_id}' is still bound to 1 API(s)")
-        assert f"spare_backend: deleted (id {derived_id('signature', 'spare_backend')})" in result.out
-        assert state.signature_by_name("keep_backend") is not None
-        assert state.signature_by_name("spare_backend") is None
+    assert result.code == 1
+    assert result.err.startswith(
+        f"Error: apply stopped at the first failure: delete signature keep_backend: keep_backend is not deleted: "
+        f"it is still bound to 1 API (API one ({api_id}) in group {group_id} stage PRE), in a group and stage no "
+        f"manifest manages")
+    assert f"spare_backend: deleted (id {derived_id('signature', 'spare_backend')})" in result.out
+    assert state.signature_by_name("keep_backend") is not None
+    assert state.signature_by_name("spare_backend") is None

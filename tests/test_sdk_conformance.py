@@ -81,6 +81,19 @@ def test_describe_apis(sdk: tuple[Client, RunningEmulator, str | None]) -> None:
         (api(0), "api000", G0, "g0"), (api(1), "api001", G0, "g0")]
 
 
+def test_describe_apis_by_signature(sdk: tuple[Client, RunningEmulator, str | None]) -> None:
+    client, _, _ = sdk
+    body = client.describe_apis_by_signature(models.DescribeApisBySignatureRequest(
+        signature_id=SIG0, page_number=1, page_size=3)).body
+    assert body.total_count == 4  # two APIs bound in RELEASE in each of two groups
+    infos = body.api_infos.api_info
+    assert [(i.api_id, i.api_name, i.group_id, i.group_name, i.stage_name) for i in infos] == [
+        (api(0), "api000", G0, "g0", "RELEASE"), (api(1), "api001", G0, "g0", "RELEASE"),
+        (derived_id("api", derived_id("group", "g1"), "api000"), "api000", derived_id("group", "g1"), "g1",
+         "RELEASE")]
+    assert infos[0].bound_time
+
+
 def test_write_operations(sdk: tuple[Client, RunningEmulator, str | None]) -> None:
     client, emulator, _ = sdk
     created = client.create_signature(models.CreateSignatureRequest(

@@ -189,6 +189,19 @@ def describe_apis(state: EmulatorState, params: Params) -> Body:
     return _paged(page_number, page_size, total, "ApiSummarys", "ApiSummary", items)
 
 
+def describe_apis_by_signature(state: EmulatorState, params: Params) -> Body:
+    signature_id = params.required("SignatureId")
+    page_number, page_size = params.page(MAX_PAGE_SIZE)
+    found, total = state.describe_apis_by_signature(signature_id, page_number, page_size)
+    items = []
+    for stage, binding in found:
+        group = state.group_of(binding.api)
+        items.append({"RegionId": state.region, "GroupId": group.id, "GroupName": group.name,
+                      "ApiId": binding.api.id, "ApiName": binding.api.name, "StageName": stage,
+                      "Visibility": "PRIVATE", "Description": "", "BoundTime": binding.bound_time})
+    return _paged(page_number, page_size, total, "ApiInfos", "ApiInfo", items)
+
+
 def create_signature(state: EmulatorState, params: Params) -> Body:
     name = params.required("SignatureName")
     key = params.required("SignatureKey")
@@ -238,6 +251,7 @@ OPERATIONS: Mapping[str, Callable[[EmulatorState, Params], Body]] = {
     "DescribeApiSignatures": describe_api_signatures,
     "DescribeApiGroups": describe_api_groups,
     "DescribeApis": describe_apis,
+    "DescribeApisBySignature": describe_apis_by_signature,
     "CreateSignature": create_signature,
     "ModifySignature": modify_signature,
     "DeleteSignature": delete_signature,

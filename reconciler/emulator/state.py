@@ -417,6 +417,17 @@ class EmulatorState:
                 scope = [b for b in scope if b.api.id in wanted]
             return page_of(scope, page_number, page_size), len(scope)
 
+    def describe_apis_by_signature(
+        self, signature_id: str, page_number: int, page_size: int
+    ) -> tuple[list[tuple[Stage, BindingRecord]], int]:
+        """Every binding of one signature, across groups and stages (group, stage, API order)."""
+        with self._lock:
+            self._signature(signature_id)
+            keys = sorted(self._bound_by_signature[signature_id],
+                          key=lambda k: (k[0], STAGES.index(k[1]), self._bindings[(k[0], k[1])][k[2]].api.position))
+            found = [(stage, self._bindings[(group, stage)][api_id]) for group, stage, api_id in keys]
+            return page_of(found, page_number, page_size), len(found)
+
     def describe_api_groups(
         self, group_id: str | None, group_name: str | None, page_number: int, page_size: int
     ) -> tuple[list[GroupRecord], int]:
