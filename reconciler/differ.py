@@ -16,14 +16,13 @@ Rules (DESIGN.md "Scope of ownership"):
 
 from __future__ import annotations
 
-import gc
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 
 from deepdiff import DeepDiff
 
 from reconciler.errors import InputError, ManifestError
+from reconciler.gcpause import cyclic_gc_paused
 from reconciler.manifest import DesiredBinding, DesiredSignature, DesiredState, RegionDesired
 from reconciler.plan import (
     NOT_CHECKED,
@@ -193,22 +192,9 @@ def _live_binding_values(binding: LiveBinding) -> BindingValues:
                          api_name=binding.api_name, signature=binding.signature_name)
 
 
-@contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """The diff allocates hundreds of thousands of keys and no reference cycles; left on, the cyclic
-    collector re-scans the whole heap (snapshot included) many times over and costs ~40% of the diff."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def diff(desired: DesiredState, snapshots: Mapping[str, Snapshot]) -> Plan:
     """Plan every region of `desired` against its snapshot (a missing snapshot is an error)."""
-    with _cyclic_gc_paused():
+    with cyclic_gc_paused():
         return _diff(desired, snapshots)
 
 

@@ -20,7 +20,7 @@ management API starts throttling one account; `--concurrency` raises it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, Valid
 from reconciler.aliyun.client import ApiClient
 from reconciler.aliyun.errors import TransportError
 from reconciler.errors import ReconcilerError
+from reconciler.gcpause import cyclic_gc_paused
 from reconciler.snapshot import LiveApi, LiveBinding, LiveGroup, LiveSignature, Scope, Snapshot, Stage
 
 PAGE_SIZE = 100
@@ -122,6 +123,27 @@ class PageProgress:
             self._report(self.done, self.known)
 
 
+ResultT = TypeVar("ResultT")
+
+
+def run_fetch(fetch: Coroutine[Any, Any, ResultT]) -> ResultT:
+    """`asyncio.run(fetch)`, without a cost that grows with the result.
+
+    On CPython 3.11, when `asyncio.run` returns, `signal.signal` builds the repr of the previous
+    SIGINT handler, which holds the main task, whose repr holds its result: 3.8 s for a snapshot of
+    200,000 bindings. The main task here returns nothing; the result travels beside it. The cyclic
+    GC is paused meanwhile: at 3,000 requests it took a fifth of the CPU (2.55 -> ~2.0 ms a request).
+    """
+    results: list[ResultT] = []
+
+    async def main() -> None:
+        results.append(await fetch)
+
+    with cyclic_gc_paused():
+        asyncio.run(main())
+    return results[0]
+
+
 def request_slots(concurrency: int) -> asyncio.Semaphore:
     """The bound on requests in flight."""
     if concurrency < 1:
@@ -192,9 +214,12 @@ class Fetcher:
     async def bindings(self, group: str, stage: Stage) -> list[LiveBinding]:
         listing = Listing("DescribeApiSignatures", {"GroupId": group, "StageName": stage}, "ApiSignatures",
                           "ApiSignatureItem", ApiSignatureItem, lambda b: b.api_id)
-        return [LiveBinding(group=group, stage=stage, api_id=b.api_id, api_name=b.api_name,
-                            signature_id=b.signature_id, signature_name=b.signature_name, bound_time=b.bound_time)
-                for b in await self.read(listing)]
+        # One validation call for the whole scope: building 100 LiveBindings one by one cost 0.31 ms a
+        # page (over a tenth of the CPU per request at 32 in flight); this costs 0.2 ms.
+        return _LIVE_BINDINGS.validate_python([
+            {"group": group, "stage": stage, "api_id": b.api_id, "api_name": b.api_name,
+             "signature_id": b.signature_id, "signature_name": b.signature_name, "bound_time": b.bound_time}
+            for b in await self.read(listing)])
 
     async def apis(self, group: str) -> LiveGroup:
         listing = Listing("DescribeApis", {"GroupId": group}, "ApiSummarys", "ApiSummary", ApiSummary,
@@ -253,6 +278,7 @@ def _parse_page(listing: Listing[ItemT], body: Mapping[str, Any]) -> tuple[int, 
 
 
 _ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
+_LIVE_BINDINGS = TypeAdapter(list[LiveBinding])
 
 
 def _adapter(model: type[ItemT]) -> TypeAdapter[list[ItemT]]:
