@@ -7,7 +7,6 @@ click would otherwise report with 2 and so be mistaken for "changes present".
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -27,7 +26,7 @@ from reconciler.drift import compare_with_base, fetch_view, read_base
 from reconciler.emulator.cli import emulator_command
 from reconciler.errors import InputError, ManifestError, ReconcilerError
 from reconciler.export import DEFAULT_STAGES, Export, export_manifests, header_time
-from reconciler.fetcher import DEFAULT_CONCURRENCY, fetch_for_export
+from reconciler.fetcher import DEFAULT_CONCURRENCY, fetch_for_export, run_fetch
 from reconciler.live import Connection, ConnectionOptions, open_connection, read_live_state
 from reconciler.manifest import DesiredState, load_desired_state, load_env_file, manifest_json_schema
 from reconciler.output import write_atomically, write_output
@@ -63,6 +62,9 @@ def connection_options(func: F) -> F:
                      help="Request signing: ACS3-HMAC-SHA256 (v3) or RPC HMAC-SHA1 (v1)."),
         click.option("--concurrency", type=click.IntRange(1, 256), default=DEFAULT_CONCURRENCY, show_default=True,
                      help="Requests in flight at most."),
+        click.option("--max-rps", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Requests a second at most (default: as many as the API accepts; the rate adapts "
+                          "to its throttling either way)."),
         click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
                      help="Seconds per request."),
         click.option("--quiet", "-q", is_flag=True, help="No progress on stderr."),
@@ -163,7 +165,7 @@ def render(result: Plan, output_format: str, *, color: bool, compact: bool = Fal
               help="Like --base-ref, with the base's manifests in PATH.")
 def plan(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool, endpoint: str | None,
          emulator_states: tuple[Path, ...], profile: str | None, signature_version: str, concurrency: int,
-         timeout: float, quiet: bool, snapshot_file: Path | None, save_snapshot: Path | None,
+         max_rps: float | None, timeout: float, quiet: bool, snapshot_file: Path | None, save_snapshot: Path | None,
          output_format: str, out_file: Path | None, detailed_exitcode: bool, out_plan: Path | None,
          no_color: bool, compact: bool, targets: tuple[str, ...], base_ref: str | None,
          base_path: Path | None) -> int:
@@ -175,7 +177,7 @@ def plan(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool, end
     base = read_base(ref=base_ref, folder=base_path, paths=paths, env=manifest_env(env_file, skip_secrets))
     options = ConnectionOptions(endpoint=endpoint, emulator_states=emulator_states, profile=profile,
                                 signature_version="v1" if signature_version == "v1" else "v3",
-                                concurrency=concurrency, timeout=timeout)
+                                concurrency=concurrency, max_rps=max_rps, timeout=timeout)
     # One read of the live state serves both plans.
     snapshots = live_state(desired if base is None else fetch_view(desired, base.desired), snapshot_file,
                            options, quiet)
@@ -210,7 +212,8 @@ def schema(plan_schema: bool) -> int:
                    "live state or the manifests changed since.")
 def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool, endpoint: str | None,
                   emulator_states: tuple[Path, ...], profile: str | None, signature_version: str, concurrency: int,
-                  timeout: float, quiet: bool, auto_approve: bool, plan_file: Path | None) -> int:
+                  max_rps: float | None, timeout: float, quiet: bool, auto_approve: bool,
+                  plan_file: Path | None) -> int:
     """Make the live state match the manifests: create, update, rebind, bind, unbind, delete (prune: true)."""
     if skip_secrets:
         raise InputError("apply needs the secrets: --skip-secrets is for plan only")
@@ -220,7 +223,7 @@ def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: 
     saved = load_saved_plan(plan_file) if plan_file is not None else None
     options = ConnectionOptions(endpoint=endpoint, emulator_states=emulator_states, profile=profile,
                                 signature_version="v1" if signature_version == "v1" else "v3",
-                                concurrency=concurrency, timeout=timeout)
+                                concurrency=concurrency, max_rps=max_rps, timeout=timeout)
     with open_connection(options, desired.regions, allow_writes=True) as connection:
         snapshots = read_with_progress(desired, connection, quiet)
         result = diff(desired, snapshots)
@@ -262,7 +265,8 @@ def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: 
 @click.option("--include-secrets", is_flag=True, help="Write secrets in clear instead of ${env:NAME_SECRET}.")
 @click.option("--force", is_flag=True, help="With --include-secrets, write even into files that git tracks.")
 def export_command(endpoint: str | None, emulator_states: tuple[Path, ...], profile: str | None, signature_version: str,
-                   concurrency: int, timeout: float, quiet: bool, region: str, groups: tuple[str, ...],
+                   concurrency: int, max_rps: float | None, timeout: float, quiet: bool, region: str,
+                   groups: tuple[str, ...],
                    all_groups: bool, stages: tuple[str, ...], out: str, split_by: str, include_secrets: bool,
                    force: bool) -> int:
     """Write the live state of a region as manifests; a plan of them shows no changes."""
@@ -272,13 +276,13 @@ def export_command(endpoint: str | None, emulator_states: tuple[Path, ...], prof
         raise InputError("--split-by group writes several files; give --out DIR")
     options = ConnectionOptions(endpoint=endpoint, emulator_states=emulator_states, profile=profile,
                                 signature_version="v1" if signature_version == "v1" else "v3",
-                                concurrency=concurrency, timeout=timeout)
+                                concurrency=concurrency, max_rps=max_rps, timeout=timeout)
     chosen_stages = tuple(s for s in STAGES if s in stages) or DEFAULT_STAGES
     progress = TerminalProgress.for_stderr(enabled=not quiet)
     with open_connection(options, [region]) as connection:
         try:
-            snapshot = asyncio.run(fetch_for_export(connection.client, region, groups or None, chosen_stages,
-                                                    concurrency=concurrency, progress=progress.tracker))
+            snapshot = run_fetch(fetch_for_export(connection.client, region, groups or None, chosen_stages,
+                                                  concurrency=concurrency, progress=progress.tracker))
         finally:
             progress.close()
     source = (f"embedded emulator of {' '.join(map(str, emulator_states))}" if emulator_states

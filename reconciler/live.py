@@ -11,7 +11,6 @@ all accept the same made-up credentials.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -19,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from reconciler.aliyun.client import ApiClient, endpoint_for_region, validate_endpoint
+from reconciler.aliyun.client import AdaptiveRate, ApiClient, endpoint_for_region, validate_endpoint
 from reconciler.aliyun.credentials import DEFAULT_CONFIG_PATH, Credentials, resolve_credentials
 from reconciler.emulator.server import running_emulator
 from reconciler.emulator.state import EmulatorState
 from reconciler.errors import InputError
-from reconciler.fetcher import DEFAULT_CONCURRENCY, FetchTarget, PageProgress, fetch_snapshots
+from reconciler.fetcher import DEFAULT_CONCURRENCY, FetchTarget, PageProgress, fetch_snapshots, run_fetch
 from reconciler.manifest import DesiredState
 from reconciler.snapshot import Snapshot
 
@@ -36,6 +35,7 @@ class ConnectionOptions:
     profile: str | None = None
     signature_version: Literal["v3", "v1"] = "v3"
     concurrency: int = DEFAULT_CONCURRENCY
+    max_rps: float | None = None
     timeout: float = 10.0
     deadline: float = 300.0
 
@@ -55,7 +55,7 @@ class Connection:
         """A new client (one connection pool) for a region; create it inside the running event loop."""
         return ApiClient(self.endpoint(region), self.credentials, signature_version=self.options.signature_version,
                          timeout=self.options.timeout, deadline=self.options.deadline,
-                         allow_writes=self.allow_writes)
+                         allow_writes=self.allow_writes, rate=AdaptiveRate(self.options.max_rps))
 
 
 @contextmanager
@@ -110,5 +110,5 @@ def fetch_targets(desired: DesiredState) -> list[FetchTarget]:
 def read_live_state(desired: DesiredState, connection: Connection,
                     progress: PageProgress | None = None) -> dict[str, Snapshot]:
     """Fetch what the manifests need to be planned, every region concurrently."""
-    return asyncio.run(fetch_snapshots(fetch_targets(desired), connection.client,
-                                       concurrency=connection.options.concurrency, progress=progress))
+    return run_fetch(fetch_snapshots(fetch_targets(desired), connection.client,
+                                     concurrency=connection.options.concurrency, progress=progress))

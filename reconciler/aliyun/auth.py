@@ -106,7 +106,8 @@ class AcsV3Auth(_SigningAuth):
         headers["accept"] = "application/json"
 
         params = dict(request.url.params)
-        with_query(request, params)
+        if request.url.query != canonical_query(params).encode("ascii"):
+            with_query(request, params)  # re-encoded only when a caller did not already (parsing a URL is dear)
         names = v3_signed_header_names(headers)
         canonical = v3_canonical_request(request.method, request.url.path, params, headers, names, payload_sha256)
         signature = v3_signature(self._secret, canonical)

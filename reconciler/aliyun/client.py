@@ -30,6 +30,7 @@ import json
 import logging
 import random
 import re
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -37,7 +38,7 @@ from typing import Any, Literal
 
 import httpx
 
-from reconciler.aliyun.auth import ACTION_EXTENSION, AcsV3Auth, RpcV1Auth, with_query
+from reconciler.aliyun.auth import ACTION_EXTENSION, AcsV3Auth, RpcV1Auth
 from reconciler.aliyun.credentials import Credentials
 from reconciler.aliyun.errors import (
     ApiError,
@@ -48,6 +49,7 @@ from reconciler.aliyun.errors import (
     WriteNotAllowed,
     error_for_response,
 )
+from reconciler.aliyun.signing import canonical_query
 from reconciler.errors import InputError
 
 logger = logging.getLogger("reconciler.aliyun")
@@ -157,6 +159,95 @@ def _is_write(action: str) -> bool:
     return not action.startswith("Describe")
 
 
+class AdaptiveRate:
+    """Paces request starts to the rate the endpoint accepts: AIMD on the vendor's throttling.
+
+    Until the first throttling (or without ``max_rps``) requests start as soon as a slot is free. A
+    throttled answer to a request sent after the last decrease sets the rate to ``DECREASE`` times the
+    requests that succeeded in the last second (never more than the rate was): that estimate lands
+    next to the account's limit at once, where halving from an unthrottled rate would take several
+    overloaded round trips. Each success adds ``INCREASE / rate`` (about ``INCREASE`` requests a second
+    per second). ``x-acs-retry-after`` holds back every start, not only the throttled call's retry.
+    ``max_rps`` caps the rate from the first request, so a drift job leaves room for other tools.
+    """
+
+    DECREASE = 0.85
+    INCREASE = 2.0
+    MIN_RATE = 1.0
+    WINDOW = 1.0
+
+    def __init__(self, max_rps: float | None = None) -> None:
+        if max_rps is not None and max_rps <= 0:
+            raise InputError(f"--max-rps must be more than 0, not {max_rps:g}")
+        self.max_rps = max_rps
+        self.rate: float | None = max_rps
+        self._next_start = 0.0
+        self._paused_until = 0.0
+        self._last_decrease = float("-inf")
+        self._successes: deque[float] = deque()
+
+    def reserve(self, now: float) -> float:
+        """Take the next start slot; the seconds to wait for it."""
+        start = max(now, self._next_start, self._paused_until)
+        if self.rate is not None:
+            self._next_start = start + 1.0 / self.rate
+        return start - now
+
+    def succeeded(self, now: float) -> None:
+        self._successes.append(now)
+        while self._successes[0] < now - self.WINDOW:
+            self._successes.popleft()
+        if self.rate is not None:
+            self.rate += self.INCREASE / self.rate
+            if self.max_rps is not None:
+                self.rate = min(self.rate, self.max_rps)
+
+    def throttled(self, sent_at: float, now: float, retry_after: float | None) -> None:
+        if retry_after is not None:
+            self._paused_until = max(self._paused_until, now + retry_after)
+        if sent_at < self._last_decrease:
+            return  # sent before the last decrease: the same overload, already answered
+        accepted = sum(1 for t in self._successes if t >= now - self.WINDOW)
+        ceiling = accepted if self.rate is None else min(self.rate, accepted)
+        self.rate = max(self.MIN_RATE, self.DECREASE * ceiling)
+        self._last_decrease = now
+
+
+class ShardedTransport(httpx.AsyncBaseTransport):
+    """Keep-alive connections in several small httpcore pools instead of one large one.
+
+    Profile (312 requests, 32 in flight): httpcore's pool, each time it hands out a connection, checks
+    every connection it holds (``is_idle``; a ``poll()`` and ``getpeername()`` per idle one), so its cost
+    per request grows with the pool: 44% of the client's CPU in one pool of 32. Pools of
+    ``CONNECTIONS_PER_SHARD`` make that cost constant; a request goes to the pool with the fewest
+    requests in flight, and the pools share one TLS context (loading the CA bundle costs ~0.2 s).
+    """
+
+    CONNECTIONS_PER_SHARD = 4
+    MAX_CONNECTIONS = 256  # the most --concurrency allows
+
+    def __init__(self, endpoint: str) -> None:
+        # Plain http is allowed only to loopback (validate_endpoint), where there is nothing to verify.
+        tls = httpx.create_ssl_context() if endpoint.startswith("https://") else False
+        limits = httpx.Limits(max_connections=self.CONNECTIONS_PER_SHARD,
+                              max_keepalive_connections=self.CONNECTIONS_PER_SHARD)
+        shards = self.MAX_CONNECTIONS // self.CONNECTIONS_PER_SHARD
+        self._pools = [httpx.AsyncHTTPTransport(verify=tls, limits=limits) for _ in range(shards)]
+        self._in_flight = [0] * shards
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        shard = self._in_flight.index(min(self._in_flight))
+        self._in_flight[shard] += 1
+        try:
+            return await self._pools[shard].handle_async_request(request)
+        finally:
+            self._in_flight[shard] -= 1
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+
+
 class ApiClient:
     """Calls one endpoint through one httpx connection pool, with signing, retries and a deadline.
 
@@ -181,6 +272,7 @@ class ApiClient:
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         auth: httpx.Auth | None = None,
+        rate: AdaptiveRate | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -193,16 +285,16 @@ class ApiClient:
         self._max_delay = retry_max_delay
         self._rng = rng if rng is not None else random.Random()
         self._sleep = sleep
+        self._rate = rate
         if auth is None:
             auth = AcsV3Auth(credentials) if signature_version == "v3" else RpcV1Auth(credentials)
         logging.getLogger("httpx").addFilter(_HTTPX_LOG_REDACTION)
         self._http = httpx.AsyncClient(
             base_url=self.endpoint,
             auth=auth,
-            transport=transport,
+            transport=transport if transport is not None else ShardedTransport(self.endpoint),
             # Waiting for a pooled connection is bounded by the call's deadline, not the timeout.
             timeout=httpx.Timeout(timeout, pool=None),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
             headers={"user-agent": USER_AGENT},
             event_hooks={"request": [self._log_request]},
             follow_redirects=False,
@@ -257,9 +349,16 @@ class ApiClient:
         loop = asyncio.get_running_loop()
         while True:
             progress.attempts += 1
+            if self._rate is not None:
+                wait = self._rate.reserve(loop.time())
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            sent_at = loop.time()
             try:
-                return await self._attempt(action, query, secrets, progress.attempts)
+                body = await self._attempt(action, query, secrets, progress.attempts)
             except ApiError as error:
+                if self._rate is not None and isinstance(error, ThrottlingError):
+                    self._rate.throttled(sent_at, loop.time(), error.retry_after)
                 error.attempts = progress.attempts
                 progress.last_error = error
                 if progress.attempts >= self._max_attempts or not self._retryable(error, write):
@@ -270,12 +369,16 @@ class ApiClient:
                 logger.debug("%s attempt %d failed (%s); retrying in %.3fs", action, progress.attempts, error, delay)
                 self.stats.retries += 1
                 await self._sleep(delay)
+            else:
+                if self._rate is not None:
+                    self._rate.succeeded(loop.time())
+                return body
 
     async def _attempt(self, action: str, query: dict[str, str], secrets: list[str], attempt: int) -> dict[str, Any]:
+        # The query goes in already in the signed encoding, so the signer leaves the URL as it is.
         request = self._http.build_request(
-            "POST", "/", extensions={ACTION_EXTENSION: action, _ATTEMPT_EXTENSION: attempt}
+            "POST", f"/?{canonical_query(query)}", extensions={ACTION_EXTENSION: action, _ATTEMPT_EXTENSION: attempt}
         )
-        with_query(request, query)
         self.stats.requests += 1
         try:
             response = await self._http.send(request)
