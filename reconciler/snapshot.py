@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from reconciler.errors import InputError
 from reconciler.output import write_atomically
@@ -57,7 +58,11 @@ class LiveSignature(_Frozen):
         return False
 
 
-class LiveBinding(_Frozen):
+@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
+class LiveBinding:
+    """A slotted pydantic dataclass, not a BaseModel: a tenant has 200,000 of these, and a model
+    instance costs about 1.3 KB where this costs about a fifth of that."""
+
     group: str
     stage: Stage
     api_id: str

@@ -80,6 +80,39 @@ def _check_shape(path: str, root: Node) -> None:
             stack.extend((item, depth + 1) for item in node.value)
 
 
+def _parse_with_libyaml(name: str, text: str) -> tuple[Node, Any] | None:
+    """Node tree and value through libyaml, five times faster than the pure-Python loader on a
+    large manifest; None when PyYAML lacks libyaml or the document has any problem, so that the
+    pure loader, whose messages and line numbers the errors are written for, reports it.
+
+    libyaml composes nodes recursively in C and crashes the process on deep nesting, so the depth
+    is measured first on its (iterative) event stream.
+    """
+    c_loader = getattr(yaml, "CSafeLoader", None)
+    if c_loader is None:
+        return None
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=c_loader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return None
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        loader = c_loader(text)
+        try:
+            root = loader.get_single_node()
+            if root is None:
+                return None
+            _check_shape(name, root)
+            return root, loader.construct_document(root)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError:
+        return None
+
+
 def load_yaml_document(path: Path) -> YamlDocument:
     """Parse exactly one YAML document from `path`; every failure is a ManifestError."""
     name = str(path)
@@ -99,6 +132,9 @@ def load_yaml_document(path: Path) -> YamlDocument:
     if "\x00" in text:
         raise ManifestError(name, text[: text.index("\x00")].count("\n") + 1, None,
                             "file contains NUL bytes (binary, not YAML)")
+    fast = _parse_with_libyaml(name, text)
+    if fast is not None:
+        return YamlDocument(path=name, data=fast[1], root=fast[0])
     try:
         loader = yaml.SafeLoader(text)  # checks every character at once
     except yaml.reader.ReaderError as exc:
