@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from deepdiff import DeepDiff
 
 from reconciler.errors import InputError, ManifestError
-from reconciler.gcpause import cyclic_gc_paused
+from reconciler.gcrelax import fewer_cyclic_collections
 from reconciler.manifest import DesiredBinding, DesiredSignature, DesiredState, RegionDesired
 from reconciler.plan import (
     NOT_CHECKED,
@@ -90,16 +90,23 @@ def _changed_attributes(want: DesiredSignature, have: LiveSignature) -> tuple[st
 
 
 class _ApiCatalog:
-    """API ids and names of one group, from the group listing and from live bindings."""
+    """API ids and names of one group, from the group listing and from live bindings.
+
+    A name maps to its id; the (rare) names shared by several APIs are kept apart, so the common
+    case costs one dict entry per API rather than a set per name.
+    """
 
     def __init__(self) -> None:
         self.name_of: dict[str, str] = {}
-        self.ids_named: defaultdict[str, set[str]] = defaultdict(set)
+        self.id_named: dict[str, str] = {}
+        self.shared_names: dict[str, set[str]] = {}
         self.listed = False
 
     def add(self, api_id: str, name: str) -> None:
         self.name_of[api_id] = name
-        self.ids_named[name].add(api_id)
+        other = self.id_named.setdefault(name, api_id)
+        if other != api_id:
+            self.shared_names.setdefault(name, {other}).add(api_id)
 
     def resolve(self, binding: DesiredBinding) -> tuple[str, str]:
         loc = binding.location
@@ -110,79 +117,92 @@ class _ApiCatalog:
                 raise PlanError(loc.file, loc.line, "apis",
                                 f"API id {binding.api} does not exist in group {binding.group}")
             return binding.api, ""
-        ids = self.ids_named.get(binding.api, set())
-        if len(ids) == 1:
-            return next(iter(ids)), binding.api
-        if not ids:
+        if binding.api in self.shared_names:
+            raise PlanError(loc.file, loc.line, "apis",
+                            f"API name '{binding.api}' is ambiguous in group {binding.group} "
+                            f"(ids {', '.join(sorted(self.shared_names[binding.api]))}); give the id instead")
+        if binding.api not in self.id_named:
             raise PlanError(loc.file, loc.line, "apis",
                             f"API '{binding.api}' does not exist in group {binding.group}")
-        raise PlanError(loc.file, loc.line, "apis",
-                        f"API name '{binding.api}' is ambiguous in group {binding.group} "
-                        f"(ids {', '.join(sorted(ids))}); give the id instead")
+        return self.id_named[binding.api], binding.api
 
 
 def _binding_changes(desired: RegionDesired, snapshot: Snapshot) -> tuple[list[Change], int]:
+    """Scope by scope (group, stage), so that the working sets stay the size of one scope."""
     region = desired.region
-    scopes = set(desired.scopes())
-    read = {(s.group, s.stage) for s in snapshot.scopes}  # not scope_was_read() per scope: that is quadratic
-    for scope_group, scope_stage in sorted(scopes):
+    wanted_by_scope: dict[tuple[str, str], list[DesiredBinding]] = defaultdict(list)
+    for want in desired.bindings:
+        wanted_by_scope[(want.group, want.stage)].append(want)
+    read = {(s.group, s.stage) for s in snapshot.scopes}
+    for scope_group, scope_stage in sorted(wanted_by_scope):
         if (scope_group, scope_stage) not in read:
             raise InputError(f"the live state of region {region} does not include the bindings of group "
                              f"{scope_group} stage {scope_stage}, which a manifest mentions")
 
     catalogs: defaultdict[str, _ApiCatalog] = defaultdict(_ApiCatalog)
-    groups_mentioned = {g for g, _ in scopes}
+    groups_mentioned = {g for g, _ in wanted_by_scope}
     for live_group in snapshot.groups:
         if live_group.id in groups_mentioned:
             catalog = catalogs[live_group.id]
             catalog.listed = True
             for api in live_group.apis:
                 catalog.add(api.id, api.name)
-    live: dict[tuple[str, str, str], LiveBinding] = {}  # (group, stage, api id)
+    live_by_scope: dict[tuple[str, str], list[LiveBinding]] = defaultdict(list)
     for binding in snapshot.bindings:
-        if (binding.group, binding.stage) in scopes:
-            live[(binding.group, binding.stage, binding.api_id)] = binding
+        if (binding.group, binding.stage) in wanted_by_scope:
+            live_by_scope[(binding.group, binding.stage)].append(binding)
             if binding.api_id not in catalogs[binding.group].name_of:
                 catalogs[binding.group].add(binding.api_id, binding.api_name)
 
-    wanted: dict[tuple[str, str, str], tuple[DesiredBinding, str]] = {}
-    for want in desired.bindings:
-        api_id, api_name = catalogs[want.group].resolve(want)
-        key: tuple[str, str, str] = (want.group, want.stage, api_id)
-        earlier = wanted.get(key)
+    changes: list[Change] = []
+    no_op = 0
+    for group, stage in sorted(wanted_by_scope):
+        scope_changes, scope_no_op = _scope_changes(desired, group, stage, wanted_by_scope[(group, stage)],
+                                                    live_by_scope.get((group, stage), []), catalogs[group])
+        changes += scope_changes
+        no_op += scope_no_op
+    return changes, no_op
+
+
+def _scope_changes(desired: RegionDesired, group: str, stage: str, wants: list[DesiredBinding],
+                   lives: list[LiveBinding], catalog: _ApiCatalog) -> tuple[list[Change], int]:
+    region = desired.region
+    live = {binding.api_id: binding for binding in lives}
+    wanted: dict[str, tuple[DesiredBinding, str]] = {}
+    for want in wants:
+        api_id, api_name = catalog.resolve(want)
+        earlier = wanted.get(api_id)
         if earlier is not None:
             loc = want.location
             raise PlanError(loc.file, loc.line, "apis",
                             f"API '{want.api}' is the same API ({api_id}) as '{earlier[0].api}' at "
                             f"{earlier[0].location}; list it once")
-        wanted[key] = (want, api_name)
+        wanted[api_id] = (want, api_name)
 
     # Matching bindings (nearly all of them) cost a dict lookup and a comparison; only changes are built
     # and sorted, so the cost of a large tenant with little drift stays near that of reading it.
-    keyed: list[tuple[tuple[str, str, str], Change]] = []
+    keyed: list[tuple[str, Change]] = []
     no_op = 0
-    for key, (want, api_name) in wanted.items():
-        have = live.get(key)
+    for api_id, (want, api_name) in wanted.items():
+        have = live.get(api_id)
         if have is not None and have.signature_name == want.signature:
             no_op += 1
             continue
-        group, stage, api_id = key
         address = f"binding.{region}.{group}.{stage}.{api_id}"
         after = BindingValues(group=group, stage=want.stage, api_id=api_id, api_name=api_name,
                               signature=want.signature)
         if have is None:
-            keyed.append((key, Change(action=Action.BIND, resource=Resource.BINDING, address=address,
-                                      region=region, before=None, after=after, source=str(want.location))))
+            keyed.append((api_id, Change(action=Action.BIND, resource=Resource.BINDING, address=address,
+                                         region=region, before=None, after=after, source=str(want.location))))
         else:
-            keyed.append((key, Change(action=Action.REBIND, resource=Resource.BINDING, address=address,
-                                      region=region, before=_live_binding_values(have), after=after,
-                                      changed=("signature",), source=str(want.location))))
-    for key, have in live.items():
-        if key not in wanted and not desired.is_ignored(have.signature_name):
-            group, stage, api_id = key
-            keyed.append((key, Change(action=Action.UNBIND, resource=Resource.BINDING,
-                                      address=f"binding.{region}.{group}.{stage}.{api_id}", region=region,
-                                      before=_live_binding_values(have), after=None)))
+            keyed.append((api_id, Change(action=Action.REBIND, resource=Resource.BINDING, address=address,
+                                         region=region, before=_live_binding_values(have), after=after,
+                                         changed=("signature",), source=str(want.location))))
+    for api_id, have in live.items():
+        if api_id not in wanted and not desired.is_ignored(have.signature_name):
+            keyed.append((api_id, Change(action=Action.UNBIND, resource=Resource.BINDING,
+                                         address=f"binding.{region}.{group}.{stage}.{api_id}", region=region,
+                                         before=_live_binding_values(have), after=None)))
     keyed.sort(key=lambda entry: entry[0])
     return [change for _, change in keyed], no_op
 
@@ -194,7 +214,7 @@ def _live_binding_values(binding: LiveBinding) -> BindingValues:
 
 def diff(desired: DesiredState, snapshots: Mapping[str, Snapshot]) -> Plan:
     """Plan every region of `desired` against its snapshot (a missing snapshot is an error)."""
-    with cyclic_gc_paused():
+    with fewer_cyclic_collections():
         return _diff(desired, snapshots)
 
 

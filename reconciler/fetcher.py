@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, Valid
 from reconciler.aliyun.client import ApiClient
 from reconciler.aliyun.errors import TransportError
 from reconciler.errors import ReconcilerError
-from reconciler.gcpause import cyclic_gc_paused
+from reconciler.gcrelax import fewer_cyclic_collections
 from reconciler.snapshot import LiveApi, LiveBinding, LiveGroup, LiveSignature, Scope, Snapshot, Stage
 
 PAGE_SIZE = 100
@@ -140,7 +140,7 @@ def run_fetch(fetch: Coroutine[Any, Any, ResultT]) -> ResultT:
     async def main() -> None:
         results.append(await fetch)
 
-    with cyclic_gc_paused():
+    with fewer_cyclic_collections():
         asyncio.run(main())
     return results[0]
 

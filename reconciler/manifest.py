@@ -132,7 +132,7 @@ class ManifestFile(_Strict):
 # ---------------------------------------------------------------- desired state
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Location:
     file: str
     line: int
@@ -141,7 +141,7 @@ class Location:
         return f"{self.file}:{self.line}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DesiredSignature:
     name: str
     key: str
@@ -151,7 +151,7 @@ class DesiredSignature:
     location: Location
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DesiredBinding:
     group: str
     stage: Stage

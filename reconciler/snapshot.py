@@ -72,7 +72,10 @@ class LiveBinding:
     bound_time: str | None = None
 
 
-class LiveApi(_Frozen):
+@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
+class LiveApi:
+    """A slotted dataclass like LiveBinding: a group listing brings 100 of these per group."""
+
     id: str
     name: str
 

@@ -88,19 +88,18 @@ def _parse_with_libyaml(name: str, text: str) -> tuple[Node, Any] | None:
     libyaml composes nodes recursively in C and crashes the process on deep nesting, so the depth
     is measured first on its (iterative) event stream.
     """
-    c_loader = getattr(yaml, "CSafeLoader", None)
-    if c_loader is None:
+    if not getattr(yaml, "__with_libyaml__", False):
         return None
     try:
         depth = 0
-        for event in yaml.parse(text, Loader=c_loader):
+        for event in yaml.parse(text, Loader=yaml.CSafeLoader):
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
                     return None
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
-        loader = c_loader(text)
+        loader = yaml.CSafeLoader(text)
         try:
             root = loader.get_single_node()
             if root is None:
