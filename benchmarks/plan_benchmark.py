@@ -213,7 +213,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 "achieved_share_of_limit": succeeded / limited.fetch_seconds / args.qps_limit,
                 "throttled_share": limited.throttled / limited.requests}
     report["diff_alone"] = diff_alone(args.groups, args.apis, args.signatures)
-    if args.scaling:
+    if len(args.scaling) >= 2:  # a slope needs two sizes at least
         points = [diff_alone(bindings // (2 * args.apis), args.apis, args.signatures) for bindings in args.scaling]
         report["diff_scaling"] = {"points": points, **slope(points)}
     return report

@@ -32,7 +32,7 @@ from reconciler.aliyun.client import ApiClient
 from reconciler.aliyun.errors import TransportError
 from reconciler.errors import ReconcilerError
 from reconciler.gcrelax import fewer_cyclic_collections
-from reconciler.snapshot import LiveApi, LiveBinding, LiveGroup, LiveSignature, Scope, Snapshot, Stage
+from reconciler.snapshot import LiveBinding, LiveGroup, LiveSignature, Scope, Snapshot, Stage
 
 PAGE_SIZE = 100
 GROUP_PAGE_SIZE = 50  # DescribeApiGroups allows no more
@@ -227,7 +227,9 @@ class Fetcher:
     async def apis(self, group: str) -> LiveGroup:
         listing = Listing("DescribeApis", {"GroupId": group}, "ApiSummarys", "ApiSummary", ApiSummary,
                           lambda a: a.id)
-        return LiveGroup(id=group, apis=tuple(LiveApi(id=a.id, name=a.name) for a in await self.read(listing)))
+        # One validation for the group, as for bindings: a LiveApi built one by one costs 9 us (0.9 s at 100,000).
+        return LiveGroup.model_validate({"id": group, "apis": [{"id": a.id, "name": a.name}
+                                                               for a in await self.read(listing)]})
 
     async def groups(self) -> list[LiveGroup]:
         """Every API group of the region (for export --all-groups)."""
