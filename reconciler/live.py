@@ -12,6 +12,7 @@ all accept the same made-up credentials.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -66,10 +67,14 @@ def open_connection(options: ConnectionOptions, regions: Iterable[str], *,
         if options.endpoint is not None:
             raise InputError("give either --endpoint or --emulator, not both")
         states = _emulator_states_by_region(options.emulator_states, regions)
+        # Credentials made up for this run: nothing else on the machine can use the embedded emulators.
+        credentials = Credentials(access_key_id=f"embedded-{secrets.token_hex(4)}",
+                                  access_key_secret=secrets.token_urlsafe(24))
         with ExitStack() as stack:
-            emulators = {region: stack.enter_context(running_emulator(state)) for region, state in states.items()}
-            some = next(iter(emulators.values()))
-            credentials = Credentials(access_key_id=some.access_key_id, access_key_secret=some.access_key_secret)
+            emulators = {region: stack.enter_context(running_emulator(
+                state, access_key_id=credentials.access_key_id,
+                access_key_secret=credentials.access_key_secret.get_secret_value()))
+                for region, state in states.items()}
             yield Connection(options, credentials, None, allow_writes,
                              {region: emulator.url for region, emulator in emulators.items()})
         return
