@@ -263,8 +263,10 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
     had (label `resolved`) come last, one line each."""
     lines: list[str] = []
     pending = plan.pending_changes
-    if pending:
+    if plan.has_changes:
         lines.append("reconciler will perform the following actions:")
+    elif pending:
+        lines.append("Nothing to change; reported for information:")
     for region, region_changes in groupby(pending, key=lambda c: c.region):
         lines.append("")
         lines.append(f"Region {region}:")

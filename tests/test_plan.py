@@ -200,3 +200,27 @@ def test_bad_snapshot_file(cli: Callable[..., CliResult], write: Callable[[str, 
     broken = write("broken.json", '{"region": "cn-hangzhou",\n "signatures": [}')
     result = cli("plan", str(manifest), "--snapshot", str(broken), env=SECRETS)
     assert (result.code, result.err) == (1, f"Error: {broken}:2: snapshot is not valid JSON: Expecting value\n")
+
+
+def test_unmanaged_alone_is_reported_but_is_no_change(cli: Callable[..., CliResult],
+                                                      write: Callable[[str, str], Path]) -> None:
+    manifest = write("m.yaml", f"""\
+region: cn-hangzhou
+ignore: [legacy_*]
+signatures:
+  - {{name: orders_backend, key: ordersKey01, secret: "${{env:ORDERS_SECRET}}"}}
+  - {{name: payments_backend, key: paymentsOld, secret: "${{env:PAYMENTS_SECRET}}"}}
+bindings:
+  - {{group: {ORDERS}, stage: RELEASE, signature: orders_backend,
+     apis: [orders_list, a0000000000000000000000000000004]}}
+  - {{group: {ORDERS}, stage: RELEASE, signature: payments_backend, apis: [orders_get]}}
+""")
+    snapshot = write("s.json", "")
+    demo_snapshot().write_json(snapshot)
+    env = {"ORDERS_SECRET": "ordersSecret01", "PAYMENTS_SECRET": "paymentsSecret01"}
+    result = cli("plan", str(manifest), "--snapshot", str(snapshot), "--detailed-exitcode", env=env)
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert lines[0] == "Nothing to change; reported for information:"
+    assert '  ? signature "manual_debug"' in lines
+    assert lines[-1] == "Plan: 0 to create, 0 to update, 0 to delete, 0 to bind, 0 to unbind, 0 to rebind, 1 unmanaged."
