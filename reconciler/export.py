@@ -40,6 +40,7 @@ from typing import Literal
 
 import yaml
 
+from reconciler.aliyun.auth import format_timestamp
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.manifest import API_ID, REGION_RULE, manifest_json_schema
 from reconciler.snapshot import STAGES, LiveBinding, LiveSignature, Snapshot, Stage
@@ -101,7 +102,7 @@ def header_time(fetched_at: str | None, source_date_epoch: str | None) -> str:
             seconds = int(source_date_epoch)
         except ValueError:
             raise InputError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, got {source_date_epoch!r}") from None
-        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return format_timestamp(datetime.fromtimestamp(seconds, UTC))
     return fetched_at or "an unknown time"
 
 

@@ -44,9 +44,12 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# UTC ``YYYY-MM-DDThh:mm:ssZ``: the form both algorithms require, and the API's own times.
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def format_timestamp(moment: datetime) -> str:
-    """UTC ``YYYY-MM-DDThh:mm:ssZ``, the form both algorithms require."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
 
 
 def with_query(request: httpx.Request, params: dict[str, str]) -> None:

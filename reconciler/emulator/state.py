@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import threading
 import uuid
@@ -53,8 +52,10 @@ from typing import Annotated, Any, TypeVar
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
+from reconciler.aliyun.auth import TIMESTAMP_FORMAT, format_timestamp
 from reconciler.emulator.apierror import ApiError, invalid, not_found
 from reconciler.errors import InputError
+from reconciler.output import write_atomically
 from reconciler.snapshot import STAGES, Stage
 from reconciler.vendor_rules import (
     SIGNATURE_KEY_HINT,
@@ -66,14 +67,13 @@ from reconciler.vendor_rules import (
 )
 
 _ID_RULE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 # Times for entries of a state file that give none: fixed, so that loading is deterministic.
 DEFAULT_TIME = "2024-01-01T00:00:00Z"
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).strftime(_TIME_FORMAT)
+    return format_timestamp(datetime.now(UTC))
 
 
 def derived_id(kind: str, *parts: str) -> str:
@@ -94,7 +94,7 @@ def _rule(pattern: re.Pattern[str], hint: str) -> AfterValidator:
 
 def _check_time(value: str) -> str:
     try:
-        datetime.strptime(value, _TIME_FORMAT)
+        datetime.strptime(value, TIMESTAMP_FORMAT)
     except ValueError:
         raise ValueError("must be a UTC time like 2024-01-01T00:00:00Z") from None
     return value
@@ -329,9 +329,7 @@ class EmulatorState:
         else:
             text = yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False,
                              allow_unicode=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomically(path, text)
 
     # --- internal index maintenance ---
 

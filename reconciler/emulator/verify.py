@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from reconciler.aliyun.auth import TIMESTAMP_FORMAT
 from reconciler.aliyun.signing import (
     V1_SIGNATURE_METHOD,
     V1_SIGNATURE_VERSION,
@@ -95,7 +96,7 @@ class NonceCache:
 
 def _parse_time(value: str) -> float:
     try:
-        parsed = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        parsed = datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         raise ApiError(400, "InvalidTimeStamp.Format",
                        f"Specified time stamp or date value {value!r} is not well formatted.") from None
