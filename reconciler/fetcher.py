@@ -20,14 +20,16 @@ management API starts throttling one account; `--concurrency` raises it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
 
+from reconciler.aliyun.auth import format_timestamp, utc_now
 from reconciler.aliyun.client import ApiClient
 from reconciler.aliyun.errors import TransportError
 from reconciler.errors import ReconcilerError
@@ -242,17 +244,12 @@ class Fetcher:
         signatures_task = asyncio.ensure_future(self.signatures())
         binding_tasks = [asyncio.ensure_future(self.bindings(g, s)) for g, s in target.scopes]
         group_tasks = [asyncio.ensure_future(self.apis(g)) for g in target.api_groups]
-        try:
+        async with _cancelled_on_failure([signatures_task, *binding_tasks, *group_tasks]):
             signatures = await signatures_task
             bindings = await asyncio.gather(*binding_tasks)
             groups = await asyncio.gather(*group_tasks)
-        except BaseException:
-            for task in (signatures_task, *binding_tasks, *group_tasks):
-                task.cancel()
-            await asyncio.gather(signatures_task, *binding_tasks, *group_tasks, return_exceptions=True)
-            raise
         return Snapshot(
-            region=target.region, endpoint=endpoint, fetched_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            region=target.region, endpoint=endpoint, fetched_at=format_timestamp(utc_now()),
             signatures=signatures, groups=tuple(groups),
             scopes=tuple(Scope(group=g, stage=s) for g, s in target.scopes),
             bindings=tuple(b for scope_bindings in bindings for b in scope_bindings),
@@ -282,14 +279,25 @@ def _parse_page(listing: Listing[ItemT], body: Mapping[str, Any]) -> tuple[int, 
     return total, items
 
 
-_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
 _LIVE_BINDINGS = TypeAdapter(list[LiveBinding])
 
 
+@functools.cache
 def _adapter(model: type[ItemT]) -> TypeAdapter[list[ItemT]]:
-    if model not in _ADAPTERS:
-        _ADAPTERS[model] = TypeAdapter(list[model])  # type: ignore[valid-type]
-    return _ADAPTERS[model]
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+@asynccontextmanager
+async def _cancelled_on_failure(tasks: list[asyncio.Future[Any]]) -> AsyncIterator[None]:
+    """If the block fails, cancel `tasks` (including those added to the list inside it) and wait for them,
+    so no request is left running behind an error."""
+    try:
+        yield
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _inconsistency(listing: Listing[ItemT], total: int, pages: Sequence[tuple[int, list[ItemT]]]) -> str:
@@ -335,7 +343,7 @@ async def fetch_for_export(client_for: Callable[[str], ApiClient], region: str, 
         fetcher = Fetcher(client, concurrency=concurrency, progress=progress)
         signatures_task = asyncio.ensure_future(fetcher.signatures())
         tasks: list[asyncio.Future[Any]] = [signatures_task]
-        try:
+        async with _cancelled_on_failure(tasks):
             listed = {g.id: g for g in await fetcher.groups()}
             chosen = list(listed) if groups is None else list(dict.fromkeys(groups))
             unknown = [g for g in chosen if g not in listed]
@@ -350,14 +358,9 @@ async def fetch_for_export(client_for: Callable[[str], ApiClient], region: str, 
             tasks += api_tasks
             api_lists = await asyncio.gather(*api_tasks)
             signatures = await signatures_task
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
         endpoint = client.endpoint
     return Snapshot(
-        region=region, endpoint=endpoint, fetched_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        region=region, endpoint=endpoint, fetched_at=format_timestamp(utc_now()),
         signatures=signatures,
         groups=tuple(LiveGroup(id=g.id, name=listed[g.id].name, apis=g.apis) for g in api_lists),
         scopes=tuple(Scope(group=g, stage=s) for g, s in scopes), bindings=tuple(bindings),
