@@ -7,6 +7,7 @@ click would otherwise report with 2 and so be mistaken for "changes present".
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ from reconciler.live import Connection, ConnectionOptions, open_connection, read
 from reconciler.manifest import DesiredState, load_desired_state, load_env_file, manifest_json_schema
 from reconciler.output import write_atomically, write_output
 from reconciler.plan import Plan, plan_json_schema, render_compact, render_json, render_markdown, render_text
-from reconciler.progress import TerminalProgress
+from reconciler.progress import progress_on_stderr
 from reconciler.snapshot import STAGES, Snapshot, load_snapshot_file
 from reconciler.targets import parse_target, select_targets
 
@@ -48,8 +49,19 @@ def manifest_options(func: F) -> F:
     return func
 
 
-def connection_options(func: F) -> F:
-    """Options shared by every command that talks to the API (or to an embedded emulator)."""
+def connection_options(func: Callable[..., int]) -> Callable[..., int]:
+    """Options shared by every command that talks to the API (or to an embedded emulator); the command
+    receives them as one `connection: ConnectionOptions`, and `quiet`."""
+
+    @functools.wraps(func)
+    def with_connection(*, endpoint: str | None, emulator_states: tuple[Path, ...], profile: str | None,
+                        signature_version: str, concurrency: int, max_rps: float | None, timeout: float,
+                        **rest: Any) -> int:
+        connection = ConnectionOptions(endpoint=endpoint, emulator_states=emulator_states, profile=profile,
+                                       signature_version="v1" if signature_version == "v1" else "v3",
+                                       concurrency=concurrency, max_rps=max_rps, timeout=timeout)
+        return func(connection=connection, **rest)
+
     options = [
         click.option("--endpoint", help="API endpoint URL (default: https://apigateway.REGION.aliyuncs.com; "
                                         "plain http only to loopback)."),
@@ -69,9 +81,10 @@ def connection_options(func: F) -> F:
                      help="Seconds per request."),
         click.option("--quiet", "-q", is_flag=True, help="No progress on stderr."),
     ]
+    decorated: Callable[..., int] = with_connection
     for option in reversed(options):
-        func = option(func)
-    return func
+        decorated = option(decorated)
+    return decorated
 
 
 def manifest_env(env_file: Path | None, skip_secrets: bool) -> dict[str, str] | None:
@@ -126,11 +139,8 @@ def live_state(desired: DesiredState, snapshot_file: Path | None, options: Conne
 
 
 def read_with_progress(desired: DesiredState, connection: Connection, quiet: bool) -> dict[str, Snapshot]:
-    progress = TerminalProgress.for_stderr(enabled=not quiet)
-    try:
-        return read_live_state(desired, connection, progress.tracker)
-    finally:
-        progress.close()
+    with progress_on_stderr(quiet) as progress:
+        return read_live_state(desired, connection, progress)
 
 
 def render(result: Plan, output_format: str, *, color: bool, compact: bool = False) -> str:
@@ -163,9 +173,8 @@ def render(result: Plan, output_format: str, *, color: bool, compact: bool = Fal
                                                "manifest paths at git REF (e.g. origin/main).")
 @click.option("--base", "base_path", type=click.Path(path_type=Path), metavar="PATH",
               help="Like --base-ref, with the base's manifests in PATH.")
-def plan(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool, endpoint: str | None,
-         emulator_states: tuple[Path, ...], profile: str | None, signature_version: str, concurrency: int,
-         max_rps: float | None, timeout: float, quiet: bool, snapshot_file: Path | None, save_snapshot: Path | None,
+def plan(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool, connection: ConnectionOptions,
+         quiet: bool, snapshot_file: Path | None, save_snapshot: Path | None,
          output_format: str, out_file: Path | None, detailed_exitcode: bool, out_plan: Path | None,
          no_color: bool, compact: bool, targets: tuple[str, ...], base_ref: str | None,
          base_path: Path | None) -> int:
@@ -175,12 +184,9 @@ def plan(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool, end
     chosen_targets = [parse_target(t) for t in targets]
     desired = load_manifests(paths, env_file, skip_secrets)
     base = read_base(ref=base_ref, folder=base_path, paths=paths, env=manifest_env(env_file, skip_secrets))
-    options = ConnectionOptions(endpoint=endpoint, emulator_states=emulator_states, profile=profile,
-                                signature_version="v1" if signature_version == "v1" else "v3",
-                                concurrency=concurrency, max_rps=max_rps, timeout=timeout)
     # One read of the live state serves both plans.
     snapshots = live_state(desired if base is None else fetch_view(desired, base.desired), snapshot_file,
-                           options, quiet)
+                           connection, quiet)
     if save_snapshot is not None:
         write_output(json.dumps([s.to_file_dict() for s in snapshots.values()], indent=2) + "\n", save_snapshot)
     result = diff(desired, snapshots)
@@ -210,10 +216,8 @@ def schema(plan_schema: bool) -> int:
 @click.option("--plan-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Carry out this saved plan (`plan --out-plan`) without asking, as reviewed; refused when the "
                    "live state or the manifests changed since.")
-def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool, endpoint: str | None,
-                  emulator_states: tuple[Path, ...], profile: str | None, signature_version: str, concurrency: int,
-                  max_rps: float | None, timeout: float, quiet: bool, auto_approve: bool,
-                  plan_file: Path | None) -> int:
+def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool,
+                  connection: ConnectionOptions, quiet: bool, auto_approve: bool, plan_file: Path | None) -> int:
     """Make the live state match the manifests: create, update, rebind, bind, unbind, delete (prune: true)."""
     if skip_secrets:
         raise InputError("apply needs the secrets: --skip-secrets is for plan only")
@@ -221,11 +225,8 @@ def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: 
         raise InputError("apply asks for confirmation but stdin is not a terminal; pass --auto-approve")
     desired = load_manifests(paths, env_file, skip_secrets)
     saved = load_saved_plan(plan_file) if plan_file is not None else None
-    options = ConnectionOptions(endpoint=endpoint, emulator_states=emulator_states, profile=profile,
-                                signature_version="v1" if signature_version == "v1" else "v3",
-                                concurrency=concurrency, max_rps=max_rps, timeout=timeout)
-    with open_connection(options, desired.regions, allow_writes=True) as connection:
-        snapshots = read_with_progress(desired, connection, quiet)
+    with open_connection(connection, desired.regions, allow_writes=True) as live:
+        snapshots = read_with_progress(desired, live, quiet)
         result = diff(desired, snapshots)
         if saved is not None:
             result = check_saved_plan(saved, result, snapshots)
@@ -238,14 +239,14 @@ def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: 
                                   show_default=False, prompt_suffix=" ")
             if answer != "yes":
                 raise ReconcilerError("apply cancelled; nothing was changed")
-        outcome = apply_plan(result, desired, snapshots, connection.client, concurrency=concurrency,
+        outcome = apply_plan(result, desired, snapshots, live.client, concurrency=connection.concurrency,
                              report=click.echo)
     for line in outcome.summary():
         click.echo(line)
-    if emulator_states:
+    if connection.emulator_states:
+        states = " ".join(map(str, connection.emulator_states))
         click.echo(f"Note: the changes went to an embedded emulator and are gone now; to keep them, serve "
-                   f"{' '.join(map(str, emulator_states))} with `reconciler emulator --save` and use --endpoint.",
-                   err=True)
+                   f"{states} with `reconciler emulator --save` and use --endpoint.", err=True)
     if not outcome.ok:
         raise ReconcilerError("apply stopped at the first failure: " + "; ".join(outcome.failures))
     return 0
@@ -264,9 +265,7 @@ def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: 
               help="group: signatures in REGION.yaml, the bindings of each group in REGION.GROUP_ID.yaml.")
 @click.option("--include-secrets", is_flag=True, help="Write secrets in clear instead of ${env:NAME_SECRET}.")
 @click.option("--force", is_flag=True, help="With --include-secrets, write even into files that git tracks.")
-def export_command(endpoint: str | None, emulator_states: tuple[Path, ...], profile: str | None, signature_version: str,
-                   concurrency: int, max_rps: float | None, timeout: float, quiet: bool, region: str,
-                   groups: tuple[str, ...],
+def export_command(connection: ConnectionOptions, quiet: bool, region: str, groups: tuple[str, ...],
                    all_groups: bool, stages: tuple[str, ...], out: str, split_by: str, include_secrets: bool,
                    force: bool) -> int:
     """Write the live state of a region as manifests; a plan of them shows no changes."""
@@ -274,19 +273,12 @@ def export_command(endpoint: str | None, emulator_states: tuple[Path, ...], prof
         raise InputError("give either --group ID (repeatable) or --all-groups")
     if out == "-" and split_by == "group":
         raise InputError("--split-by group writes several files; give --out DIR")
-    options = ConnectionOptions(endpoint=endpoint, emulator_states=emulator_states, profile=profile,
-                                signature_version="v1" if signature_version == "v1" else "v3",
-                                concurrency=concurrency, max_rps=max_rps, timeout=timeout)
     chosen_stages = tuple(s for s in STAGES if s in stages) or DEFAULT_STAGES
-    progress = TerminalProgress.for_stderr(enabled=not quiet)
-    with open_connection(options, [region]) as connection:
-        try:
-            snapshot = run_fetch(fetch_for_export(connection.client, region, groups or None, chosen_stages,
-                                                  concurrency=concurrency, progress=progress.tracker))
-        finally:
-            progress.close()
-    source = (f"embedded emulator of {' '.join(map(str, emulator_states))}" if emulator_states
-              else f"endpoint {snapshot.endpoint}")
+    with open_connection(connection, [region]) as live, progress_on_stderr(quiet) as progress:
+        snapshot = run_fetch(fetch_for_export(live.client, region, groups or None, chosen_stages,
+                                              concurrency=connection.concurrency, progress=progress))
+    source = (f"embedded emulator of {' '.join(map(str, connection.emulator_states))}"
+              if connection.emulator_states else f"endpoint {snapshot.endpoint}")
     exported_at = header_time(snapshot.fetched_at, os.environ.get("SOURCE_DATE_EPOCH"))
     result = export_manifests(snapshot, exported_at=exported_at, source=source,
                               split_by="group" if split_by == "group" else "none", include_secrets=include_secrets)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 from reconciler.fetcher import PageProgress
@@ -18,10 +20,6 @@ class TerminalProgress:
         self._shown = False
         self.tracker = PageProgress(self._report if stream is not None else None)
 
-    @classmethod
-    def for_stderr(cls, *, enabled: bool) -> TerminalProgress:
-        return cls(sys.stderr if enabled and sys.stderr.isatty() else None)
-
     def _report(self, done: int, known: int) -> None:
         now = time.monotonic()
         if self._stream is None or (now - self._last < 0.1 and done < known):
@@ -35,3 +33,13 @@ class TerminalProgress:
         if self._stream is not None and self._shown:
             self._stream.write("\r\x1b[K")
             self._stream.flush()
+
+
+@contextmanager
+def progress_on_stderr(quiet: bool) -> Iterator[PageProgress]:
+    """A page tracker that shows progress on stderr when it is a terminal (and not --quiet), cleared at the end."""
+    progress = TerminalProgress(sys.stderr if not quiet and sys.stderr.isatty() else None)
+    try:
+        yield progress.tracker
+    finally:
+        progress.close()
