@@ -237,25 +237,30 @@ def _api_label(values: BindingValues) -> str:
     return f"{values.api_name} ({values.api_id})" if values.api_name else values.api_id
 
 
-def _binding_line(change: Change, color: bool) -> str:
-    mark = _MARK[change.action]
+def _binding_sides(change: Change) -> tuple[BindingValues, str | None, str | None]:
+    """A binding change as its API (group, stage, id, name) and the signatures it goes from and to."""
     before, after = change.before, change.after
+    api = after or before
+    assert isinstance(api, BindingValues)
+    old = before.signature if isinstance(before, BindingValues) else None
+    new = after.signature if isinstance(after, BindingValues) else None
+    return api, old, new
+
+
+def _binding_line(change: Change, color: bool) -> str:
+    api, old, new = _binding_sides(change)
     if change.action is Action.BIND:
-        assert isinstance(after, BindingValues)
-        text = f"  + bind   {_api_label(after)} -> {after.signature}"
+        text = f"  + bind   {_api_label(api)} -> {new}"
     elif change.action is Action.UNBIND:
-        assert isinstance(before, BindingValues)
-        text = f"  - unbind {_api_label(before)} from {before.signature}"
+        text = f"  - unbind {_api_label(api)} from {old}"
     else:
-        assert isinstance(before, BindingValues) and isinstance(after, BindingValues)
-        text = f"  ~ rebind {_api_label(after)}: {before.signature} -> {after.signature}"
-    return _paint(text, mark, color) + _tag(change)
+        text = f"  ~ rebind {_api_label(api)}: {old} -> {new}"
+    return _paint(text, _MARK[change.action], color) + _tag(change)
 
 
 def _binding_scope(change: Change) -> tuple[str, str]:
-    values = change.after or change.before
-    assert isinstance(values, BindingValues)
-    return values.group, values.stage
+    api, _, _ = _binding_sides(change)
+    return api.group, api.stage
 
 
 def render_text(plan: Plan, *, color: bool = False) -> str:
@@ -299,17 +304,15 @@ def _notes(plan: Plan) -> list[str]:
 
 
 def _compact_detail(change: Change) -> str:
-    before, after = change.before, change.after
     if change.resource is Resource.SIGNATURE:
         return f" ({', '.join(change.changed)})" if change.changed else ""
+    api, old, new = _binding_sides(change)
+    name = api.api_name or api.api_id
     if change.action is Action.BIND:
-        assert isinstance(after, BindingValues)
-        return f" {after.api_name or after.api_id} -> {after.signature}"
+        return f" {name} -> {new}"
     if change.action is Action.UNBIND:
-        assert isinstance(before, BindingValues)
-        return f" {before.api_name or before.api_id} from {before.signature}"
-    assert isinstance(before, BindingValues) and isinstance(after, BindingValues)
-    return f" {after.api_name or after.api_id}: {before.signature} -> {after.signature}"
+        return f" {name} from {old}"
+    return f" {name}: {old} -> {new}"
 
 
 def _compact_line(change: Change, color: bool) -> str:
@@ -362,14 +365,12 @@ def _detail(change: Change) -> str:
         assert isinstance(values, SignatureValues)
         return f"key `{values.key}`" + ("" if change.action is not Action.UNMANAGED
                                          else " (in no manifest; left alone)")
+    api, old, new = _binding_sides(change)
     if change.action is Action.BIND:
-        assert isinstance(after, BindingValues)
-        return f"`{_api_label(after)}` → `{after.signature}` ({after.stage})"
+        return f"`{_api_label(api)}` → `{new}` ({api.stage})"
     if change.action is Action.UNBIND:
-        assert isinstance(before, BindingValues)
-        return f"`{_api_label(before)}` from `{before.signature}` ({before.stage})"
-    assert isinstance(before, BindingValues) and isinstance(after, BindingValues)
-    return f"`{_api_label(after)}`: `{before.signature}` → `{after.signature}` ({after.stage})"
+        return f"`{_api_label(api)}` from `{old}` ({api.stage})"
+    return f"`{_api_label(api)}`: `{old}` → `{new}` ({api.stage})"
 
 
 # GitHub refuses a comment over 65,536 characters; the rest is room for what a CI job wraps around the plan
