@@ -430,3 +430,92 @@ def test_stats_count_throttled_responses_across_calls() -> None:
 
     run(two_calls())
     assert (api.stats.requests, api.stats.retries, api.stats.throttled) == (3, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"RequestId": "r", "TotalCount": 1', "HTTP 200 with a body that is not valid JSON"),
+        (b'[1, 2]', "HTTP 200 with a JSON body that is not an object"),
+        (b'{"TotalCount": 0}', "HTTP 200 with a body that has no RequestId"),
+    ],
+)
+def test_a_malformed_success_body_is_named_and_not_retried(body: bytes, message: str) -> None:
+    recorder = Recorder(httpx.Response(200, content=body, headers={"content-type": "application/json"}))
+    with pytest.raises(TransportError) as caught:
+        run(call(client(recorder), "DescribeSignatures"))
+    assert str(caught.value) == f"DescribeSignatures failed: {message}"
+    assert len(recorder.requests) == 1
+
+
+# Over real sockets on 127.0.0.1, through the default transport (aiohttp under httpx): what a broken
+# exchange means for retrying depends on whether the request can have left.
+
+
+class HangUpServer:
+    """Reads each request's head and hangs up without answering; counts the requests it read."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+    async def __aenter__(self) -> str:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            self.requests += 1
+            writer.close()
+
+        self._server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+
+def test_a_write_the_server_hung_up_on_may_have_happened_and_is_not_retried() -> None:
+    async def scenario() -> tuple[TransportError, int]:
+        server = HangUpServer()
+        async with server as url:
+            api = ApiClient(url, CREDENTIALS, allow_writes=True, sleep=Sleeps(), max_attempts=4)
+            async with api:
+                with pytest.raises(TransportError) as caught:
+                    await api.call("CreateSignature", {"SignatureName": "s", "SignatureKey": "k"})
+        return caught.value, server.requests
+
+    error, requests = run(scenario())
+    assert (error.maybe_sent, requests) == (True, 1)
+    assert str(error) == "CreateSignature failed: ServerDisconnectedError: Server disconnected"
+
+
+def test_a_read_the_server_hung_up_on_is_retried() -> None:
+    async def scenario() -> tuple[TransportError, int]:
+        server = HangUpServer()
+        async with server as url, ApiClient(url, CREDENTIALS, sleep=Sleeps(), max_attempts=3) as api:
+            with pytest.raises(TransportError) as caught:
+                await api.call("DescribeSignatures", {})
+        return caught.value, server.requests
+
+    error, requests = run(scenario())
+    assert requests == 3
+    assert str(error) == "DescribeSignatures failed: ServerDisconnectedError: Server disconnected (after 3 attempts)"
+
+
+def test_a_write_that_could_not_connect_certainly_never_left_and_is_retried() -> None:
+    async def scenario() -> TransportError:
+        # A port that was just free: nothing listens there.
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        server.close()
+        await server.wait_closed()
+        sleeps = Sleeps()
+        async with ApiClient(f"http://127.0.0.1:{port}", CREDENTIALS, allow_writes=True, sleep=sleeps,
+                             max_attempts=3) as api:
+            with pytest.raises(TransportError) as caught:
+                await api.call("CreateSignature", {"SignatureName": "s", "SignatureKey": "k"})
+        assert len(sleeps.delays) == 2
+        return caught.value
+
+    error = run(scenario())
+    assert error.maybe_sent is False
+    assert str(error).startswith("CreateSignature failed: ClientConnectorError: Cannot connect to host 127.0.0.1:")
+    assert str(error).endswith("(after 3 attempts)")

@@ -16,6 +16,7 @@ from emulator_helpers import make_state
 
 from reconciler.aliyun.client import ApiClient
 from reconciler.aliyun.credentials import Credentials
+from reconciler.aliyun.errors import TransportError
 from reconciler.emulator.faults import FaultConfig
 from reconciler.emulator.server import RunningEmulator, running_emulator
 from reconciler.emulator.state import EmulatorState
@@ -307,6 +308,37 @@ def test_pages_that_stay_short_fail_without_a_partial_result() -> None:
         run(read_with(emulator, lambda f: f.signatures(), transport=transport))
     assert str(caught.value) == ("DescribeSignatures: the listing changed while it was read "
                                  "(page 2 has 49 items, 50 expected), 4 times; nothing was planned, try again")
+
+
+def blank_field_of_second_item(field: str, value: Any) -> Callable[[int, dict[str, Any]], bool]:
+    def rewrite(page_number: int, body: dict[str, Any]) -> bool:
+        body["SignatureInfos"]["SignatureInfo"][1][field] = value
+        return True
+
+    return rewrite
+
+
+@pytest.mark.parametrize(("field", "value", "problem"), [
+    ("SignatureKey", None, "SignatureInfos.SignatureInfo[1].SignatureKey: Input should be a valid string"),
+    ("SignatureSecret", 12345, "SignatureInfos.SignatureInfo[1].SignatureSecret: Input should be a valid string"),
+])
+def test_a_malformed_item_fails_naming_its_path_but_never_its_value(field: str, value: Any, problem: str) -> None:
+    with running_emulator(make_state(signatures=3)) as emulator, pytest.raises(TransportError) as caught:
+        transport = PageRewriter(blank_field_of_second_item(field, value))
+        run(read_with(emulator, lambda f: f.signatures(), transport=transport))
+    assert str(caught.value).startswith(f"DescribeSignatures failed: HTTP 200 with a malformed body: {problem} (")
+    assert "12345" not in str(caught.value)
+
+
+def test_a_missing_total_count_fails() -> None:
+    def drop_total(page_number: int, body: dict[str, Any]) -> bool:
+        del body["TotalCount"]
+        return True
+
+    with running_emulator(make_state(signatures=3)) as emulator, pytest.raises(TransportError) as caught:
+        run(read_with(emulator, lambda f: f.signatures(), transport=PageRewriter(drop_total)))
+    assert str(caught.value).startswith("DescribeSignatures failed: HTTP 200 with a malformed body: TotalCount: "
+                                        "Field required (")
 
 
 # ------------------------------------------------------------------------------------------ concurrency
