@@ -322,8 +322,8 @@ def load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None) 
                 name=spec.name, key=spec.key, secret=secret, secret_variable=variable, location=location)
 
         for index, spec_b in enumerate(manifest.bindings):
-            for api_index, api in enumerate(spec_b.apis):
-                line = doc.line_of(("bindings", index, "apis", api_index))
+            lines = doc.item_lines(("bindings", index, "apis"), len(spec_b.apis))
+            for api_index, (api, line) in enumerate(zip(spec_b.apis, lines, strict=True)):
                 binding = DesiredBinding(group=spec_b.group, stage=spec_b.stage, signature=spec_b.signature,
                                          api=api, api_is_id=bool(API_ID.fullmatch(api)),
                                          location=Location(doc.path, line))
