@@ -10,7 +10,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from reconciler.aliyun.auth import ACTION_EXTENSION, AcsV3Auth, RpcV1Auth
+from reconciler.aliyun.auth import ACTION_EXTENSION, CANONICAL_QUERY_EXTENSION, AcsV3Auth, RpcV1Auth
 from reconciler.aliyun.credentials import Credentials
 from reconciler.aliyun.signing import (
     parse_v3_authorization,
@@ -64,6 +64,20 @@ def test_v3_sts_token_is_sent_and_signed_and_the_query_uses_percent_20() -> None
         "POST", "/", {"SignatureName": "a b c"}, signed.headers, names, hashlib.sha256(b"").hexdigest()
     )
     assert v3_signature("stssecret", canonical) == signature
+
+
+@pytest.mark.parametrize("written", [
+    "PageNumber=1&PageSize=10&SignatureName=mysig",  # as the client writes it: signed as it is
+    "SignatureName=mysig&PageSize=10&PageNumber=1",  # a stale claim: the URL is parsed and re-encoded
+])
+def test_v3_signs_the_query_the_url_carries_whatever_the_caller_claims(written: str) -> None:
+    auth = AcsV3Auth(PLAIN, nonce=lambda: "10b9c0d353cc4763a2e8757cbc890341", clock=lambda: PINNED_DATE)
+    unsigned = httpx.Request(
+        "POST", "http://127.0.0.1:8080/?PageNumber=1&PageSize=10&SignatureName=mysig",
+        headers={"user-agent": SDK_USER_AGENT, "x-acs-credentials-provider": "static_ak"},
+        extensions={ACTION_EXTENSION: "DescribeSignatures", CANONICAL_QUERY_EXTENSION: written},
+    )
+    assert sign(auth, unsigned).headers["authorization"] == SDK_AUTHORIZATION
 
 
 def test_v3_signs_each_send_with_a_new_nonce_and_date() -> None:

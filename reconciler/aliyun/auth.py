@@ -26,13 +26,15 @@ from reconciler.aliyun.signing import (
     canonical_query,
     v1_signature,
     v3_authorization,
-    v3_canonical_request,
+    v3_canonical_request_for_query,
     v3_signature,
     v3_signed_header_names,
 )
 
 API_VERSION = "2016-07-14"
 ACTION_EXTENSION = "aliyun_action"
+# The query string exactly as the caller wrote it in the signed encoding; V3 then signs it as it is.
+CANONICAL_QUERY_EXTENSION = "aliyun_canonical_query"
 
 
 def new_nonce() -> str:
@@ -108,11 +110,16 @@ class AcsV3Auth(_SigningAuth):
             headers["x-acs-security-token"] = token
         headers["accept"] = "application/json"
 
-        params = dict(request.url.params)
-        if request.url.query != canonical_query(params).encode("ascii"):
-            with_query(request, params)  # re-encoded only when a caller did not already (parsing a URL is dear)
+        query = request.extensions.get(CANONICAL_QUERY_EXTENSION)
+        if not isinstance(query, str) or request.url.query != query.encode("ascii"):
+            # Not written by a caller that already encoded it as signed: parse and re-encode (dearer).
+            params = dict(request.url.params)
+            query = canonical_query(params)
+            if request.url.query != query.encode("ascii"):
+                with_query(request, params)
         names = v3_signed_header_names(headers)
-        canonical = v3_canonical_request(request.method, request.url.path, params, headers, names, payload_sha256)
+        canonical = v3_canonical_request_for_query(request.method, request.url.path, query, headers, names,
+                                                   payload_sha256)
         signature = v3_signature(self._secret, canonical)
         headers["Authorization"] = v3_authorization(self._credentials.access_key_id, names, signature)
         yield request

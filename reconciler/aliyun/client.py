@@ -40,7 +40,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from reconciler.aliyun.auth import ACTION_EXTENSION, AcsV3Auth, RpcV1Auth
+from reconciler.aliyun.auth import ACTION_EXTENSION, CANONICAL_QUERY_EXTENSION, AcsV3Auth, RpcV1Auth
 from reconciler.aliyun.credentials import Credentials
 from reconciler.aliyun.errors import (
     ApiError,
@@ -409,9 +409,12 @@ class ApiClient:
 
     async def _attempt(self, action: str, query: dict[str, str], secrets: list[str], attempt: int,
                        decode: Callable[[httpx.Response], BodyT]) -> BodyT:
-        # The query goes in already in the signed encoding, so the signer leaves the URL as it is.
+        # The query goes in already in the signed encoding, so the signer signs it as it is; the URL is
+        # absolute because httpx parses a relative one twice to join it to the base URL.
+        signed_query = canonical_query(query)
         request = self._http.build_request(
-            "POST", f"/?{canonical_query(query)}", extensions={ACTION_EXTENSION: action, _ATTEMPT_EXTENSION: attempt}
+            "POST", f"{self.endpoint}/?{signed_query}",
+            extensions={ACTION_EXTENSION: action, CANONICAL_QUERY_EXTENSION: signed_query, _ATTEMPT_EXTENSION: attempt},
         )
         self.stats.requests += 1
         try:
