@@ -330,6 +330,21 @@ def test_a_malformed_item_fails_naming_its_path_but_never_its_value(field: str, 
     assert "12345" not in str(caught.value)
 
 
+def test_a_page_without_its_list_counts_as_short_and_is_read_again() -> None:
+    dropped = iter([True])
+
+    def drop_list_once(page_number: int, body: dict[str, Any]) -> bool:
+        if next(dropped, False):
+            del body["SignatureInfos"]
+            return True
+        return False
+
+    with running_emulator(make_state(signatures=3)) as emulator:
+        signatures, requests = run(read_with(emulator, lambda f: f.signatures(),
+                                             transport=PageRewriter(drop_list_once)))
+    assert ([s.name for s in signatures], requests) == (["sig0000", "sig0001", "sig0002"], 2)
+
+
 def test_a_missing_total_count_fails() -> None:
     def drop_total(page_number: int, body: dict[str, Any]) -> bool:
         del body["TotalCount"]

@@ -435,8 +435,7 @@ class ApiClient:
             if isinstance(error, ThrottlingError):
                 self.stats.throttled += 1
             raise
-        request_id = body.request_id if isinstance(body, ApiResponse) else body["RequestId"]  # type: ignore[index]
-        logger.debug("%s attempt %d: HTTP %d RequestId %s", action, attempt, response.status_code, request_id)
+        logger.debug("%s attempt %d: HTTP %d RequestId %s", action, attempt, response.status_code, _request_id_of(body))
         return body
 
     def _retryable(self, error: ApiError, write: bool) -> bool:
@@ -522,11 +521,8 @@ def _transport_error(action: str, exc: Exception, secrets: list[str]) -> Transpo
     failed connect certainly never sent the request, which is what makes retrying a write safe.
     A broken exchange is worth retrying for a read; an undecodable body (DecodingError) is not.
     """
-    failure: BaseException = exc
-    if isinstance(exc, aiohttp.ClientError):
-        never_sent = isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
-    elif isinstance(exc.__cause__, aiohttp.ClientError):
-        failure = exc.__cause__
+    failure = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
+    if isinstance(failure, aiohttp.ClientError):
         never_sent = isinstance(failure, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
     else:
         never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
@@ -537,6 +533,13 @@ def _transport_error(action: str, exc: Exception, secrets: list[str]) -> Transpo
         connection_failed=not isinstance(exc, httpx.DecodingError),
         maybe_sent=not never_sent,
     )
+
+
+def _request_id_of(body: object) -> object:
+    """A decoded body's RequestId, for the debug log (both decoders have checked that it is there)."""
+    if isinstance(body, ApiResponse):
+        return body.request_id
+    return body.get("RequestId") if isinstance(body, dict) else None
 
 
 def _json_object_body(response: httpx.Response) -> dict[str, Any]:
