@@ -270,7 +270,7 @@ def http_transport(endpoint: str) -> httpx.AsyncBaseTransport:
 
 
 class ApiClient:
-    """Calls one endpoint through one httpx connection pool, with signing, retries and a deadline.
+    """Calls one endpoint through one httpx client (over one connection pool), with signing, retries and a deadline.
 
     Beyond the documented options: ``sleep`` is injectable so tests can observe backoff without
     waiting, and ``auth`` replaces the signer built from ``credentials`` and ``signature_version``
@@ -542,8 +542,12 @@ def _request_id_of(body: object) -> object:
     return body.get("RequestId") if isinstance(body, dict) else None
 
 
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    return _JSON_OBJECT.validate_json(_json_content(response))
+
+
 def _json_object_body(response: httpx.Response) -> dict[str, Any]:
-    body = _JSON_OBJECT.validate_json(_json_content(response))
+    body = _json_object(response)
     if not isinstance(body.get("RequestId"), str):
         raise _MalformedBody("a body that has no RequestId")
     return body
@@ -578,28 +582,28 @@ def _misfit(error: ValidationError) -> str:
     return f"a malformed body: {path}: {first['msg']}"
 
 
+def _decoded(response: httpx.Response, decode: Callable[[httpx.Response], BodyT]) -> tuple[BodyT | None, str]:
+    """``decode(response)`` and '', or None and what is wrong with the body."""
+    try:
+        return decode(response), ""
+    except ValidationError as misfit:
+        return None, _misfit(misfit)
+    except _MalformedBody as malformed:
+        return None, str(malformed)
+
+
 def _parse_response(action: str, response: httpx.Response, secrets: list[str],
                     decode: Callable[[httpx.Response], BodyT]) -> BodyT:
     """The decoded body of a successful response, else the typed error the response stands for."""
     status = response.status_code
     header_request_id = response.headers.get("x-acs-request-id")
     if 200 <= status < 300:
-        try:
-            return decode(response)
-        except ValidationError as misfit:
-            problem = _misfit(misfit)
-        except _MalformedBody as malformed:
-            problem = str(malformed)
-        raise TransportError(action, f"HTTP {status} with {problem}", status=status, request_id=header_request_id)
+        decoded, problem = _decoded(response, decode)
+        if decoded is None:
+            raise TransportError(action, f"HTTP {status} with {problem}", status=status, request_id=header_request_id)
+        return decoded
 
-    body: dict[str, Any] | None = None
-    problem = ""
-    try:
-        body = _JSON_OBJECT.validate_json(_json_content(response))
-    except ValidationError as misfit:
-        problem = _misfit(misfit)
-    except _MalformedBody as malformed:
-        problem = str(malformed)
+    body, problem = _decoded(response, _json_object)
     retry_after = _retry_after_seconds(response)
     code = body.get("Code") if body is not None else None
     if isinstance(code, str) and code:
