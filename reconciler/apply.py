@@ -17,128 +17,57 @@ was not. A second apply re-reads the live state and re-plans, so finished steps 
 Retrying is the client's business: writes are retried only on throttling, 503 and requests that
 never left; ``RepeatedCommit`` and 500 are not resubmitted (their outcome is left to the re-plan).
 
-Decisions where the task was silent:
+Design notes:
 
-- A signature is deleted only when nothing is bound to it anywhere in the region. Before each
-  DeleteSignature, ``DescribeApisBySignature`` lists its APIs; if any are bound (necessarily in a
-  (group, stage) no manifest manages: bindings in managed scopes were unbound in phase 5), the
-  delete is refused with a message naming where. The service's own refusal of deleting a bound
-  key (``DependencyViolation.Signature``) stays behind it as a second safeguard.
-- A saved plan (``plan --out-plan``) is JSON: the Plan plus, per region, a SHA-256 fingerprint of
-  the live state it was made against (the snapshot in canonical form, secrets as salted digests,
-  times and endpoint left out). It holds no secret; secrets are read again at apply. Applying
-  it re-reads the live state and refuses when a fingerprint differs (stale plan), and also when
-  the manifests now give another plan than the saved one (the manifest line numbers aside), so
-  what is carried out is exactly what was reviewed. A plan made with ``--skip-secrets`` cannot be
-  saved: it never compared the secrets it would have to write.
+- A signature is deleted only when nothing is bound to it anywhere in the region. The plan knows it
+  already: the fetcher lists where each signature the plan may delete is bound
+  (``DescribeApisBySignature``), and a delete that bindings outside this plan would keep from
+  succeeding is planned as ``delete_blocked`` (see `reconciler.plan`). Apply refuses to start a plan
+  holding one, before any call. The service's own refusal (``DependencyViolation.Signature``) stays
+  behind it for a binding made between the read and the delete.
+- Saved plans (``plan --out-plan``, ``apply --plan-file``): see `reconciler.saved_plan`.
+- SIGINT and SIGTERM during the writes: no new step starts; the steps in flight finish (a step is
+  the unit: a rebind's RemoveSignatureApis and SetSignatureApis always both go out), the result
+  lists what was done and what was not, as after a failure, and the command exits 130 (SIGINT) or
+  143 (SIGTERM). A second signal does not cut the calls short either: each is bounded by
+  ``--timeout`` and the client's retries, and an API left without its signature is worse than a
+  wait of a few seconds.
+- Rebinding is RemoveSignatureApis then SetSignatureApis. The vendor's reference of SetSignatureApis
+  says only that it binds a key to APIs (at most 100 a call); the console guide says an API has one
+  key per stage and that the key "can be replaced". Neither says whether SetSignatureApis on an API
+  bound to another key replaces that binding or fails, so apply does not rely on it: between the two
+  calls the API is unsigned (measured in tests/test_apply_interrupt.py; a few milliseconds against
+  the emulator on loopback, one round trip to the vendor's endpoint).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
+import signal
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from reconciler.aliyun.client import ApiClient
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.manifest import DesiredState
-from reconciler.output import write_atomically
-from reconciler.plan import ACTIONABLE, Action, BindingValues, Change, Plan, SignatureValues
+from reconciler.plan import ACTIONABLE, Action, BindingValues, Change, Plan, SignatureValues, still_bound_scopes
 from reconciler.snapshot import Snapshot, Stage
 
 MAX_APIS_PER_CALL = 100
-# How many of a signature's remaining bindings a refused delete names.
-BOUND_EXAMPLES = 3
-SAVED_PLAN_KIND = "reconciler-saved-plan"
 
 
-class StalePlanError(InputError):
-    """A saved plan no longer fits the live state or the manifests; nothing was changed."""
+class BlockedPlanError(ReconcilerError):
+    """The plan holds a delete that cannot be carried out; nothing was changed."""
 
 
-class DeleteRefused(ReconcilerError):
-    """A signature is still bound somewhere the manifests do not manage, so it is not deleted."""
+class ApplyInterrupted(ReconcilerError):
+    """SIGINT or SIGTERM stopped apply between steps; `exit_code` is 128 + the signal number."""
 
-
-# ---------------------------------------------------------------- saved plans
-
-
-def live_fingerprint(snapshot: Snapshot) -> str:
-    """SHA-256 over the snapshot in canonical form: secrets as salted digests; no times, no endpoint."""
-    data = snapshot.to_file_dict()
-    for volatile in ("fetched_at", "endpoint"):
-        data.pop(volatile, None)
-    # Times say when, not what: an emulator restart or a no-op rebind by hand does not stale a plan.
-    for signature in data["signatures"]:
-        signature.pop("created", None)
-        signature.pop("modified", None)
-    for binding in data["bindings"]:
-        binding.pop("bound_time", None)
-    for name in ("signatures", "scopes", "bindings", "groups"):
-        data[name] = sorted(data[name], key=lambda item: json.dumps(item, sort_keys=True))
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-class SavedPlan(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: Literal["reconciler-saved-plan"] = "reconciler-saved-plan"
-    format_version: Literal["1"] = "1"
-    live_fingerprints: dict[str, str]
-    plan: Plan
-
-
-def save_plan(plan: Plan, snapshots: Mapping[str, Snapshot], path: Path) -> None:
-    if not plan.secrets_checked:
-        raise InputError("--out-plan needs the secrets: a saved plan is meant to be applied, and one made with "
-                         "--skip-secrets never compared them")
-    saved = SavedPlan(live_fingerprints={region: live_fingerprint(snapshots[region]) for region in plan.regions},
-                      plan=plan)
-    write_atomically(path, json.dumps(saved.model_dump(mode="json"), indent=2) + "\n")
-
-
-def load_saved_plan(path: Path) -> SavedPlan:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the saved plan: {exc.strerror}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InputError(f"{path}: not a saved plan (not JSON); make one with `reconciler plan --out-plan`") from None
-    if not isinstance(raw, dict) or raw.get("kind") != SAVED_PLAN_KIND:
-        raise InputError(f"{path}: not a saved plan; make one with `reconciler plan --out-plan` "
-                         f"(`plan -o json` output cannot be applied)")
-    try:
-        return SavedPlan.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(part) for part in err["loc"])
-        raise InputError(f"{path}: saved plan field '{where}': {err['msg']}") from None
-
-
-def _without_sources(changes: Sequence[Change]) -> list[dict[str, Any]]:
-    return [change.model_dump(mode="json", exclude={"source"}) for change in changes]
-
-
-def check_saved_plan(saved: SavedPlan, current: Plan, snapshots: Mapping[str, Snapshot]) -> Plan:
-    """The saved plan, if it still holds against this live state and these manifests; else StalePlanError."""
-    if set(saved.plan.regions) != set(current.regions):
-        raise StalePlanError(f"the saved plan covers region(s) {', '.join(saved.plan.regions)}, the manifests "
-                             f"{', '.join(current.regions)}; make a new plan with `reconciler plan --out-plan`")
-    for region in saved.plan.regions:
-        if saved.live_fingerprints.get(region) != live_fingerprint(snapshots[region]):
-            raise StalePlanError(f"stale plan: the live state of region {region} changed since the plan was saved; "
-                                 f"nothing was changed; make a new plan with `reconciler plan --out-plan`")
-    if _without_sources(saved.plan.changes) != _without_sources(current.changes):
-        raise StalePlanError("the manifests (or the secrets in the environment) no longer give the saved plan; "
-                             "nothing was changed; make a new plan with `reconciler plan --out-plan`")
-    return saved.plan
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 # ---------------------------------------------------------------- carrying out a plan
@@ -158,10 +87,16 @@ class ApplyResult:
     not_done: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: {action.value: 0 for action in ACTIONABLE})
+    interrupted_by: signal.Signals | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and self.interrupted_by is None
+
+    @property
+    def stopped(self) -> bool:
+        """No new step may start (a step failed, or a signal came)."""
+        return bool(self.failures) or self.interrupted_by is not None
 
     def summary(self) -> list[str]:
         """What happened, for the end of the output (done steps were logged as they happened; the
@@ -170,7 +105,9 @@ class ApplyResult:
             c = self.counts
             return [f"Apply complete: {c['create']} created, {c['update']} updated, {c['rebind']} rebound, "
                     f"{c['bind']} bound, {c['unbind']} unbound, {c['delete']} deleted."]
-        lines = [f"Apply stopped at the first failure. Done: {len(self.done)} step(s), logged above."]
+        why = (f"Apply interrupted by {self.interrupted_by.name}; the calls in flight were finished."
+               if self.interrupted_by is not None and not self.failures else "Apply stopped at the first failure.")
+        lines = [f"{why} Done: {len(self.done)} step(s), logged above."]
         lines.append(f"Not done: {len(self.not_done)} step(s):")
         lines += [f"  {what}" for what in self.not_done]
         lines.append("Run apply again to carry on: it re-reads the live state, so done steps are not repeated.")
@@ -324,30 +261,11 @@ class _RegionSteps:
         def step(name: str) -> Step:
             async def run() -> str:
                 signature_id = self.ids[name]
-                await self._refuse_if_bound(name, signature_id)
                 await self.client.call("DeleteSignature", {"SignatureId": signature_id})
                 self.result.counts["delete"] += 1
                 return f"{name}: deleted (id {signature_id})"
             return Step(f"delete signature {name}", run)
         return [step(values.name) for values in self._signature_changes(Action.DELETE)]
-
-    async def _refuse_if_bound(self, name: str, signature_id: str) -> None:
-        body = await self.client.call("DescribeApisBySignature", {"SignatureId": signature_id,
-                                                                  "PageNumber": "1", "PageSize": "100"})
-        total = body.get("TotalCount")
-        container = body.get("ApiInfos")
-        items = container.get("ApiInfo") if isinstance(container, dict) else None
-        infos = [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
-        count = total if isinstance(total, int) and not isinstance(total, bool) else len(infos)
-        if count == 0:
-            return
-        examples = "; ".join(f"API {info.get('ApiName') or info.get('ApiId')} ({info.get('ApiId')}) in group "
-                             f"{info.get('GroupId')} stage {info.get('StageName')}"
-                             for info in infos[:BOUND_EXAMPLES])
-        more = f" and {count - BOUND_EXAMPLES} more" if count > BOUND_EXAMPLES else ""
-        raise DeleteRefused(f"{name} is not deleted: it is still bound to {_plural(count)} ({examples}{more}), "
-                            f"in a group and stage no manifest manages; unbind them there, or declare bindings "
-                            f"for that group and stage in a manifest")
 
 
 class _Runner:
@@ -365,7 +283,7 @@ class _Runner:
 
     async def _run(self, step: Step) -> bool:
         async with self._slots:
-            if self._result.failures:
+            if self._result.stopped:
                 return False
             try:
                 line = await step.run()
@@ -377,30 +295,70 @@ class _Runner:
         return True
 
 
+def refuse_blocked(plan: Plan) -> None:
+    """BlockedPlanError when `plan` holds a delete that cannot be carried out (before any call is made)."""
+    blocked = plan.blocked
+    if not blocked:
+        return
+    where = "; ".join(f"{c.before.name} is still bound in {' and '.join(still_bound_scopes(c))}"
+                      for c in blocked if isinstance(c.before, SignatureValues))
+    raise BlockedPlanError(f"apply refused: the plan holds {len(blocked)} delete(s) that cannot be carried out "
+                           f"({where}); nothing was changed; unbind those APIs there, manage that group and stage in "
+                           f"a manifest, or list the signature under ignore")
+
+
+@contextmanager
+def _signals_stop_new_steps(result: ApplyResult, warn: Callable[[str], None]) -> Iterator[None]:
+    """While the writes run, SIGINT and SIGTERM only stop new steps from starting (see the module docstring)."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(received: signal.Signals) -> None:
+        if result.interrupted_by is None:
+            result.interrupted_by = received
+            warn(f"{received.name} received: finishing the calls in flight; no new step starts.")
+        else:
+            warn(f"{received.name} received: still finishing the calls in flight.")
+
+    installed: list[signal.Signals] = []
+    if threading.current_thread() is threading.main_thread():  # the only thread that receives signals
+        for each in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(each, on_signal, each)
+            installed.append(each)
+    try:
+        yield
+    finally:
+        for each in installed:
+            loop.remove_signal_handler(each)
+
+
 async def apply_plan_async(plan: Plan, desired: DesiredState, snapshots: Mapping[str, Snapshot],
                            client_for: Callable[[str], ApiClient], *, concurrency: int,
-                           report: Callable[[str], None]) -> ApplyResult:
-    """Carry out `plan` (made from `desired` against `snapshots`); `report` gets each done step's line."""
+                           report: Callable[[str], None],
+                           warn: Callable[[str], None] = lambda _: None) -> ApplyResult:
+    """Carry out `plan` (made from `desired` against `snapshots`); `report` gets each done step's line, `warn`
+    what the user should know at once (a signal received)."""
     if not desired.secrets_checked:
         raise InputError("apply needs the secrets: do not use --skip-secrets")
     if concurrency < 1:
         raise InputError("--concurrency must be at least 1")
+    refuse_blocked(plan)
     result = ApplyResult()
     runner = _Runner(concurrency, result, report)
-    for region in plan.regions:
-        changes = [c for c in plan.changes if c.region == region and c.action in ACTIONABLE]
-        if not changes:
-            continue
-        if len(plan.regions) > 1:
-            report(f"Region {region}:")
-        async with client_for(region) as client:
-            for steps in _RegionSteps(region, changes, desired, snapshots[region], client, result).phases():
-                await runner.run_phase(steps)
+    with _signals_stop_new_steps(result, warn):
+        for region in plan.regions:
+            changes = [c for c in plan.changes if c.region == region and c.action in ACTIONABLE and c.pending]
+            if not changes:
+                continue
+            if len(plan.regions) > 1:
+                report(f"Region {region}:")
+            async with client_for(region) as client:
+                for steps in _RegionSteps(region, changes, desired, snapshots[region], client, result).phases():
+                    await runner.run_phase(steps)
     return result
 
 
 def apply_plan(plan: Plan, desired: DesiredState, snapshots: Mapping[str, Snapshot],
                client_for: Callable[[str], ApiClient], *, concurrency: int,
-               report: Callable[[str], None]) -> ApplyResult:
+               report: Callable[[str], None], warn: Callable[[str], None] = lambda _: None) -> ApplyResult:
     return asyncio.run(apply_plan_async(plan, desired, snapshots, client_for, concurrency=concurrency,
-                                        report=report))
+                                        report=report, warn=warn))

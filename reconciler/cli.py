@@ -21,7 +21,7 @@ import click
 
 from reconciler import __version__
 from reconciler.annotations import error_annotation, in_github_actions
-from reconciler.apply import apply_plan, check_saved_plan, load_saved_plan, save_plan
+from reconciler.apply import ApplyInterrupted, apply_plan, refuse_blocked
 from reconciler.differ import diff
 from reconciler.drift import compare_with_base, fetch_view, read_base
 from reconciler.emulator.cli import emulator_command
@@ -33,6 +33,7 @@ from reconciler.manifest import DesiredState, load_desired_state, load_env_file,
 from reconciler.output import write_atomically, write_output
 from reconciler.plan import Plan, plan_json_schema, render_compact, render_json, render_markdown, render_text
 from reconciler.progress import progress_on_stderr
+from reconciler.saved_plan import check_saved_plan, load_saved_plan, save_plan
 from reconciler.snapshot import STAGES, Snapshot, load_snapshot_file
 from reconciler.targets import parse_target, select_targets
 
@@ -191,7 +192,9 @@ def plan(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool, con
         write_output(json.dumps([s.to_file_dict() for s in snapshots.values()], indent=2) + "\n", save_snapshot)
     result = diff(desired, snapshots)
     if out_plan is not None:
-        save_plan(result, snapshots, out_plan)
+        # Exactly what is shown (Terraform's rule): with --target, the selection only.
+        save_plan(select_targets(result, chosen_targets, desired) if chosen_targets else result, desired,
+                  snapshots, out_plan)
     shown = result if base is None else compare_with_base(result, desired, base, snapshots)
     if chosen_targets:
         shown = select_targets(shown, chosen_targets, desired)
@@ -229,26 +232,30 @@ def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: 
         snapshots = read_with_progress(desired, live, quiet)
         result = diff(desired, snapshots)
         if saved is not None:
-            result = check_saved_plan(saved, result, snapshots)
+            result = check_saved_plan(saved, result, desired, snapshots)
         if not result.has_changes:
             click.echo("No changes. Live state matches the manifests.")
             return 0
         click.echo(render_text(result, color=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
+        refuse_blocked(result)
         if saved is None and not auto_approve:
             answer = click.prompt("Apply these changes? Only 'yes' will be accepted:", default="",
                                   show_default=False, prompt_suffix=" ")
             if answer != "yes":
                 raise ReconcilerError("apply cancelled; nothing was changed")
         outcome = apply_plan(result, desired, snapshots, live.client, concurrency=connection.concurrency,
-                             report=click.echo)
+                             report=click.echo, warn=lambda line: click.echo(line, err=True))
     for line in outcome.summary():
         click.echo(line)
     if connection.emulator_states:
         states = " ".join(map(str, connection.emulator_states))
         click.echo(f"Note: the changes went to an embedded emulator and are gone now; to keep them, serve "
                    f"{states} with `reconciler emulator --save` and use --endpoint.", err=True)
-    if not outcome.ok:
+    if outcome.failures:
         raise ReconcilerError("apply stopped at the first failure: " + "; ".join(outcome.failures))
+    if outcome.interrupted_by is not None:
+        raise ApplyInterrupted(f"apply interrupted by {outcome.interrupted_by.name}: {len(outcome.not_done)} "
+                               f"step(s) not done (listed above)", 128 + outcome.interrupted_by.value)
     return 0
 
 
@@ -349,12 +356,12 @@ def run(argv: list[str]) -> int:
         code = 1
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
-        code = 1
+        code = 130  # 128 + SIGINT, as a shell reports it
     except ReconcilerError as exc:
         click.echo(f"Error: {exc}", err=True)
         if isinstance(exc, ManifestError) and in_github_actions(os.environ):
             click.echo(error_annotation(exc, os.environ.get("GITHUB_WORKSPACE")))
-        code = 1
+        code = exc.exit_code if isinstance(exc, ApplyInterrupted) else 1
     except Exception as exc:  # A bug: still one line, never a traceback (unless --debug).
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             logging.getLogger("reconciler").exception("internal error")

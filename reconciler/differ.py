@@ -9,6 +9,12 @@ Rules (DESIGN.md "Scope of ownership"):
   a desired binding absent live is a bind, bound to another signature a
   rebind, and a live binding in such a scope that no manifest declares an
   unbind (unless its signature is ignored). Other scopes are not looked at.
+- A delete (prune) of a signature still bound where this plan does not
+  unbind it (a (group, stage) no manifest manages) cannot succeed: it is
+  planned as `delete_blocked`, naming those bindings (see `reconciler.plan`).
+  Whether a signature is bound elsewhere comes from the snapshot
+  (`LiveSignature.bindings_in_region`); when it was not read (an older
+  snapshot file), the delete is planned as before and the service decides.
 - An API given by name resolves through the group's API list (and the live
   bindings' names); an unknown or ambiguous name is an error naming the
   manifest line, so a PR check catches it rather than apply.
@@ -35,7 +41,7 @@ from reconciler.plan import (
     SignatureValues,
     summarize,
 )
-from reconciler.snapshot import LiveBinding, LiveSignature, Snapshot
+from reconciler.snapshot import STAGES, LiveBinding, LiveSignature, Snapshot
 
 
 class PlanError(ManifestError):
@@ -212,6 +218,26 @@ def _live_binding_values(binding: LiveBinding) -> BindingValues:
                          api_name=binding.api_name, signature=binding.signature_name)
 
 
+def _blocked_deletes(changes: list[Change], snapshot: Snapshot) -> list[Change]:
+    """`changes` of one region with each delete that live bindings outside this plan would refuse made a
+    `delete_blocked`; the bindings this plan unbinds or rebinds away do not block."""
+    live_by_name = {s.name: s for s in snapshot.signatures}
+    released = {(c.before.signature, c.before.group, c.before.stage, c.before.api_id) for c in changes
+                if c.action in (Action.UNBIND, Action.REBIND) and isinstance(c.before, BindingValues)}
+    out = []
+    for change in changes:
+        live = live_by_name.get(change.before.name) if (change.action is Action.DELETE and isinstance(
+            change.before, SignatureValues)) else None
+        if live is not None and live.bindings_in_region:
+            still = tuple(_live_binding_values(b) for b in sorted(
+                live.bindings_in_region, key=lambda b: (b.group, STAGES.index(b.stage), b.api_name, b.api_id))
+                if (live.name, b.group, b.stage, b.api_id) not in released)
+            if still:
+                change = change.model_copy(update={"action": Action.DELETE_BLOCKED, "still_bound": still})
+        out.append(change)
+    return out
+
+
 def diff(desired: DesiredState, snapshots: Mapping[str, Snapshot]) -> Plan:
     """Plan every region of `desired` against its snapshot (a missing snapshot is an error)."""
     with fewer_cyclic_collections():
@@ -229,7 +255,7 @@ def _diff(desired: DesiredState, snapshots: Mapping[str, Snapshot]) -> Plan:
         region_desired = desired.regions[region]
         sig_changes, sig_no_op = _signature_changes(region_desired, snapshot, desired.secrets_checked)
         binding_changes, binding_no_op = _binding_changes(region_desired, snapshot)
-        changes += sig_changes + binding_changes
+        changes += _blocked_deletes(sig_changes + binding_changes, snapshot)
         no_op += sig_no_op + binding_no_op
     ordered = tuple(changes)
     return Plan(regions=tuple(sorted(desired.regions)), secrets_checked=desired.secrets_checked,

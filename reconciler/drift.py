@@ -146,6 +146,14 @@ def fetch_view(*states: DesiredState) -> DesiredState:
         for name, region in state.regions.items():
             merged = regions.setdefault(name, RegionDesired(region=name))
             merged.bindings.extend(region.bindings)
+    # Signatures any of them may delete (prune): a superset is read; a signature declared by every pruning
+    # state is deleted by none of them.
+    for name, merged in regions.items():
+        pruning = [s.regions[name] for s in states if name in s.regions and s.regions[name].prune]
+        if pruning:
+            merged.prune = True
+            declared = set.intersection(*(set(r.signatures) for r in pruning))
+            merged.signatures = {n: sig for r in pruning for n, sig in r.signatures.items() if n in declared}
     return DesiredState(regions=regions, secrets_checked=all(s.secrets_checked for s in states))
 
 

@@ -69,6 +69,16 @@ class ApiSignatureItem(_Item):
     bound_time: str | None = Field(default=None, alias="BoundTime")
 
 
+class ApiInfo(_Item):
+    """One binding of a signature, as DescribeApisBySignature lists it."""
+
+    api_id: str = Field(alias="ApiId")
+    api_name: str = Field(alias="ApiName")
+    group: str = Field(alias="GroupId")
+    stage: Stage = Field(alias="StageName")
+    bound_time: str | None = Field(default=None, alias="BoundTime")
+
+
 class ApiSummary(_Item):
     id: str = Field(alias="ApiId")
     name: str = Field(alias="ApiName")
@@ -126,11 +136,13 @@ class Listing(Generic[ItemT]):
 
 @dataclass(frozen=True)
 class FetchTarget:
-    """What to read in one region: bindings of these scopes, API lists of these groups."""
+    """What to read in one region: bindings of these scopes, API lists of these groups, and where each
+    signature whose name `may_delete` accepts is bound (anywhere in the region)."""
 
     region: str
     scopes: tuple[tuple[str, Stage], ...]
     api_groups: tuple[str, ...]
+    may_delete: Callable[[str], bool] | None = None
 
 
 class PageProgress:
@@ -250,6 +262,14 @@ class Fetcher:
              "bound_time": b.bound_time}
             for b in await self.read(listing)])
 
+    async def bindings_of_signature(self, signature: LiveSignature) -> tuple[LiveBinding, ...]:
+        """Every binding of one signature in the region, any group and stage."""
+        listing = Listing("DescribeApisBySignature", {"SignatureId": signature.id}, "ApiInfos", "ApiInfo", ApiInfo,
+                          lambda a: f"{a.group}/{a.stage}/{a.api_id}")
+        return tuple(LiveBinding(group=a.group, stage=a.stage, api_id=a.api_id, api_name=a.api_name,
+                                 signature_id=signature.id, signature_name=signature.name, bound_time=a.bound_time)
+                     for a in await self.read(listing))
+
     async def apis(self, group: str) -> LiveGroup:
         listing = Listing("DescribeApis", {"GroupId": group}, "ApiSummarys", "ApiSummary", ApiSummary,
                           lambda a: a.id)
@@ -268,10 +288,19 @@ class Fetcher:
         signatures_task = asyncio.ensure_future(self.signatures())
         binding_tasks = [asyncio.ensure_future(self.bindings(g, s)) for g, s in target.scopes]
         group_tasks = [asyncio.ensure_future(self.apis(g)) for g in target.api_groups]
-        async with _cancelled_on_failure([signatures_task, *binding_tasks, *group_tasks]):
+        tasks: list[asyncio.Future[Any]] = [signatures_task, *binding_tasks, *group_tasks]
+        async with _cancelled_on_failure(tasks):
             signatures = await signatures_task
+            # Where a signature the plan may delete is bound, read while the bindings are still coming in.
+            may_delete = target.may_delete or (lambda _: False)
+            usage_tasks = {s.id: asyncio.ensure_future(self.bindings_of_signature(s))
+                           for s in signatures if may_delete(s.name)}
+            tasks += usage_tasks.values()
             bindings = await asyncio.gather(*binding_tasks)
             groups = await asyncio.gather(*group_tasks)
+            usage = dict(zip(usage_tasks, await asyncio.gather(*usage_tasks.values()), strict=True))
+        signatures = tuple(s.model_copy(update={"bindings_in_region": usage[s.id]}) if s.id in usage else s
+                           for s in signatures)
         return Snapshot(
             region=target.region, endpoint=endpoint, fetched_at=format_timestamp(utc_now()),
             signatures=signatures, groups=tuple(groups),

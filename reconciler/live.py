@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ from reconciler.emulator.server import running_emulator
 from reconciler.emulator.state import EmulatorState
 from reconciler.errors import InputError
 from reconciler.fetcher import DEFAULT_CONCURRENCY, FetchTarget, PageProgress, fetch_snapshots, run_fetch
-from reconciler.manifest import DesiredState
+from reconciler.manifest import DesiredState, RegionDesired
 from reconciler.snapshot import Snapshot
 
 
@@ -106,9 +106,18 @@ def _emulator_states_by_region(paths: tuple[Path, ...], regions: list[str]) -> d
     return {region: state for region, (_, state) in by_region.items()}
 
 
+def _may_delete(region: RegionDesired) -> Callable[[str], bool] | None:
+    """Which live signatures the plan of `region` may delete (their bindings anywhere are read, so that a
+    delete the service would refuse is known at plan time); None under prune: false."""
+    if not region.prune:
+        return None
+    return lambda name: name not in region.signatures and not region.is_ignored(name)
+
+
 def fetch_targets(desired: DesiredState) -> list[FetchTarget]:
     return [FetchTarget(region=r.region, scopes=tuple(r.scopes()),
-                        api_groups=tuple(dict.fromkeys(group for group, _ in r.scopes())))
+                        api_groups=tuple(dict.fromkeys(group for group, _ in r.scopes())),
+                        may_delete=_may_delete(r))
             for r in (desired.regions[name] for name in sorted(desired.regions))]
 
 

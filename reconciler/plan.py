@@ -17,6 +17,15 @@ was): `base` and each change's `label` (plan --base/--base-ref), `targets`
 written as null. A change labelled `resolved` is pending only on the base: it
 is listed for the reviewer but is not counted in `summary`, and does not make
 the plan have changes.
+
+Blocked deletes (also within version "1"): under `prune: true`, a signature in
+no manifest that is still bound in a (group, stage) this plan does not unbind
+cannot be deleted (the service refuses). The plan says so up front rather than
+letting apply fail halfway: the change's action is `delete_blocked` instead of
+`delete`, `still_bound` lists those bindings, `summary.delete_blocked` counts
+them (left out when 0), every format shows them, and apply refuses to start a
+plan holding one, before any call. The rest of the plan is shown as usual, so
+a drift job still sees everything; with --detailed-exitcode it exits 2.
 """
 
 from __future__ import annotations
@@ -46,9 +55,12 @@ class Action(StrEnum):
     UNBIND = "unbind"
     REBIND = "rebind"
     UNMANAGED = "unmanaged"
+    DELETE_BLOCKED = "delete_blocked"
 
 
-ACTIONABLE = frozenset(Action) - {Action.UNMANAGED}
+# What apply carries out. `delete_blocked` is a delete the manifests ask for that cannot be carried out
+# (see `Change.still_bound`): shown, counted, never applied; apply refuses a plan holding one.
+ACTIONABLE = frozenset(Action) - {Action.UNMANAGED, Action.DELETE_BLOCKED}
 
 
 class Label(StrEnum):
@@ -96,6 +108,10 @@ class Change(_Model):
         default=None,
         description="Only with plan --base/--base-ref: introduced (not in the base's plan), drift (the same change "
                     "is in the base's plan) or resolved (in the base's plan only; not counted in summary)")
+    still_bound: tuple[BindingValues, ...] | None = Field(
+        default=None,
+        description="Only on delete_blocked: every binding that keeps the signature from being deleted, in (group, "
+                    "stage) pairs this plan does not unbind (from DescribeApisBySignature)")
 
     @property
     def pending(self) -> bool:
@@ -111,6 +127,7 @@ class Summary(_Model):
     unbind: int = 0
     rebind: int = 0
     unmanaged: int = 0
+    delete_blocked: int = Field(default=0, description="Deletes that cannot be carried out (left out when 0)")
     no_op: int = Field(default=0, description="Managed signatures and bindings that already match")
 
 
@@ -129,8 +146,14 @@ class Plan(_Model):
 
     @property
     def has_changes(self) -> bool:
-        """True when applying would do something (unmanaged entries are a report, not a change)."""
-        return any(c.action in ACTIONABLE and c.pending for c in self.changes)
+        """True when the live state differs from the manifests (unmanaged entries are a report, not a change; a
+        blocked delete is a change, which apply refuses)."""
+        return any(c.action is not Action.UNMANAGED and c.pending for c in self.changes)
+
+    @property
+    def blocked(self) -> tuple[Change, ...]:
+        """The blocked deletes of this plan: apply refuses to start while there is one."""
+        return tuple(c for c in self.changes if c.action is Action.DELETE_BLOCKED and c.pending)
 
     @property
     def pending_changes(self) -> tuple[Change, ...]:
@@ -160,9 +183,39 @@ def summary_line(plan: Plan) -> str:
     s = plan.summary
     line = (f"Plan: {s.create} to create, {s.update} to update, {s.delete} to delete, "
             f"{s.bind} to bind, {s.unbind} to unbind, {s.rebind} to rebind")
+    if s.delete_blocked:
+        line += f", {s.delete_blocked} delete blocked"
     if s.unmanaged:
         line += f", {s.unmanaged} unmanaged"
     return line + "."
+
+
+BOUND_NAMES_SHOWN = 3
+
+
+def still_bound_scopes(change: Change) -> list[str]:
+    """Where a blocked delete's signature is still bound, one entry per (group, stage): "group G, stage S:
+    N APIs (a, b, c and 2 more)"."""
+    scopes: dict[tuple[str, str], list[BindingValues]] = {}
+    for binding in change.still_bound or ():
+        scopes.setdefault((binding.group, binding.stage), []).append(binding)
+    out = []
+    for (group, stage), bindings in scopes.items():
+        names = [b.api_name or b.api_id for b in bindings[:BOUND_NAMES_SHOWN]]
+        more = f" and {len(bindings) - BOUND_NAMES_SHOWN} more" if len(bindings) > BOUND_NAMES_SHOWN else ""
+        count = "1 API" if len(bindings) == 1 else f"{len(bindings)} APIs"
+        out.append(f"group {group}, stage {stage}: {count} ({', '.join(names)}{more})")
+    return out
+
+
+def blocked_line(plan: Plan) -> str | None:
+    blocked = plan.blocked
+    if not blocked:
+        return None
+    names = ", ".join(c.before.name for c in blocked if isinstance(c.before, SignatureValues))
+    return (f"Apply refuses this plan: {len(blocked)} delete(s) blocked ({names}): each signature is still bound "
+            f"in a group and stage no manifest manages. Unbind it there, manage that group and stage in a "
+            f"manifest, or list the signature under ignore.")
 
 
 def label_line(plan: Plan) -> str | None:
@@ -183,8 +236,8 @@ def targets_line(plan: Plan) -> str | None:
 SECRETS_NOT_CHECKED = "Secrets were not checked (--skip-secrets): only keys and bindings were compared."
 
 _MARK = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.BIND: "+",
-         Action.UNBIND: "-", Action.REBIND: "~", Action.UNMANAGED: "?"}
-_COLOUR = {"+": "green", "~": "yellow", "-": "red", "?": "cyan"}
+         Action.UNBIND: "-", Action.REBIND: "~", Action.UNMANAGED: "?", Action.DELETE_BLOCKED: "!"}
+_COLOUR = {"+": "green", "~": "yellow", "-": "red", "?": "cyan", "!": "magenta"}
 
 
 def _paint(text: str, mark: str, color: bool) -> str:
@@ -214,6 +267,7 @@ def _signature_lines(change: Change, color: bool) -> Iterator[str]:
         Action.UPDATE: "will be updated in place",
         Action.DELETE: "will be deleted (prune: true)",
         Action.UNMANAGED: "is unmanaged: live, but in no manifest; left alone (prune is off)",
+        Action.DELETE_BLOCKED: "cannot be deleted (prune: true): still bound where no manifest manages bindings",
     }[change.action]
     source = f"  ({change.source})" if change.source else ""
     yield f'  # signature "{name}" {heading}{source}{_tag(change)}'
@@ -221,7 +275,10 @@ def _signature_lines(change: Change, color: bool) -> Iterator[str]:
         yield _paint(f'  {mark} signature "{name}"', mark, color)
         return
     yield _paint(f'  {mark} signature "{name}" {{', mark, color)
-    if change.action is Action.UPDATE:
+    if change.action is Action.DELETE_BLOCKED:
+        for scope in still_bound_scopes(change):
+            yield _paint(f"      {mark} bound in {scope}", mark, color)
+    elif change.action is Action.UPDATE:
         assert isinstance(before, SignatureValues) and isinstance(after, SignatureValues)
         if "key" in change.changed:
             yield _paint(f'      ~ key    = "{before.key}" -> "{after.key}"', "~", color)
@@ -297,13 +354,15 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
 
 
 def _notes(plan: Plan) -> list[str]:
-    notes = [line for line in (targets_line(plan), label_line(plan)) if line is not None]
+    notes = [line for line in (blocked_line(plan), targets_line(plan), label_line(plan)) if line is not None]
     if not plan.secrets_checked:
         notes.append(f"Note: {SECRETS_NOT_CHECKED}")
     return [part for note in notes for part in ("", note)]
 
 
 def _compact_detail(change: Change) -> str:
+    if change.action is Action.DELETE_BLOCKED:
+        return f" (still bound: {'; '.join(still_bound_scopes(change))})"
     if change.resource is Resource.SIGNATURE:
         return f" ({', '.join(change.changed)})" if change.changed else ""
     api, old, new = _binding_sides(change)
@@ -340,9 +399,12 @@ def render_json(plan: Plan) -> str:
     for name in ("base", "targets"):
         if document[name] is None:
             del document[name]
+    if not document["summary"]["delete_blocked"]:
+        del document["summary"]["delete_blocked"]
     for change in document["changes"]:
-        if change["label"] is None:
-            del change["label"]
+        for name in ("label", "still_bound"):
+            if change[name] is None:
+                del change[name]
     return json.dumps(document, indent=2) + "\n"
 
 
@@ -363,6 +425,8 @@ def _detail(change: Change) -> str:
             return ", ".join(parts)
         values = after or before
         assert isinstance(values, SignatureValues)
+        if change.action is Action.DELETE_BLOCKED:
+            return "not deleted, still bound: " + "; ".join(f"`{_cell(scope)}`" for scope in still_bound_scopes(change))
         return f"key `{values.key}`" + ("" if change.action is not Action.UNMANAGED
                                          else " (in no manifest; left alone)")
     api, old, new = _binding_sides(change)
@@ -411,6 +475,9 @@ def _markdown_head(plan: Plan) -> list[str]:
         out += [f"> - {_destructive_item(c)}" for c in destructive[:DESTRUCTIVE_LISTED]]
         if len(destructive) > DESTRUCTIVE_LISTED:
             out.append(f"> - ... and {len(destructive) - DESTRUCTIVE_LISTED} more, listed below")
+    blocked = blocked_line(plan)
+    if blocked is not None:
+        out += ["", "> [!WARNING]", f"> {blocked}"]
     if not plan.secrets_checked:
         out += ["", "> [!WARNING]", f"> {SECRETS_NOT_CHECKED}"]
     targets = targets_line(plan)

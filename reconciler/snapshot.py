@@ -49,6 +49,9 @@ class LiveSignature(_Frozen):
     secret_sha256: str | None = None
     created: str | None = None
     modified: str | None = None
+    # Every binding of this signature in the region, any group and stage (DescribeApisBySignature); read
+    # only for a signature the plan may delete (prune: true), None when not read.
+    bindings_in_region: tuple[LiveBinding, ...] | None = None
 
     def secret_matches(self, candidate: str) -> bool:
         if self.secret is not None:

@@ -9,6 +9,10 @@ Decisions where the issue was silent:
   binding that moved), then filtered; `summary` counts the changes shown, `no_op` every match.
 - A target that names nothing the manifests declare and no change touches is an error, so a typo
   does not pass as "No changes".
+- A selected bind or rebind to a signature this plan creates selects that create too (Terraform's
+  `-target` takes a target's dependencies along): without it the binding could not be made.
+- `plan --target ... --out-plan F` saves the selection, nothing else, and `apply --plan-file F`
+  carries out exactly that (see `saved_plan`); the other changes stay pending.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Literal
 
 from reconciler.errors import InputError
 from reconciler.manifest import DesiredState
-from reconciler.plan import BindingValues, Change, Plan, SignatureValues, summarize
+from reconciler.plan import Action, BindingValues, Change, Plan, SignatureValues, summarize
 
 TargetKind = Literal["signature", "group"]
 
@@ -54,9 +58,19 @@ def parse_target(text: str) -> Target:
     return Target("signature" if kind == "signature" else "group", pattern)
 
 
+def selected_changes(changes: Sequence[Change], targets: Sequence[Target]) -> tuple[Change, ...]:
+    """The changes that touch at least one target, and the creates of the signatures they bind to; in plan order."""
+    chosen = [any(t.matches(c) for t in targets) for c in changes]
+    needed = {(c.region, c.after.signature) for c, keep in zip(changes, chosen, strict=True)
+              if keep and isinstance(c.after, BindingValues)}
+    return tuple(c for c, keep in zip(changes, chosen, strict=True)
+                 if keep or (c.action is Action.CREATE and isinstance(c.after, SignatureValues)
+                             and (c.region, c.after.name) in needed))
+
+
 def select_targets(plan: Plan, targets: Sequence[Target], desired: DesiredState) -> Plan:
-    """The changes of `plan` that touch at least one target."""
-    changes = tuple(c for c in plan.changes if any(t.matches(c) for t in targets))
+    """The plan narrowed to `selected_changes`; a target that matches nothing at all is an error."""
+    changes = selected_changes(plan.changes, targets)
     for target in targets:
         if not target.declared(desired) and not any(target.matches(c) for c in changes):
             raise InputError(f"--target {target}: no {target.kind} of the manifests or of the plan matches")

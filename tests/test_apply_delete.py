@@ -1,104 +1,236 @@
-"""Deleting signatures under `prune: true`: never one still bound anywhere."""
+"""Deleting signatures under `prune: true`: a delete the service would refuse (the key is still bound in a
+(group, stage) no manifest manages) is known at plan time, shown as blocked in every format, and apply refuses
+to start a plan holding one."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import CliResult
 
-from reconciler.apply import ApplyResult, apply_plan_async
+from reconciler.apply import BlockedPlanError, apply_plan_async
 from reconciler.differ import diff
-from reconciler.emulator.server import running_emulator
+from reconciler.emulator.server import RunningEmulator, running_emulator
 from reconciler.emulator.state import EmulatorState, derived_id
 from reconciler.manifest import load_desired_state
-from reconciler.snapshot import LiveSignature, Snapshot
+from reconciler.plan import Action
+from reconciler.snapshot import LiveBinding, LiveSignature, Scope, Snapshot
 
 CREDENTIALS = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "testid", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "testsecret"}
+Cli = Callable[..., CliResult]
+
+MANAGED = derived_id("group", "managed")
+OTHER = derived_id("group", "other")
 
 
-class FakeClient:
-    """Answers DescribeApisBySignature from `bound` (signature id -> ApiInfo items); records every call."""
+def api(group: str, name: str) -> str:
+    return derived_id("api", group, name)
 
-    def __init__(self, bound: Mapping[str, list[dict[str, str]]]) -> None:
-        self.bound = bound
-        self.calls: list[tuple[str, dict[str, str]]] = []
 
-    async def __aenter__(self) -> FakeClient:
+def bound_state() -> EmulatorState:
+    """keep_backend: bound in a managed scope (unbound by the plan) and in two scopes no manifest manages;
+    spare_backend: bound nowhere; orders_backend: declared."""
+    return EmulatorState.from_dict({
+        "region": "cn-hangzhou",
+        "signatures": [{"name": "keep_backend", "key": "keepKey01", "secret": "keepSecret01"},
+                       {"name": "spare_backend", "key": "spareKey01", "secret": "spareSecret01"},
+                       {"name": "orders_backend", "key": "ordersKey01", "secret": "ordersSecret01"}],
+        "groups": [
+            {"name": "managed", "apis": [{"name": "m_one"}, {"name": "m_two"}],
+             "bindings": {"RELEASE": {"m_one": "keep_backend", "m_two": "orders_backend"}}},
+            {"name": "other", "apis": [{"name": f"o_{n}"} for n in range(5)],
+             "bindings": {"PRE": {f"o_{n}": "keep_backend" for n in range(4)}, "TEST": {"o_4": "keep_backend"}}},
+        ],
+    })
+
+
+MANIFEST = f"""region: cn-hangzhou
+prune: true
+signatures:
+  - {{name: orders_backend, key: ordersKey01, secret: ordersSecret01}}
+bindings:
+  - {{group: {MANAGED}, stage: RELEASE, signature: orders_backend, apis: [m_two]}}
+"""
+
+
+@pytest.fixture
+def emulator() -> Iterator[RunningEmulator]:
+    with running_emulator(bound_state()) as running:
+        yield running
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> Path:
+    path = tmp_path / "m.yaml"
+    path.write_text(MANIFEST)
+    return path
+
+
+def run_args(command: str, manifest: Path, emulator: RunningEmulator, *extra: str) -> tuple[str, ...]:
+    return (command, str(manifest), "--endpoint", emulator.url, "-q", *extra)
+
+
+BLOCKED_TEXT = [
+    '  # signature "keep_backend" cannot be deleted (prune: true): still bound where no manifest manages bindings',
+    '  ! signature "keep_backend" {',
+    f"      ! bound in group {OTHER}, stage TEST: 1 API (o_4)",
+    f"      ! bound in group {OTHER}, stage PRE: 4 APIs (o_0, o_1, o_2 and 1 more)",
+    "    }",
+]
+BLOCKED_NOTE = ("Apply refuses this plan: 1 delete(s) blocked (keep_backend): each signature is still bound in a group "
+                "and stage no manifest manages. Unbind it there, manage that group and stage in a manifest, or list "
+                "the signature under ignore.")
+
+
+def test_plan_shows_a_blocked_delete_and_the_rest_of_the_plan(cli: Cli, emulator: RunningEmulator,
+                                                               manifest: Path) -> None:
+    result = cli(*run_args("plan", manifest, emulator, "--detailed-exitcode"), env=CREDENTIALS)
+    assert (result.code, result.err) == (2, "")
+    lines = result.out.splitlines()
+    start = lines.index(BLOCKED_TEXT[0])
+    assert lines[start:start + len(BLOCKED_TEXT)] == BLOCKED_TEXT
+    # The rest of the plan is there: the unbound key is deleted, the managed scope's binding of keep_backend is
+    # unbound (and so does not block).
+    assert '  # signature "spare_backend" will be deleted (prune: true)' in lines
+    assert f"  - unbind m_one ({api(MANAGED, 'm_one')}) from keep_backend" in lines
+    assert lines[-3:] == [BLOCKED_NOTE, "",
+                          "Plan: 0 to create, 0 to update, 1 to delete, 0 to bind, 1 to unbind, 0 to rebind, "
+                          "1 delete blocked."]
+
+    compact = cli(*run_args("plan", manifest, emulator, "--compact"), env=CREDENTIALS)
+    assert (f"! delete_blocked signature.cn-hangzhou.keep_backend (still bound: group {OTHER}, stage TEST: 1 API "
+            f"(o_4); group {OTHER}, stage PRE: 4 APIs (o_0, o_1, o_2 and 1 more))") in compact.out.splitlines()
+
+
+def test_the_json_plan_types_and_counts_a_blocked_delete(cli: Cli, emulator: RunningEmulator,
+                                                        manifest: Path) -> None:
+    result = cli(*run_args("plan", manifest, emulator, "-o", "json"), env=CREDENTIALS)
+    document = json.loads(result.out)
+    assert document["summary"]["delete_blocked"] == 1
+    assert document["summary"]["delete"] == 1
+    blocked = [c for c in document["changes"] if c["action"] == "delete_blocked"]
+    assert [c["address"] for c in blocked] == ["signature.cn-hangzhou.keep_backend"]
+    assert blocked[0]["still_bound"][0] == {"group": OTHER, "stage": "TEST", "api_id": api(OTHER, "o_4"),
+                                           "api_name": "o_4", "signature": "keep_backend"}
+    assert [(b["stage"], b["api_name"]) for b in blocked[0]["still_bound"]] == [
+        ("TEST", "o_4"), ("PRE", "o_0"), ("PRE", "o_1"), ("PRE", "o_2"), ("PRE", "o_3")]
+    # Optional fields stay out of a plan without blocked deletes: format "1" is what it was.
+    assert all("still_bound" not in c for c in document["changes"] if c["action"] != "delete_blocked")
+
+
+def test_the_markdown_plan_warns_of_a_blocked_delete(cli: Cli, emulator: RunningEmulator, manifest: Path) -> None:
+    result = cli(*run_args("plan", manifest, emulator, "-o", "markdown"), env=CREDENTIALS)
+    assert f"> {BLOCKED_NOTE}" in result.out.splitlines()
+    assert (f"| **delete_blocked** | signature | `signature.cn-hangzhou.keep_backend` | not deleted, still bound: "
+            f"`group {OTHER}, stage TEST: 1 API (o_4)`; `group {OTHER}, stage PRE: 4 APIs (o_0, o_1, o_2 and 1 "
+            f"more)` |") in result.out.splitlines()
+
+
+def test_apply_refuses_a_plan_with_a_blocked_delete_before_any_call(cli: Cli, emulator: RunningEmulator,
+                                                                   manifest: Path) -> None:
+    before = emulator.state.to_spec()
+    result = cli(*run_args("apply", manifest, emulator, "--auto-approve"), env=CREDENTIALS)
+    assert result.code == 1
+    assert result.err == (
+        f"Error: apply refused: the plan holds 1 delete(s) that cannot be carried out (keep_backend is still bound "
+        f"in group {OTHER}, stage TEST: 1 API (o_4) and group {OTHER}, stage PRE: 4 APIs (o_0, o_1, o_2 and 1 more)); "
+        f"nothing was changed; unbind those APIs there, manage that group and stage in a manifest, or list the "
+        f"signature under ignore\n")
+    assert BLOCKED_TEXT[0] in result.out.splitlines()
+    assert emulator.state.to_spec() == before
+
+
+def test_a_targeted_saved_plan_without_the_blocked_delete_is_applied(cli: Cli, emulator: RunningEmulator,
+                                                                    manifest: Path, tmp_path: Path) -> None:
+    saved = tmp_path / "plan.json"
+    made = cli(*run_args("plan", manifest, emulator, "--target", "signature=spare_backend", "--out-plan", str(saved)),
+               env=CREDENTIALS)
+    assert made.code == 0, made.err
+    applied = cli(*run_args("apply", manifest, emulator, "--plan-file", str(saved)), env=CREDENTIALS)
+    assert applied.code == 0, applied.err
+    assert applied.out.splitlines()[-1] == "Apply complete: 0 created, 0 updated, 0 rebound, 0 bound, 0 unbound, " \
+                                           "1 deleted."
+    assert emulator.state.signature_by_name("spare_backend") is None
+    assert emulator.state.signature_by_name("keep_backend") is not None
+
+
+def test_unbinding_the_blocking_bindings_unblocks_the_delete(cli: Cli, emulator: RunningEmulator,
+                                                            manifest: Path) -> None:
+    keep = emulator.state.signature_by_name("keep_backend")
+    assert keep is not None
+    emulator.state.remove_signature_apis(OTHER, keep.id, "PRE", None)
+    emulator.state.remove_signature_apis(OTHER, keep.id, "TEST", None)
+    result = cli(*run_args("apply", manifest, emulator, "--auto-approve"), env=CREDENTIALS)
+    assert result.code == 0, result.err
+    assert emulator.state.signature_by_name("keep_backend") is None
+
+
+# ---------------------------------------------------------------- the differ and apply, without HTTP
+
+
+def binding(group: str, stage: str, api_id: str) -> LiveBinding:
+    return LiveBinding(group=group, stage=stage, api_id=api_id, api_name=f"name-{api_id}",  # type: ignore[arg-type]
+                       signature_id="id-old", signature_name="old_key")
+
+
+def plan_of(tmp_path: Path, manifest: str, signature: LiveSignature, bindings: tuple[LiveBinding, ...] = (),
+            scopes: tuple[Scope, ...] = ()) -> Any:
+    path = tmp_path / "m.yaml"
+    path.write_text(manifest)
+    desired = load_desired_state([path], env={})
+    snapshot = Snapshot(region="cn-hangzhou", signatures=(signature,), bindings=bindings, scopes=scopes)
+    return desired, snapshot, diff(desired, {"cn-hangzhou": snapshot})
+
+
+def test_bindings_the_plan_itself_unbinds_do_not_block(tmp_path: Path) -> None:
+    managed = binding("g" * 32, "RELEASE", "a1")
+    old = LiveSignature(id="id-old", name="old_key", key="oldKey01", secret="oldSecret01",
+                        bindings_in_region=(managed,))
+    manifest = f"region: cn-hangzhou\nprune: true\nbindings: []\nsignatures: []\n"
+    _, _, plan = plan_of(tmp_path, manifest, old, (managed,), (Scope(group="g" * 32, stage="RELEASE"),))
+    # No manifest mentions the scope, so nothing unbinds it: blocked.
+    assert [c.action for c in plan.changes] == [Action.DELETE_BLOCKED]
+
+    manifest = ("region: cn-hangzhou\nprune: true\nsignatures:\n  - {name: new_key, key: newKey01, secret: "
+                f"newSecret01}}\nbindings:\n  - {{group: {'g' * 32}, stage: RELEASE, signature: new_key, apis: [b2]}}\n")
+    _, _, plan = plan_of(tmp_path, manifest.replace("b2", "b" * 32), old, (managed,),
+                         (Scope(group="g" * 32, stage="RELEASE"),))
+    assert sorted(c.action.value for c in plan.changes) == ["bind", "create", "delete", "unbind"]
+
+
+def test_a_snapshot_without_the_lookup_plans_a_plain_delete(tmp_path: Path) -> None:
+    old = LiveSignature(id="id-old", name="old_key", key="oldKey01", secret="oldSecret01")
+    _, _, plan = plan_of(tmp_path, "region: cn-hangzhou\nprune: true\n", old)
+    assert [c.action for c in plan.changes] == [Action.DELETE]
+
+
+class RecordingClient:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def __aenter__(self) -> RecordingClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         return None
 
     async def call(self, action: str, params: Mapping[str, str]) -> dict[str, Any]:
-        self.calls.append((action, dict(params)))
-        if action == "DescribeApisBySignature":
-            items = self.bound.get(params["SignatureId"], [])
-            return {"RequestId": "R", "TotalCount": len(items), "ApiInfos": {"ApiInfo": items[:100]}}
+        self.calls.append(action)
         return {"RequestId": "R"}
 
 
-def prune_everything(tmp_path: Path, *names: str, client: FakeClient) -> ApplyResult:
-    manifest = tmp_path / "m.yaml"
-    manifest.write_text("region: cn-hangzhou\nprune: true\n")
-    desired = load_desired_state([manifest], env={})
-    snapshot = Snapshot(region="cn-hangzhou", signatures=tuple(
-        LiveSignature(id=f"id-{name}", name=name, key="someKey01", secret="someSecret01") for name in names))
-    plan = diff(desired, {"cn-hangzhou": snapshot})
-    lines: list[str] = []
-    result = asyncio.run(apply_plan_async(plan, desired, {"cn-hangzhou": snapshot}, lambda _: client,  # type: ignore[arg-type,return-value]
-                                          concurrency=4, report=lines.append))
-    assert lines == result.done
-    return result
-
-
-def api_info(n: int, stage: str = "PRE") -> dict[str, str]:
-    return {"ApiId": f"api{n}", "ApiName": f"name{n}", "GroupId": "grp", "StageName": stage}
-
-
-def test_a_signature_bound_outside_the_managed_scopes_is_not_deleted(tmp_path: Path) -> None:
-    client = FakeClient({"id-old_key": [api_info(n) for n in range(4)]})
-    result = prune_everything(tmp_path, "old_key", client=client)
-    assert result.failures == [
-        "delete signature old_key: old_key is not deleted: it is still bound to 4 APIs (API name0 (api0) in group "
-        "grp stage PRE; API name1 (api1) in group grp stage PRE; API name2 (api2) in group grp stage PRE and "
-        "1 more), in a group and stage no manifest manages; unbind them there, or declare bindings for that group "
-        "and stage in a manifest"]
-    assert result.not_done == ["delete signature old_key"]
-    assert [action for action, _ in client.calls] == ["DescribeApisBySignature"]
-
-
-def test_an_unbound_signature_is_deleted_after_checking(tmp_path: Path) -> None:
-    client = FakeClient({})
-    result = prune_everything(tmp_path, "old_key", client=client)
-    assert result.ok
-    assert result.done == ["old_key: deleted (id id-old_key)"]
-    assert client.calls == [
-        ("DescribeApisBySignature", {"SignatureId": "id-old_key", "PageNumber": "1", "PageSize": "100"}),
-        ("DeleteSignature", {"SignatureId": "id-old_key"})]
-
-
-def test_a_bound_key_is_refused_over_real_http_naming_where(cli: Callable[..., CliResult], tmp_path: Path) -> None:
-    # keep_backend is bound in a stage no manifest mentions: apply's own check refuses, naming the binding.
-    state = EmulatorState.from_dict({
-        "region": "cn-hangzhou",
-        "signatures": [{"name": "keep_backend", "key": "keepKey01", "secret": "keepSecret01"},
-                       {"name": "spare_backend", "key": "spareKey01", "secret": "spareSecret01"}],
-        "groups": [{"name": "g", "apis": [{"name": "one"}], "bindings": {"PRE": {"one": "keep_backend"}}}],
-    })
-    manifest = tmp_path / "m.yaml"
-    manifest.write_text("region: cn-hangzhou\nprune: true\n")
-    group_id = derived_id("group", "g")
-    api_id = derived_id("api", group_id, "one")
-    with running_emulator(state) as emulator:
-        result = cli("apply", str(manifest), "--endpoint", emulator.url, "-q", "--auto-approve", env=CREDENTIALS)
-    assert result.code == 1
-    assert result.err.startswith(
-        f"Error: apply stopped at the first failure: delete signature keep_backend: keep_backend is not deleted: "
-        f"it is still bound to 1 API (API one ({api_id}) in group {group_id} stage PRE), in a group and stage no "
-        f"manifest manages")
-    assert f"spare_backend: deleted (id {derived_id('signature', 'spare_backend')})" in result.out
-    assert state.signature_by_name("keep_backend") is not None
-    assert state.signature_by_name("spare_backend") is None
+def test_apply_plan_refuses_a_blocked_delete_before_any_call(tmp_path: Path) -> None:
+    old = LiveSignature(id="id-old", name="old_key", key="oldKey01", secret="oldSecret01",
+                        bindings_in_region=(binding(derived_id("group", "x"), "PRE", "a1"),))
+    manifest = "region: cn-hangzhou\nprune: true\nsignatures:\n  - {name: new_key, key: newKey01, secret: newSecret01}\n"
+    desired, snapshot, plan = plan_of(tmp_path, manifest, old)
+    client = RecordingClient()
+    with pytest.raises(BlockedPlanError, match=r"^apply refused: the plan holds 1 delete\(s\)"):
+        asyncio.run(apply_plan_async(plan, desired, {"cn-hangzhou": snapshot}, lambda _: client,  # type: ignore[arg-type,return-value]
+                                     concurrency=4, report=lambda _: None))
+    assert client.calls == []

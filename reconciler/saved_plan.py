@@ -1,0 +1,314 @@
+"""Saved plans: `plan --out-plan FILE` writes one, `apply --plan-file FILE` carries it out.
+
+A saved plan holds exactly the changes the plan showed, Terraform's rule: with `--target`, the
+selection and nothing else (the changes left out stay pending). `apply --plan-file` re-reads the
+live state, re-plans, selects the same targets again, and carries the saved changes out only when
+
+- the live state of every region is the one the plan was made against (a SHA-256 fingerprint of
+  its canonical form, secrets, times and endpoint left out),
+- the manifests still give exactly the saved changes (manifest line numbers aside), and
+- the secrets are the same: every live secret the plan was made against and every secret the plan
+  will set (a create, or an update of the secret).
+
+Otherwise it is a stale plan: refused, nothing changed.
+
+How the secrets are bound without making them guessable: the file holds one scrypt digest
+(N=2^17, r=8, p=1: 128 MiB and about half a second of one core per evaluation) of all those
+secrets together, with a random 16-byte salt of its own. Whoever has the file can only test a
+guess of a secret by paying one scrypt per guess, and must guess every secret of the plan at
+once; the salt rules out precomputation and comparing two plans. A key kept out of the file
+(from the environment, or the machine) was not chosen: plan and apply usually run in different
+CI jobs, and a key both must share is one more secret to provision and to lose. The cost is paid
+twice per saved plan (plan, apply), never by a plain `plan`.
+
+The file is validated completely before anything else happens: JSON without repeated keys,
+strict types, no unknown field, a known format version, unique regions, every change's address
+matching its values and its action's shape, and the summary matching the changes. A file that
+fails any of it is refused in one line.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from reconciler.errors import InputError
+from reconciler.manifest import DesiredState
+from reconciler.output import write_atomically
+from reconciler.plan import Action, BindingValues, Change, Plan, Resource, SignatureValues, summarize
+from reconciler.snapshot import Snapshot
+from reconciler.targets import parse_target, selected_changes
+
+SAVED_PLAN_KIND = "reconciler-saved-plan"
+SAVED_PLAN_FORMAT = "2"
+NEW_PLAN_HINT = "make a new plan with `reconciler plan --out-plan`"
+
+# scrypt at the parameters OWASP names as the minimum for passwords; see the module docstring.
+SCRYPT_N: Literal[131072] = 131072  # 2**17
+SCRYPT_R: Literal[8] = 8
+SCRYPT_P: Literal[1] = 1
+SCRYPT_MAXMEM = 256 * 1024 * 1024
+SALT_BYTES = 16
+
+
+class StalePlanError(InputError):
+    """A saved plan no longer fits the live state, the manifests or the secrets; nothing was changed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class SecretsBinding(_Strict):
+    """One scrypt digest over every live secret and every secret the plan sets (see the module docstring)."""
+
+    kdf: Literal["scrypt"] = "scrypt"
+    n: Literal[131072] = SCRYPT_N
+    r: Literal[8] = SCRYPT_R
+    p: Literal[1] = SCRYPT_P
+    salt: str = Field(pattern=r"^[A-Za-z0-9+/]{22}==$", description="base64 of 16 random bytes")
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class SavedPlan(_Strict):
+    kind: Literal["reconciler-saved-plan"] = "reconciler-saved-plan"
+    format_version: Literal["2"] = "2"
+    live_fingerprints: dict[str, str]
+    secrets: SecretsBinding
+    plan: Plan
+
+
+# ---------------------------------------------------------------- fingerprints and the secrets digest
+
+
+def live_fingerprint(snapshot: Snapshot) -> str:
+    """SHA-256 over the live state in canonical form: no secret (they are bound apart), no times, no endpoint."""
+    data = snapshot.model_dump(mode="json", exclude={"fetched_at", "endpoint", "format_version"})
+    # Times say when, not what: an emulator restart or a no-op rebind by hand does not stale a plan.
+    for signature in data["signatures"]:
+        for volatile in ("secret", "secret_sha256", "created", "modified"):
+            signature.pop(volatile, None)
+        for binding in signature.get("bindings_in_region") or ():
+            binding.pop("bound_time", None)
+    for binding in data["bindings"]:
+        binding.pop("bound_time", None)
+    for name in ("signatures", "scopes", "bindings", "groups"):
+        data[name] = sorted(data[name], key=lambda item: json.dumps(item, sort_keys=True))
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _writes_secret(change: Change) -> bool:
+    return change.action is Action.CREATE or (change.action is Action.UPDATE and "secret" in change.changed)
+
+
+def _secret_material(plan: Plan, desired: DesiredState, snapshots: Mapping[str, Snapshot]) -> bytes:
+    entries: list[list[str]] = []
+    for region in plan.regions:
+        for live in sorted(snapshots[region].signatures, key=lambda s: s.id):
+            if live.secret is None:
+                raise InputError("--out-plan needs the live state from the API (not --snapshot): a saved plan is "
+                                 "tied to the live secrets")
+            entries.append(["live", region, live.id, live.secret.get_secret_value()])
+    for change in plan.changes:
+        if _writes_secret(change):
+            assert isinstance(change.after, SignatureValues)
+            wanted = desired.regions[change.region].signatures[change.after.name].secret
+            if wanted is None:
+                raise InputError("a saved plan needs the secrets: do not use --skip-secrets")
+            entries.append(["set", change.region, change.after.name, wanted.get_secret_value()])
+    return json.dumps(entries, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _scrypt(material: bytes, salt: bytes) -> str:
+    return hashlib.scrypt(material, salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=SCRYPT_MAXMEM,
+                          dklen=32).hex()
+
+
+# ---------------------------------------------------------------- writing
+
+
+def save_plan(plan: Plan, desired: DesiredState, snapshots: Mapping[str, Snapshot], path: Path) -> None:
+    """Write `plan` (what was shown: with --target, the selection) for `apply --plan-file`."""
+    if not plan.secrets_checked:
+        raise InputError("--out-plan needs the secrets: a saved plan is meant to be applied, and one made with "
+                         "--skip-secrets never compared them")
+    salt = secrets.token_bytes(SALT_BYTES)
+    binding = SecretsBinding(salt=base64.b64encode(salt).decode("ascii"),
+                             digest=_scrypt(_secret_material(plan, desired, snapshots), salt))
+    saved = SavedPlan(live_fingerprints={region: live_fingerprint(snapshots[region]) for region in plan.regions},
+                      secrets=binding, plan=plan)
+    write_atomically(path, json.dumps(saved.model_dump(mode="json"), indent=2) + "\n")
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("a key is repeated in an object")
+    return dict(pairs)
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+def _inert(part: object) -> str:
+    """A location part from the file, shown only when it is a plain word (the file may have been tampered with)."""
+    text = str(part)
+    return text if _PLAIN.fullmatch(text) else "<key>"
+
+
+def load_saved_plan(path: Path) -> SavedPlan:
+    """Read and validate a saved plan completely; any problem is one InputError line naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the saved plan: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a saved plan (not UTF-8 text); {NEW_PLAN_HINT}") from None
+    try:
+        raw = json.loads(text, object_pairs_hook=_no_repeated_keys)
+    except ValueError as exc:  # JSONDecodeError included
+        why = "a key is repeated" if "repeated" in str(exc) else "not JSON"
+        raise InputError(f"{path}: not a valid saved plan ({why}); {NEW_PLAN_HINT}") from None
+    if not isinstance(raw, dict) or raw.get("kind") != SAVED_PLAN_KIND:
+        raise InputError(f"{path}: not a saved plan; {NEW_PLAN_HINT} (`plan -o json` output cannot be applied)")
+    if raw.get("format_version") != SAVED_PLAN_FORMAT:
+        version = raw.get("format_version")
+        shown = f"format {version}" if isinstance(version, str) and _PLAIN.fullmatch(version) else "unknown format"
+        raise InputError(f"{path}: saved plan of {shown}; this reconciler reads format {SAVED_PLAN_FORMAT}; "
+                         f"{NEW_PLAN_HINT}")
+    try:
+        saved = SavedPlan.model_validate_json(text, strict=True)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(_inert(part) for part in err["loc"]) or "(top)"
+        raise InputError(f"{path}: not a valid saved plan: field '{where}': {err['msg']}; {NEW_PLAN_HINT}") from None
+    problem = inconsistency(saved)
+    if problem:
+        raise InputError(f"{path}: not a valid saved plan: {problem}; {NEW_PLAN_HINT}")
+    return saved
+
+
+def _address(change: Change) -> str | None:
+    values = change.after or change.before
+    if change.resource is Resource.SIGNATURE and isinstance(values, SignatureValues):
+        return f"signature.{change.region}.{values.name}"
+    if change.resource is Resource.BINDING and isinstance(values, BindingValues):
+        return f"binding.{change.region}.{values.group}.{values.stage}.{values.api_id}"
+    return None
+
+
+# Which of before/after each action has (True: present).
+_SHAPE = {Action.CREATE: (False, True), Action.UPDATE: (True, True), Action.DELETE: (True, False),
+          Action.DELETE_BLOCKED: (True, False), Action.UNMANAGED: (True, False), Action.BIND: (False, True),
+          Action.UNBIND: (True, False), Action.REBIND: (True, True)}
+_SIGNATURE_ACTIONS = {Action.CREATE, Action.UPDATE, Action.DELETE, Action.DELETE_BLOCKED, Action.UNMANAGED}
+
+
+def _change_problem(change: Change) -> str:
+    before, after = change.before, change.after
+    if (before is not None, after is not None) != _SHAPE[change.action]:
+        return f"a {change.action.value} has the wrong before/after"
+    is_signature = change.action in _SIGNATURE_ACTIONS
+    if (change.resource is Resource.SIGNATURE) != is_signature:
+        return f"a {change.action.value} of the wrong resource"
+    kind = SignatureValues if is_signature else BindingValues
+    if not all(isinstance(v, kind) for v in (before, after) if v is not None):
+        return "values of the wrong resource"
+    if _address(change) != change.address:
+        return "the address does not match the values"
+    if isinstance(before, SignatureValues) and isinstance(after, SignatureValues):
+        if before.name != after.name:
+            return "before and after name different signatures"
+        key_changed = before.key != after.key
+        if not change.changed or len(set(change.changed)) != len(change.changed) \
+                or not set(change.changed) <= {"key", "secret"} or ("key" in change.changed) != key_changed:
+            return "'changed' does not match the values"
+    elif isinstance(before, BindingValues) and isinstance(after, BindingValues):
+        if (before.group, before.stage, before.api_id) != (after.group, after.stage, after.api_id):
+            return "before and after name different APIs"
+        if change.changed != ("signature",) or before.signature == after.signature:
+            return "'changed' does not match the values"
+    elif change.changed:
+        return f"a {change.action.value} lists changed attributes"
+    if (change.still_bound is not None) != (change.action is Action.DELETE_BLOCKED):
+        return "'still_bound' goes with delete_blocked only"
+    if change.label is not None:
+        return "a saved plan has no labels"
+    return ""
+
+
+def inconsistency(saved: SavedPlan) -> str:
+    """What makes this (well-typed) saved plan impossible, as plan made it; '' when nothing does."""
+    plan = saved.plan
+    if not plan.regions or len(set(plan.regions)) != len(plan.regions):
+        return "'plan.regions' must list each region once"
+    if set(saved.live_fingerprints) != set(plan.regions):
+        return "'live_fingerprints' must have one entry per region of the plan"
+    if not all(re.fullmatch(r"sha256:[0-9a-f]{64}", f) for f in saved.live_fingerprints.values()):
+        return "'live_fingerprints' holds something that is not a fingerprint"
+    if not plan.secrets_checked:
+        return "a saved plan always compared the secrets"
+    if plan.base is not None:
+        return "a saved plan is not compared with a base"
+    seen: set[str] = set()
+    for index, change in enumerate(plan.changes):
+        if change.region not in plan.regions:
+            return f"'plan.changes[{index}]' is in a region the plan does not cover"
+        problem = _change_problem(change)
+        if problem:
+            return f"'plan.changes[{index}]': {problem}"
+        if change.address in seen:
+            return f"'plan.changes[{index}]': the same address twice"
+        seen.add(change.address)
+    for target in plan.targets or ():
+        try:
+            parse_target(target)
+        except InputError:
+            return "'plan.targets' holds something that is not a target"
+    if summarize(plan.changes, plan.summary.no_op) != plan.summary:
+        return "'plan.summary' does not count the changes"
+    return ""
+
+
+# ---------------------------------------------------------------- checking at apply
+
+
+def _comparable(changes: Sequence[Change]) -> list[dict[str, Any]]:
+    return [change.model_dump(mode="json", exclude={"source"}) for change in changes]
+
+
+def check_saved_plan(saved: SavedPlan, current: Plan, desired: DesiredState,
+                     snapshots: Mapping[str, Snapshot]) -> Plan:
+    """The saved plan, if it still holds against this live state, these manifests and these secrets; else
+    StalePlanError. `current` is the whole plan of the same manifests against `snapshots`."""
+    if set(saved.plan.regions) != set(current.regions):
+        raise StalePlanError(f"the saved plan covers region(s) {', '.join(saved.plan.regions)}, the manifests "
+                             f"{', '.join(current.regions)}; nothing was changed; {NEW_PLAN_HINT}")
+    for region in saved.plan.regions:
+        if not hmac.compare_digest(saved.live_fingerprints[region], live_fingerprint(snapshots[region])):
+            raise StalePlanError(f"stale plan: the live state of region {region} changed since the plan was saved; "
+                                 f"nothing was changed; {NEW_PLAN_HINT}")
+    changes = current.changes
+    if saved.plan.targets is not None:
+        changes = selected_changes(changes, [parse_target(t) for t in saved.plan.targets])
+    if _comparable(saved.plan.changes) != _comparable(changes):
+        raise StalePlanError(f"the manifests (or the secrets in the environment) no longer give the saved plan; "
+                             f"nothing was changed; {NEW_PLAN_HINT}")
+    salt = base64.b64decode(saved.secrets.salt, validate=True)
+    if not hmac.compare_digest(saved.secrets.digest, _scrypt(_secret_material(saved.plan, desired, snapshots), salt)):
+        raise StalePlanError(f"stale plan: a secret differs from when the plan was made (a secret the plan sets, "
+                             f"from the environment, or a live secret); nothing was changed; {NEW_PLAN_HINT}")
+    return saved.plan
