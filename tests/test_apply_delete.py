@@ -188,18 +188,19 @@ def plan_of(tmp_path: Path, manifest: str, signature: LiveSignature, bindings: t
 
 
 def test_bindings_the_plan_itself_unbinds_do_not_block(tmp_path: Path) -> None:
-    managed = binding("g" * 32, "RELEASE", "a1")
+    managed = binding("e" * 32, "RELEASE", "a1")
     old = LiveSignature(id="id-old", name="old_key", key="oldKey01", secret="oldSecret01",
                         bindings_in_region=(managed,))
-    manifest = f"region: cn-hangzhou\nprune: true\nbindings: []\nsignatures: []\n"
-    _, _, plan = plan_of(tmp_path, manifest, old, (managed,), (Scope(group="g" * 32, stage="RELEASE"),))
+    manifest = "region: cn-hangzhou\nprune: true\nbindings: []\nsignatures: []\n"
+    _, _, plan = plan_of(tmp_path, manifest, old, (managed,), (Scope(group="e" * 32, stage="RELEASE"),))
     # No manifest mentions the scope, so nothing unbinds it: blocked.
     assert [c.action for c in plan.changes] == [Action.DELETE_BLOCKED]
 
     manifest = ("region: cn-hangzhou\nprune: true\nsignatures:\n  - {name: new_key, key: newKey01, secret: "
-                f"newSecret01}}\nbindings:\n  - {{group: {'g' * 32}, stage: RELEASE, signature: new_key, apis: [b2]}}\n")
+                f"newSecret01}}\nbindings:\n  - {{group: {'e' * 32}, stage: RELEASE, signature: new_key, "
+                "apis: [b2]}\n")
     _, _, plan = plan_of(tmp_path, manifest.replace("b2", "b" * 32), old, (managed,),
-                         (Scope(group="g" * 32, stage="RELEASE"),))
+                         (Scope(group="e" * 32, stage="RELEASE"),))
     assert sorted(c.action.value for c in plan.changes) == ["bind", "create", "delete", "unbind"]
 
 
@@ -227,7 +228,8 @@ class RecordingClient:
 def test_apply_plan_refuses_a_blocked_delete_before_any_call(tmp_path: Path) -> None:
     old = LiveSignature(id="id-old", name="old_key", key="oldKey01", secret="oldSecret01",
                         bindings_in_region=(binding(derived_id("group", "x"), "PRE", "a1"),))
-    manifest = "region: cn-hangzhou\nprune: true\nsignatures:\n  - {name: new_key, key: newKey01, secret: newSecret01}\n"
+    manifest = ("region: cn-hangzhou\nprune: true\nsignatures:\n"
+                "  - {name: new_key, key: newKey01, secret: newSecret01}\n")
     desired, snapshot, plan = plan_of(tmp_path, manifest, old)
     client = RecordingClient()
     with pytest.raises(BlockedPlanError, match=r"^apply refused: the plan holds 1 delete\(s\)"):
