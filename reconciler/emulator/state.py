@@ -339,6 +339,10 @@ class EmulatorState:
         self._bound_by_signature[record.id] = set()
 
     def _bind(self, api: ApiRecord, stage: Stage, signature: SignatureRecord, when: str) -> None:
+        # The vendor documents one key per API and stage, and SetSignatureApis only as "binds a signature
+        # key to APIs"; it is silent on an API already bound to another key. The emulator replaces that
+        # binding (the console guide says the key "can be replaced"); reconciler's apply does not rely on
+        # it and removes the old binding first.
         scope = self._bindings.setdefault((api.group_id, stage), {})
         previous = scope.get(api.id)
         if previous is not None:
