@@ -255,6 +255,8 @@ def inconsistency(saved: SavedPlan) -> str:
     plan = saved.plan
     if not plan.regions or len(set(plan.regions)) != len(plan.regions):
         return "'plan.regions' must list each region once"
+    if not all(_PLAIN.fullmatch(region) for region in plan.regions):
+        return "'plan.regions' holds something that is not a region"
     if set(saved.live_fingerprints) != set(plan.regions):
         return "'live_fingerprints' must have one entry per region of the plan"
     if not all(re.fullmatch(r"sha256:[0-9a-f]{64}", f) for f in saved.live_fingerprints.values()):
@@ -277,6 +279,8 @@ def inconsistency(saved: SavedPlan) -> str:
         try:
             parse_target(target)
         except InputError:
+            return "'plan.targets' holds something that is not a target"
+        if not target.isprintable():  # shown again at apply: no control or format character
             return "'plan.targets' holds something that is not a target"
     if summarize(plan.changes, plan.summary.no_op) != plan.summary:
         return "'plan.summary' does not count the changes"

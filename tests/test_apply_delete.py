@@ -236,3 +236,65 @@ def test_apply_plan_refuses_a_blocked_delete_before_any_call(tmp_path: Path) -> 
         asyncio.run(apply_plan_async(plan, desired, {"cn-hangzhou": snapshot}, lambda _: client,  # type: ignore[arg-type,return-value]
                                      concurrency=4, report=lambda _: None))
     assert client.calls == []
+
+
+# ---------------------------------------------------------------- what is read, and offline plans
+
+
+def count_lookups(state: EmulatorState) -> list[str]:
+    looked_up: list[str] = []
+    real = state.describe_apis_by_signature
+
+    def counting(signature_id: str, *rest: Any) -> Any:
+        looked_up.append(signature_id)
+        return real(signature_id, *rest)
+
+    state.describe_apis_by_signature = counting  # type: ignore[method-assign]
+    return looked_up
+
+
+def test_only_the_signatures_a_plan_may_delete_are_looked_up(cli: Cli, tmp_path: Path) -> None:
+    state = bound_state()
+    looked_up = count_lookups(state)
+    path = tmp_path / "m.yaml"
+    with running_emulator(state) as emulator:
+        path.write_text(MANIFEST)
+        assert cli(*run_args("plan", path, emulator), env=CREDENTIALS).code == 0
+        ids = {derived_id("signature", name) for name in ("keep_backend", "spare_backend")}
+        assert sorted(looked_up) == sorted(ids)  # not orders_backend: declared
+        looked_up.clear()
+        path.write_text(MANIFEST.replace("prune: true", "prune: false"))
+        assert cli(*run_args("plan", path, emulator), env=CREDENTIALS).code == 0
+        assert looked_up == []
+        looked_up.clear()
+        path.write_text(MANIFEST.replace("prune: true", "prune: true\nignore: [keep_*]"))
+        assert cli(*run_args("plan", path, emulator), env=CREDENTIALS).code == 0
+        assert looked_up == [derived_id("signature", "spare_backend")]
+
+
+def test_a_saved_snapshot_keeps_the_lookup_for_offline_plans(cli: Cli, emulator: RunningEmulator, manifest: Path,
+                                                            tmp_path: Path) -> None:
+    snapshot = tmp_path / "live.json"
+    online = cli(*run_args("plan", manifest, emulator, "--save-snapshot", str(snapshot)), env=CREDENTIALS)
+    offline = cli("plan", str(manifest), "--snapshot", str(snapshot))
+    assert offline.code == 0, offline.err
+    assert offline.out == online.out
+    assert BLOCKED_TEXT[0] in offline.out.splitlines()
+
+
+def test_a_base_comparison_looks_up_what_either_plan_may_delete(tmp_path: Path) -> None:
+    from reconciler.drift import fetch_view
+    from reconciler.live import fetch_targets
+
+    def desired(name: str, text: str) -> Any:
+        path = tmp_path / name
+        path.write_text(text)
+        return load_desired_state([path], env={})
+
+    pruning = desired("pr.yaml", "region: cn-hangzhou\nprune: true\nignore: [legacy_*]\nsignatures:\n"
+                                 "  - {name: kept_key, key: keptKey01, secret: keptSecret01}\n")
+    not_pruning = desired("base.yaml", "region: cn-hangzhou\n")
+    may_delete = fetch_targets(fetch_view(pruning, not_pruning))[0].may_delete
+    assert may_delete is not None
+    assert (may_delete("other_key"), may_delete("kept_key")) == (True, False)
+    assert fetch_targets(fetch_view(not_pruning, not_pruning))[0].may_delete is None

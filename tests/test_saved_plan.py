@@ -165,7 +165,18 @@ def _hostile_key(d: dict[str, Any]) -> None:
     d["live_fingerprints"]["\x1b[2Jcn-hangzhou"] = d["live_fingerprints"]["cn-hangzhou"]
 
 
+def _hostile_region(d: dict[str, Any]) -> None:
+    d["plan"]["regions"] = ["cn-hangzhou\x1b[2J"]
+    d["live_fingerprints"] = {"cn-hangzhou\x1b[2J": d["live_fingerprints"]["cn-hangzhou"]}
+
+
+def _hostile_target(d: dict[str, Any]) -> None:
+    d["plan"]["targets"] = ["signature=\u202e*"]
+
+
 @pytest.mark.parametrize(("tamper", "message"), [
+    (_hostile_region, "not a valid saved plan: 'plan.regions' holds something that is not a region"),
+    (_hostile_target, "not a valid saved plan: 'plan.targets' holds something that is not a target"),
     (_regions_twice, "not a valid saved plan: 'plan.regions' must list each region once"),
     (_extra_field, "not a valid saved plan: field 'plan.changes.0.force': Extra inputs are not permitted"),
     (_address_elsewhere, "not a valid saved plan: 'plan.changes[0]': the address does not match the values"),
