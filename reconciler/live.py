@@ -106,7 +106,7 @@ def _emulator_states_by_region(paths: tuple[Path, ...], regions: list[str]) -> d
     return {region: state for region, (_, state) in by_region.items()}
 
 
-def _may_delete(region: RegionDesired) -> Callable[[str], bool] | None:
+def delete_candidates(region: RegionDesired) -> Callable[[str], bool] | None:
     """Which live signatures the plan of `region` may delete (their bindings anywhere are read, so that a
     delete the service would refuse is known at plan time); None under prune: false."""
     if not region.prune:
@@ -117,7 +117,7 @@ def _may_delete(region: RegionDesired) -> Callable[[str], bool] | None:
 def fetch_targets(desired: DesiredState) -> list[FetchTarget]:
     return [FetchTarget(region=r.region, scopes=tuple(r.scopes()),
                         api_groups=tuple(dict.fromkeys(group for group, _ in r.scopes())),
-                        may_delete=_may_delete(r))
+                        may_delete=delete_candidates(r))
             for r in (desired.regions[name] for name in sorted(desired.regions))]
 
 

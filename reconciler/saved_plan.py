@@ -42,7 +42,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reconciler.errors import InputError
-from reconciler.manifest import DesiredState
+from reconciler.live import delete_candidates
+from reconciler.manifest import DesiredState, RegionDesired
 from reconciler.output import write_atomically
 from reconciler.plan import Action, BindingValues, Change, Plan, Resource, SignatureValues, summarize
 from reconciler.snapshot import Snapshot
@@ -90,9 +91,24 @@ class SavedPlan(_Strict):
 # ---------------------------------------------------------------- fingerprints and the secrets digest
 
 
-def live_fingerprint(snapshot: Snapshot) -> str:
-    """SHA-256 over the live state in canonical form: no secret (they are bound apart), no times, no endpoint."""
-    data = snapshot.model_dump(mode="json", exclude={"fetched_at", "endpoint", "format_version"})
+def _needed(snapshot: Snapshot, region: RegionDesired) -> Snapshot:
+    """What of `snapshot` the plan of `region` depends on: `plan --base-ref` reads more (the base's scopes
+    too), and the extra must not make the plan stale against apply's own read."""
+    scopes = set(region.scopes())
+    groups = {group for group, _ in scopes}
+    may_delete = delete_candidates(region) or (lambda _: False)
+    return snapshot.model_copy(update={
+        "signatures": tuple(s if may_delete(s.name) else s.model_copy(update={"bindings_in_region": None})
+                            for s in snapshot.signatures),
+        "scopes": tuple(s for s in snapshot.scopes if (s.group, s.stage) in scopes),
+        "bindings": tuple(b for b in snapshot.bindings if (b.group, b.stage) in scopes),
+        "groups": tuple(g for g in snapshot.groups if g.id in groups)})
+
+
+def live_fingerprint(snapshot: Snapshot, region: RegionDesired) -> str:
+    """SHA-256 over the live state the plan of `region` depends on, in canonical form: no secret (they are
+    bound apart), no times, no endpoint."""
+    data = _needed(snapshot, region).model_dump(mode="json", exclude={"fetched_at", "endpoint", "format_version"})
     # Times say when, not what: an emulator restart or a no-op rebind by hand does not stale a plan.
     for signature in data["signatures"]:
         for volatile in ("secret", "secret_sha256", "created", "modified"):
@@ -145,7 +161,8 @@ def save_plan(plan: Plan, desired: DesiredState, snapshots: Mapping[str, Snapsho
     salt = secrets.token_bytes(SALT_BYTES)
     binding = SecretsBinding(salt=base64.b64encode(salt).decode("ascii"),
                              digest=_scrypt(_secret_material(plan, desired, snapshots), salt))
-    saved = SavedPlan(live_fingerprints={region: live_fingerprint(snapshots[region]) for region in plan.regions},
+    saved = SavedPlan(live_fingerprints={region: live_fingerprint(snapshots[region], desired.regions[region])
+                                         for region in plan.regions},
                       secrets=binding, plan=plan)
     write_atomically(path, json.dumps(saved.model_dump(mode="json"), indent=2) + "\n")
 
@@ -302,7 +319,8 @@ def check_saved_plan(saved: SavedPlan, current: Plan, desired: DesiredState,
         raise StalePlanError(f"the saved plan covers region(s) {', '.join(saved.plan.regions)}, the manifests "
                              f"{', '.join(current.regions)}; nothing was changed; {NEW_PLAN_HINT}")
     for region in saved.plan.regions:
-        if not hmac.compare_digest(saved.live_fingerprints[region], live_fingerprint(snapshots[region])):
+        fingerprint = live_fingerprint(snapshots[region], desired.regions[region])
+        if not hmac.compare_digest(saved.live_fingerprints[region], fingerprint):
             raise StalePlanError(f"stale plan: the live state of region {region} changed since the plan was saved; "
                                  f"nothing was changed; {NEW_PLAN_HINT}")
     changes = current.changes

@@ -264,3 +264,21 @@ def test_the_secrets_are_bound_by_salted_scrypt_only(cli: Cli, demo: RunningEmul
     text = (tmp_path / "one.json").read_text()
     for secret in ("inventorySecret01", "ordersSecret2026", "debugSecret01", "ordersSecret01"):
         assert secret not in text
+
+
+def test_a_plan_compared_with_a_base_is_applied_against_apply_s_own_read(cli: Cli, demo: RunningEmulator,
+                                                                       tmp_path: Path) -> None:
+    # The base mentions a (group, stage) the manifests do not: plan reads it too, apply does not; the saved
+    # plan depends only on what the manifests need.
+    base = tmp_path / "base"
+    base.mkdir()
+    for manifest in MANIFESTS.glob("*.yaml"):
+        (base / manifest.name).write_text(manifest.read_text())
+    with (base / "hangzhou.yaml").open("a") as extra:
+        extra.write(f"  - group: {PAYMENTS}\n    stage: TEST\n    signature: payments_backend\n"
+                    "    apis: [payments_charge]\n")
+    path = tmp_path / "plan.json"
+    saved_plan(cli, demo, path, "--base", str(base))
+    applied = cli(*args("apply", demo, "--plan-file", str(path)), env=CREDENTIALS)
+    assert applied.code == 0, applied.err
+    assert cli(*args("plan", demo, "--detailed-exitcode"), env=CREDENTIALS).code == 0
