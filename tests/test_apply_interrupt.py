@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import signal
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -119,3 +121,22 @@ def test_the_unsigned_window_of_a_rebind(cli: Cli, tmp_path: Path, capsys: pytes
     with capsys.disabled():
         print(f"\nunsigned window per rebind step (ms): median {statistics.median(windows):.2f}, "
               f"max {max(windows):.2f}, over {len(windows)} steps of 50-100 APIs")
+
+
+def test_a_real_process_sent_sigterm_mid_rebind_exits_143(tmp_path: Path) -> None:
+    state = big_state()
+    writes: list[tuple[str, float, frozenset[str]]] = []
+    process: list[subprocess.Popen[str]] = []
+    record_writes(state, writes, on_first_remove=lambda: process[0].send_signal(signal.SIGTERM))
+    with running_emulator(state) as emulator:
+        env = {**CREDENTIALS, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        process.append(subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "apply", str(manifest(tmp_path)), "--endpoint", emulator.url, "-q",
+             "--auto-approve", "--concurrency", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env))
+        out, err = process[0].communicate(timeout=60)
+    assert process[0].returncode == 143, err
+    assert [method for method, _, _ in writes] == ["remove_signature_apis", "set_signature_apis"]
+    assert len(state.bindings_of(GROUP, "TEST")) == 250
+    assert "Apply interrupted by SIGTERM; the calls in flight were finished. Done: 1 step(s), logged above." in out
+    assert err.endswith("Error: apply interrupted by SIGTERM: 3 step(s) not done (listed above)\n")
