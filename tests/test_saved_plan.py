@@ -282,3 +282,14 @@ def test_a_plan_compared_with_a_base_is_applied_against_apply_s_own_read(cli: Cl
     applied = cli(*args("apply", demo, "--plan-file", str(path)), env=CREDENTIALS)
     assert applied.code == 0, applied.err
     assert cli(*args("plan", demo, "--detailed-exitcode"), env=CREDENTIALS).code == 0
+
+
+def test_a_plan_from_a_snapshot_file_cannot_be_saved(cli: Cli, demo: RunningEmulator, tmp_path: Path) -> None:
+    snapshot = tmp_path / "live.json"
+    assert cli(*args("plan", demo, "--save-snapshot", str(snapshot)), env=CREDENTIALS).code == 0
+    path = tmp_path / "plan.json"
+    result = cli("plan", str(MANIFESTS), "--env-file", str(DEMO_ENV), "--snapshot", str(snapshot), "--out-plan",
+                 str(path))
+    assert (result.code, result.err) == (1, "Error: --out-plan needs the live state from the API (not --snapshot): "
+                                            "a saved plan is tied to the live secrets\n")
+    assert not path.exists()
