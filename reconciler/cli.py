@@ -36,6 +36,7 @@ from reconciler.progress import progress_on_stderr
 from reconciler.saved_plan import check_saved_plan, load_saved_plan, save_plan
 from reconciler.snapshot import STAGES, Snapshot, load_snapshot_file
 from reconciler.targets import parse_target, select_targets
+from reconciler.vendor_rules import MANAGED_STAGES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -264,7 +265,7 @@ def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: 
 @click.option("--region", required=True, help="Region to export, e.g. cn-hangzhou.")
 @click.option("--group", "groups", multiple=True, metavar="ID", help="API group id to export (repeatable).")
 @click.option("--all-groups", is_flag=True, help="Export every API group of the region.")
-@click.option("--stage", "stages", multiple=True, type=click.Choice(STAGES),
+@click.option("--stage", "stages", multiple=True, type=click.Choice(MANAGED_STAGES),
               help="Stage to read (repeatable; default RELEASE and TEST).")
 @click.option("--out", default="-", show_default=True, metavar="DIR|-",
               help="Folder to write REGION.yaml into (created if missing), or - for stdout.")

@@ -19,6 +19,9 @@ Decisions where the task was silent:
 - Secret variables: `<NAME>_SECRET` with the signature name upper-cased (ORDERS_BACKEND_SECRET).
   Names that differ only in case would share one; each of those gets the first 8 hex digits of
   SHA-256 over its exact name before `_SECRET` instead (orders_Key -> ORDERS_KEY_1A2B3C4D_SECRET).
+  A name with any character outside A-Z, a-z, 0-9 and `_` (a Chinese name) becomes `SIG_<8 hex>_SECRET`
+  from the same digest (订单签名_01 -> SIG_<8 hex>_SECRET): CI secret stores take only `[A-Z0-9_]`, and
+  a transliteration would be a guess; the digest is stable, so the variable never changes.
 - Quoting is PyYAML's (the pure-Python SafeDumper, the same resolver the loader uses, so output
   bytes do not depend on whether libyaml is installed). A value with a character that is not
   printable is forced into double quotes, where it is escaped, so every value stays on its line.
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -79,15 +83,21 @@ class Export:
                 f"(group, stage) pair(s) of region {self.region} into {len(self.files)} file(s).")
 
 
+_VARIABLE_SAFE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
 def secret_variable_names(signature_names: Iterable[str]) -> dict[str, str]:
     """The `${env:...}` variable of each signature's secret (see the module's decisions)."""
     names = sorted(set(signature_names))
     plain = Counter(name.upper() for name in names)
     variables: dict[str, str] = {}
     for name in names:
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8].upper()
         stem = name.upper()
-        if plain[stem] > 1:
-            stem += "_" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:8].upper()
+        if not _VARIABLE_SAFE.fullmatch(name):
+            stem = f"SIG_{digest}"
+        elif plain[stem] > 1:
+            stem += "_" + digest
         variables[name] = f"{stem}_SECRET"
     clashes = [v for v, n in Counter(variables.values()).items() if n > 1]
     if clashes:

@@ -38,6 +38,7 @@ from reconciler.vendor_rules import (
     SIGNATURE_NAME_RULE,
     SIGNATURE_SECRET_HINT,
     SIGNATURE_SECRET_RULE,
+    UNMANAGED_STAGE_HINT,
 )
 from reconciler.yamlsource import YamlDocument, load_yaml_document
 
@@ -66,6 +67,12 @@ def _secret_field(value: str) -> str:
     if not ENV_REFERENCE.fullmatch(value) and not SIGNATURE_SECRET_RULE.fullmatch(value):
         # The literal itself is never echoed.
         raise ValueError(f"literal secret breaks the vendor's rule: {SIGNATURE_SECRET_HINT}")
+    return value
+
+
+def _managed_stage(value: Stage) -> Stage:
+    if value == "PRE":
+        raise ValueError(f"stage PRE cannot be managed: {UNMANAGED_STAGE_HINT}")
     return value
 
 
@@ -110,7 +117,8 @@ class SignatureSpec(_Strict):
 
 class BindingSpec(_Strict):
     group: Annotated[str, _nonempty("group"), Field(description="API group id.")]
-    stage: Annotated[Stage, Field(description="RELEASE, TEST or PRE.")]
+    stage: Annotated[Stage, AfterValidator(_managed_stage),
+                     Field(description="RELEASE or TEST (PRE bindings cannot be read back or removed).")]
     signature: SignatureName
     apis: Annotated[list[Annotated[str, _nonempty("API id or name")]],
                     Field(min_length=1, description="API ids (32 hex characters) or API names in the group.")]
@@ -213,7 +221,7 @@ def _message(err: ErrorDetails) -> str:
     if kind == "too_short":
         return "must list at least one item"
     if kind == "literal_error":
-        return f"must be one of RELEASE, TEST, PRE (got {err['input']!r})"
+        return f"must be RELEASE or TEST (got {err['input']!r})"
     if kind in ("string_type", "bool_type", "list_type", "model_type", "dict_type", "model_attributes_type"):
         expected = {"string_type": "a string", "bool_type": "true or false", "list_type": "a list",
                     "model_type": "a mapping", "dict_type": "a mapping",

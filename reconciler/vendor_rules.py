@@ -2,16 +2,31 @@
 
 The manifest loader checks them so that a PR fails before apply would; the
 emulator enforces them as the real endpoint does.
+
+Signature names: the English CreateSignature reference says letters, digits and ``_``; the Chinese
+reference (and ROS's ``ALIYUN::ApiGateway::Signature``) also allows Chinese characters, the first
+character included. Chinese characters are taken as the CJK Unified Ideographs block (U+4E00-U+9FFF);
+lengths count characters.
+
+Stages: SetSignatureApis documents RELEASE, PRE and TEST, but DescribeApiSignatures and
+RemoveSignatureApis document only RELEASE and TEST, so a PRE binding can be made but neither read back
+nor removed through a documented call: the product manages RELEASE and TEST only (``MANAGED_STAGES``).
 """
 
 from __future__ import annotations
 
 import re
 
-SIGNATURE_NAME_RULE = re.compile(r"[A-Za-z][A-Za-z0-9_]{3,49}")
+SIGNATURE_NAME_RULE = re.compile(r"[A-Za-z\u4e00-\u9fff][A-Za-z0-9_\u4e00-\u9fff]{3,49}")
 SIGNATURE_KEY_RULE = re.compile(r"[A-Za-z][A-Za-z0-9_]{5,19}")
 SIGNATURE_SECRET_RULE = re.compile(r"[A-Za-z][A-Za-z0-9_@#!*]{5,29}")
 
-SIGNATURE_NAME_HINT = "4-50 characters: letters, digits or '_', starting with a letter"
+SIGNATURE_NAME_HINT = ("4-50 characters: letters, Chinese characters, digits or '_', "
+                       "starting with a letter or a Chinese character")
 SIGNATURE_KEY_HINT = "6-20 characters: letters, digits or '_', starting with a letter"
 SIGNATURE_SECRET_HINT = "6-30 characters: letters, digits or _ @ # ! *, starting with a letter"
+
+# Stages whose bindings the vendor documents reading (DescribeApiSignatures) and removing (RemoveSignatureApis).
+MANAGED_STAGES = ("RELEASE", "TEST")
+UNMANAGED_STAGE_HINT = ("the vendor documents reading (DescribeApiSignatures) and removing (RemoveSignatureApis) "
+                        "bindings only for RELEASE and TEST")

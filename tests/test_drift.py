@@ -124,12 +124,15 @@ def test_base_and_pull_request_share_one_read_of_the_live_state(cli: Cli, repo: 
     """The pull request moves a binding to a (group, stage) the base does not mention: both are read, once."""
     actions = record_actions(monkeypatch)
     manifest = repo / "manifests" / "hangzhou.yaml"
-    manifest.write_text(DEMO.replace("stage: TEST", "stage: PRE"))
+    inventory = "stage: RELEASE\n    signature: inventory_backend"
+    manifest.write_text(DEMO.replace(inventory, inventory.replace("RELEASE", "TEST")))
     result = cli("plan", "manifests/", "--base-ref", "main", "--emulator", STATE, "--env-file", DEMO_ENV, "-o", "json")
     assert result.code == 0, result.err
-    # Signatures once; bindings of orders RELEASE, TEST (base), PRE (pull request), payments RELEASE; 2 API lists.
+    # Signatures once; bindings of orders RELEASE, TEST, payments RELEASE (base), payments TEST (pull request);
+    # 2 API lists.
     assert sorted(actions) == ["DescribeApiSignatures"] * 4 + ["DescribeApis"] * 2 + ["DescribeSignatures"]
-    assert labels(result)[f"{BINDING}.PRE.46fbb52840d146f186e38e8e70fc8c90"] == ("bind", "introduced")
+    payments_test = "binding.cn-hangzhou.5d1f3e0a7b8c4d2e9f6a1b3c5d7e9f01.TEST.9a7e2c4b6d8f0a1c3e5b7d9f1a3c5e72"
+    assert labels(result)[payments_test] == ("bind", "introduced")
 
 
 def test_a_base_without_the_manifests_makes_everything_introduced(cli: Cli, repo: Path) -> None:
@@ -144,8 +147,8 @@ def test_errors_in_the_base_name_the_base(cli: Cli, repo: Path) -> None:
     (repo / "manifests" / "hangzhou.yaml").write_text(DEMO)
     result = cli("plan", "manifests/", "--base-ref", "HEAD", "--emulator", STATE, "--env-file", DEMO_ENV)
     assert (result.code, result.out) == (1, "")
-    assert result.err == ("Error: base HEAD: manifests/hangzhou.yaml:25: bindings[1].stage: must be one of RELEASE, "
-                          "TEST, PRE (got 'PROD')\n")
+    assert result.err == ("Error: base HEAD: manifests/hangzhou.yaml:25: bindings[1].stage: must be RELEASE or TEST "
+                          "(got 'PROD')\n")
 
 
 def test_unknown_ref_and_conflicting_options(cli: Cli, repo: Path) -> None:

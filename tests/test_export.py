@@ -270,15 +270,15 @@ def test_the_same_api_name_in_two_groups_is_written_by_name_in_each(cli: Cli, tm
     assert [b["apis"] for b in data["bindings"]] == [["list_items"], ["list_items"]]
 
 
-def test_pre_is_read_only_when_asked(cli: Cli, tmp_path: Path) -> None:
+def test_pre_bindings_are_not_exported_and_pre_cannot_be_asked_for(cli: Cli) -> None:
+    """PRE bindings cannot be read through a documented call (DescribeApiSignatures lists RELEASE and TEST)."""
     group = {"name": "staged", "apis": [{"name": "get_item"}], "bindings": {"PRE": {"get_item": "pre_sig"}}}
     signatures = [{"name": "pre_sig", "key": "preKey01", "secret": "preSecret01"}]
     with running_emulator(state_with({"signatures": signatures, "groups": [group]})) as emulator:
         default = export(cli, emulator, "--all-groups")
-        assert_round_trip(cli, emulator, tmp_path, {"pre_sig": "preSecret01"}, "--all-groups", "--stage", "PRE")
+        asked = cli("export", "--endpoint", emulator.url, "--region", REGION, "--all-groups", "--stage", "PRE")
     assert yaml.safe_load(default.out)["bindings"] == []
-    assert load_desired_state([tmp_path], env=None).regions[REGION].scopes() == [
-        (derived_id("group", "staged"), "PRE")]
+    assert asked.code == 1 and "Invalid value for '--stage': 'PRE' is not one of 'RELEASE', 'TEST'." in asked.err
 
 
 # ------------------------------------------------------------------ usage errors

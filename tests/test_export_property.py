@@ -23,11 +23,12 @@ from reconciler.export import export_manifests
 from reconciler.fetcher import fetch_for_export, fetch_snapshots
 from reconciler.live import fetch_targets
 from reconciler.manifest import load_desired_state
-from reconciler.snapshot import STAGES
+from reconciler.vendor_rules import MANAGED_STAGES
 
 REGION = "cn-hangzhou"
 # Signature names that YAML reads as something else, or that differ only in case (one variable each).
-SIGNATURE_NAMES = st.one_of(st.sampled_from(["null", "True", "NULL", "false", "orders_key", "Orders_Key"]),
+SIGNATURE_NAMES = st.one_of(st.sampled_from(["null", "True", "NULL", "false", "orders_key", "Orders_Key", "订单签名_01",
+                                            "签名ab", "Ab签名"]),
                             st.from_regex(r"[A-Za-z][A-Za-z0-9_]{3,12}", fullmatch=True))
 SECRETS = st.from_regex(r"[A-Za-z][A-Za-z0-9_@#!*]{5,12}", fullmatch=True)
 API_NAMES = st.one_of(st.sampled_from(["yes", "on", "123", "~", "null", "list_items", "#x", "a:b", "f" * 32]),
@@ -43,7 +44,7 @@ def states(draw: st.DrawFn) -> dict[str, Any]:
         apis = draw(st.lists(API_NAMES, unique=True, max_size=6))
         bindings: dict[str, dict[str, str]] = {}
         if names and apis:
-            for stage in STAGES:
+            for stage in MANAGED_STAGES:
                 bound = draw(st.lists(st.sampled_from(apis), unique=True))
                 if bound:
                     bindings[stage] = {api: draw(st.sampled_from(names)) for api in bound}
@@ -62,7 +63,7 @@ def test_export_then_plan_has_no_changes(state: dict[str, Any], split_by: str) -
     def client_for(region: str) -> ApiClient:
         return ApiClient("http://127.0.0.1", credentials, transport=httpx.ASGITransport(app=app))
 
-    live = asyncio.run(fetch_for_export(client_for, REGION, None, STAGES))
+    live = asyncio.run(fetch_for_export(client_for, REGION, None, MANAGED_STAGES))
     exported = export_manifests(live, exported_at="2026-01-01T00:00:00Z", source="endpoint test",
                                 split_by="group" if split_by == "group" else "none")
     secrets = {s["name"]: s["secret"] for s in state["signatures"]}

@@ -40,7 +40,8 @@ CASES = [
      "3: signatures[0].name: signature name must not be empty"),
     ("name against the vendor's rule", BASE.replace("name: orders_backend", "name: 9orders"),
      "3: signatures[0].name: signature name '9orders' breaks the vendor's rule: "
-     "4-50 characters: letters, digits or '_', starting with a letter"),
+     "4-50 characters: letters, Chinese characters, digits or '_', starting with a letter or a Chinese "
+     "character"),
     ("key against the vendor's rule", BASE.replace("key: ordersKey01", "key: ord"),
      "4: signatures[0].key: key 'ord' breaks the vendor's rule: "
      "6-20 characters: letters, digits or '_', starting with a letter"),
@@ -49,8 +50,11 @@ CASES = [
      "6-30 characters: letters, digits or _ @ # ! *, starting with a letter"),
     ("malformed env reference", BASE.replace("${env:ORDERS_SECRET}", "${ORDERS_SECRET}"),
      "5: signatures[0].secret: malformed reference: write the whole value as ${env:VARIABLE_NAME}"),
-    ("stage outside RELEASE/TEST/PRE", BASE.replace("stage: RELEASE", "stage: PROD"),
-     "8: bindings[0].stage: must be one of RELEASE, TEST, PRE (got 'PROD')"),
+    ("stage outside RELEASE/TEST", BASE.replace("stage: RELEASE", "stage: PROD"),
+     "8: bindings[0].stage: must be RELEASE or TEST (got 'PROD')"),
+    ("stage PRE, which cannot be read back or unbound", BASE.replace("stage: RELEASE", "stage: PRE"),
+     "8: bindings[0].stage: stage PRE cannot be managed: the vendor documents reading (DescribeApiSignatures) "
+     "and removing (RemoveSignatureApis) bindings only for RELEASE and TEST"),
     ("binding to an undeclared signature", BASE.replace("signature: orders_backend", "signature: other_backend"),
      "10: signature: binding refers to signature 'other_backend', which no manifest of region cn-hangzhou "
      "declares"),

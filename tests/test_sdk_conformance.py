@@ -108,14 +108,28 @@ def test_write_operations(sdk: tuple[Client, RunningEmulator, str | None]) -> No
     assert record is not None and record.secret == "newSecret#2"
 
     assert client.set_signature_apis(models.SetSignatureApisRequest(
-        group_id=G0, signature_id=new_id, stage_name="PRE", api_ids=f"{api(0)},{api(2)}")).body.request_id
-    assert emulator.state.bindings_of(G0, "PRE") == {"api000": "orders_backend2", "api002": "orders_backend2"}
+        group_id=G0, signature_id=new_id, stage_name="TEST", api_ids=f"{api(0)},{api(2)}")).body.request_id
+    assert emulator.state.bindings_of(G0, "TEST") == {"api000": "orders_backend2", "api002": "orders_backend2"}
 
     client.remove_signature_apis(models.RemoveSignatureApisRequest(
-        group_id=G0, signature_id=new_id, stage_name="PRE", api_ids=api(0)))
-    assert emulator.state.bindings_of(G0, "PRE") == {"api002": "orders_backend2"}
-    client.remove_signature_apis(models.RemoveSignatureApisRequest(group_id=G0, signature_id=new_id, stage_name="PRE"))
-    assert emulator.state.bindings_of(G0, "PRE") == {}
+        group_id=G0, signature_id=new_id, stage_name="TEST", api_ids=api(0)))
+    assert emulator.state.bindings_of(G0, "TEST") == {"api002": "orders_backend2"}
+    client.remove_signature_apis(models.RemoveSignatureApisRequest(group_id=G0, signature_id=new_id, stage_name="TEST"))
+    assert emulator.state.bindings_of(G0, "TEST") == {}
+
+    # PRE as documented: SetSignatureApis takes it, RemoveSignatureApis and DescribeApiSignatures do not.
+    client.set_signature_apis(models.SetSignatureApisRequest(
+        group_id=G0, signature_id=new_id, stage_name="PRE", api_ids=api(1)))
+    assert emulator.state.bindings_of(G0, "PRE") == {"api001": "orders_backend2"}
+    for refused in (
+        lambda: client.remove_signature_apis(models.RemoveSignatureApisRequest(
+            group_id=G0, signature_id=new_id, stage_name="PRE")),
+        lambda: client.describe_api_signatures(models.DescribeApiSignaturesRequest(group_id=G0, stage_name="PRE")),
+    ):
+        with pytest.raises(Exception) as caught:
+            refused()
+        assert (caught.value.code, caught.value.status_code) == ("InvalidStageName", 400)  # type: ignore[attr-defined]
+    emulator.state.remove_signature_apis(G0, new_id, "PRE", None)
 
     assert client.delete_signature(models.DeleteSignatureRequest(signature_id=new_id)).body.request_id
     assert emulator.state.signature_by_name("orders_backend2") is None

@@ -222,8 +222,8 @@ def test_pr_check_fails_on_an_error_and_says_why(runner: Runner, matching: Path)
     assert (outcome["exitcode"], outcome["verdict"]) == ("1", 1)
     # The annotation on the file's line, for the pull request's diff view.
     assert outcome["plan"].stdout == ("::error file=manifests/orders.yaml,line=5,title=reconciler%3A bindings[0].stage"
-                                      "::must be one of RELEASE, TEST, PRE (got 'PROD')\n")
-    error = "Error: manifests/orders.yaml:5: bindings[0].stage: must be one of RELEASE, TEST, PRE (got 'PROD')"
+                                      "::must be RELEASE or TEST (got 'PROD')\n")
+    error = "Error: manifests/orders.yaml:5: bindings[0].stage: must be RELEASE or TEST (got 'PROD')"
     assert runner.gh()["comments"][0]["body"] == (
         f"{MARKER}\n### reconciler plan\n\n**The plan failed** (exit code 1); the check fails. The error:\n\n"
         f"```\n{error}\n```\n")

@@ -6,9 +6,11 @@ Parameter rules (vendor templates; HTTP 400 unless noted):
 - ``PageNumber`` must be an integer >= 1, ``PageSize`` an integer from 1 to the operation's
   maximum (100; 50 for DescribeApiGroups), else ``InvalidPageNumber`` / ``InvalidPageSize``.
   Defaults: 1 and 10. A page beyond the end is an empty list with the real ``TotalCount``.
-- ``StageName`` is ``RELEASE``, ``TEST`` or ``PRE`` (upper case), else ``InvalidStageName``. The
-  vendor documents only RELEASE and TEST for the reads; the emulator accepts PRE there too, so that
-  bindings written to PRE can be read back.
+- ``StageName`` is upper case and one of the values the operation's reference documents, else
+  ``InvalidStageName``: ``RELEASE``, ``PRE`` or ``TEST`` for SetSignatureApis (and the DescribeApis
+  filter), only ``RELEASE`` or ``TEST`` for DescribeApiSignatures and RemoveSignatureApis. How the live
+  service answers PRE to those two is not documented; the emulator refuses it (its own choice of answer),
+  so nothing can be built on reading or removing PRE bindings.
 - ``ApiIds`` is a comma-separated list of at most 100 ids (``InvalidApiIds`` beyond); repeated ids
   count once.
 - SignatureName / SignatureKey / SignatureSecret follow the vendor's character rules
@@ -41,6 +43,8 @@ MAX_PAGE_SIZE = 100
 MAX_GROUP_PAGE_SIZE = 50
 MAX_API_IDS = 100
 DEFAULT_PAGE_SIZE = 10
+# The StageName values the references of DescribeApiSignatures and RemoveSignatureApis document.
+READ_AND_REMOVE_STAGES: tuple[Stage, ...] = ("RELEASE", "TEST")
 
 Body = dict[str, Any]
 
@@ -61,12 +65,12 @@ class Params:
             raise missing(name)
         return value
 
-    def stage(self) -> Stage:
+    def stage(self, documented: tuple[Stage, ...] = STAGES) -> Stage:
         value = self.required("StageName")
-        for stage in STAGES:
+        for stage in documented:
             if value == stage:
                 return stage
-        raise invalid("StageName", f"{value!r} is not one of {', '.join(STAGES)}")
+        raise invalid("StageName", f"{value!r} is not one of {', '.join(documented)}")
 
     def optional_stage(self) -> Stage | None:
         return self.stage() if self.optional("StageName") is not None else None
@@ -128,6 +132,9 @@ def _group_attribute(group: GroupRecord, region: str) -> Body:
         "InstanceType": "VPC_SHARED",
         "BillingStatus": "NORMAL",
         "IllegalStatus": "NORMAL",
+        "HttpsPolicy": "HTTPS2_TLS1_0",
+        "TrafficLimit": 500,
+        "Tags": {"TagInfo": []},
     }
 
 
@@ -144,6 +151,10 @@ def _api_summary(api: ApiRecord, group: GroupRecord, region: str) -> Body:
         "Description": "",
         "CreatedTime": DEFAULT_TIME,
         "ModifiedTime": DEFAULT_TIME,
+        # The emulator has no deployments: every API reads as deployed to every stage (an emulator choice).
+        "DeployedInfos": {"DeployedInfo": [{"StageName": stage, "DeployedStatus": "DEPLOYED", "EffectiveVersion": ""}
+                                           for stage in STAGES]},
+        "TagList": {"Tag": []},
     }
 
 
@@ -158,7 +169,7 @@ def describe_signatures(state: EmulatorState, params: Params) -> Body:
 
 def describe_api_signatures(state: EmulatorState, params: Params) -> Body:
     group_id = params.required("GroupId")
-    stage = params.stage()
+    stage = params.stage(READ_AND_REMOVE_STAGES)
     api_ids = params.id_list("ApiIds")
     page_number, page_size = params.page(MAX_PAGE_SIZE)
     bindings, total = state.describe_api_signatures(group_id, stage, api_ids, page_number, page_size)
@@ -240,7 +251,7 @@ def set_signature_apis(state: EmulatorState, params: Params) -> Body:
 def remove_signature_apis(state: EmulatorState, params: Params) -> Body:
     group_id = params.required("GroupId")
     signature_id = params.required("SignatureId")
-    stage = params.stage()
+    stage = params.stage(READ_AND_REMOVE_STAGES)
     api_ids = params.id_list("ApiIds")
     state.remove_signature_apis(group_id, signature_id, stage, api_ids or None)
     return {}
