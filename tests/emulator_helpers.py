@@ -85,7 +85,7 @@ class Caller:
     def error(self, action: str, **params: str | int) -> tuple[int, str]:
         response = self.call(action, **params)
         body = response.json()
-        assert set(body) == {"Code", "Message", "RequestId", "HostId"}, body
+        assert set(body) == {"Code", "Message", "RequestId", "HostId", "Recommend"}, body
         return response.status_code, body["Code"]
 
 

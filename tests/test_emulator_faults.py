@@ -43,7 +43,7 @@ def test_faults_reach_the_client_with_vendor_status_codes_and_retry_after() -> N
     retry_after = [int(r.headers["x-acs-retry-after"]) for r in throttled if "x-acs-retry-after" in r.headers]
     assert 0 < len(retry_after) < len(throttled)
     assert all(20 <= ms <= 200 for ms in retry_after)
-    assert all(set(r.json()) == {"Code", "Message", "RequestId", "HostId"} for r in responses)
+    assert all(set(r.json()) == {"Code", "Message", "RequestId", "HostId", "Recommend"} for r in responses)
 
 
 def test_a_faulted_write_is_not_applied() -> None:

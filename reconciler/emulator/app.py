@@ -4,7 +4,7 @@ One request: read the body; apply injected faults (`faults.py`); collect the par
 string, plus a form-encoded body); authenticate (`verify.py`); check Action and Version; run the
 operation (`operations.py`); answer JSON. Every answer, success or error, carries a ``RequestId``
 (an upper-case UUID, also in the ``x-acs-request-id`` header); errors are the vendor's body
-``{Code, Message, RequestId, HostId}`` with the error's HTTP status.
+``{Code, Message, RequestId, HostId, Recommend}`` with the error's HTTP status.
 
 Protocol decisions: ``POST`` and ``GET`` are served on path ``/`` only (another path is 404
 ``InvalidAction.NotFound``, another method 405 ``UnsupportedHTTPMethod``); a parameter given twice
@@ -53,13 +53,15 @@ class EmulatorApp:
     def __init__(
         self,
         state: EmulatorState,
-        access_keys: Iterable[AccessKey],
+        access_keys: Iterable[AccessKey] | dict[str, AccessKey],
         *,
         faults: FaultConfig | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.state = state
-        self.verifier = RequestVerifier({key.id: key for key in access_keys}, clock)
+        # A dict is a key ring shared with the STS sibling (sts.py), which adds the keys it issues.
+        keys = access_keys if isinstance(access_keys, dict) else {key.id: key for key in access_keys}
+        self.verifier = RequestVerifier(keys, clock)
         self.faults = FaultInjector(faults or FaultConfig())
         limit = self.faults.config.qps_limit
         self.qps_limiter = QpsLimiter(limit) if limit is not None else None
@@ -95,6 +97,9 @@ class EmulatorApp:
             payload = {"Code": "InternalError", "Message": "The request processing has failed due to some "
                        "unknown error.", "HostId": self.host_id}
         payload["RequestId"] = request_id
+        if status >= 400:  # the vendor's error bodies link its troubleshooting page for the code
+            payload["Recommend"] = (f"https://api.aliyun.com/troubleshoot?q={payload['Code']}&product=CloudAPI"
+                                    f"&requestId={request_id}")
         await _send_json(send, status, payload, {**headers, "x-acs-request-id": request_id}, plan)
 
     def _handle(self, scope: Scope, body: bytes, *, mutate: bool = False, swap: bool = False) -> dict[str, Any]:
