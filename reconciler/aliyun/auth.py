@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from datetime import UTC, datetime
 
 import httpx
 
-from reconciler.aliyun.credentials import Credentials
+from reconciler.aliyun.credentials import Credentials, CredentialSource, static_source
 from reconciler.aliyun.signing import (
     V1_SIGNATURE_METHOD,
     V1_SIGNATURE_VERSION,
@@ -67,37 +67,57 @@ def _action_of(request: httpx.Request) -> str:
 
 
 class _SigningAuth(httpx.Auth):
-    """What both algorithms share: credentials, API version, and injectable nonce and clock."""
+    """What both algorithms share: credentials, API version, and injectable nonce and clock.
+
+    The credentials are asked for on every send (``CredentialSource.current`` answers from its cache
+    until they near expiry), so temporary credentials are refreshed in the middle of a long run.
+    """
 
     requires_request_body = True
 
     def __init__(
         self,
-        credentials: Credentials,
+        credentials: Credentials | CredentialSource,
         *,
         version: str = API_VERSION,
         nonce: Callable[[], str] = new_nonce,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._credentials = credentials
+        self.source = credentials if isinstance(credentials, CredentialSource) else static_source(credentials)
         self._version = version
         self._nonce = nonce
         self._clock = clock
 
-    @property
-    def _secret(self) -> str:
-        return self._credentials.access_key_secret.get_secret_value()
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        self.sign(request, self.source.peek())
+        yield request
 
-    @property
-    def _security_token(self) -> str | None:
-        token = self._credentials.security_token
-        return token.get_secret_value() if token is not None else None
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        await request.aread()
+        self.sign(request, await self.source.current())
+        yield request
+
+    def sign(self, request: httpx.Request, credentials: Credentials) -> None:
+        raise NotImplementedError
+
+
+def _secret(credentials: Credentials) -> str:
+    return credentials.access_key_secret.get_secret_value()
+
+
+def _security_token(credentials: Credentials) -> str | None:
+    token = credentials.security_token
+    return token.get_secret_value() if token is not None else None
 
 
 class AcsV3Auth(_SigningAuth):
-    """``ACS3-HMAC-SHA256``: signs host, accept, user-agent and every ``x-acs-*`` header it sets."""
+    """``ACS3-HMAC-SHA256``: signs host, accept, user-agent and every ``x-acs-*`` header it sets.
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    With STS credentials it sends and signs ``x-acs-accesskey-id`` beside ``x-acs-security-token``,
+    as the vendor's SDK does.
+    """
+
+    def sign(self, request: httpx.Request, credentials: Credentials) -> None:
         headers = request.headers
         headers["x-acs-action"] = _action_of(request)
         headers["x-acs-version"] = self._version
@@ -105,9 +125,13 @@ class AcsV3Auth(_SigningAuth):
         headers["x-acs-signature-nonce"] = self._nonce()
         payload_sha256 = hashlib.sha256(request.content).hexdigest()
         headers["x-acs-content-sha256"] = payload_sha256
-        token = self._security_token
+        token = _security_token(credentials)
         if token is not None:
+            headers["x-acs-accesskey-id"] = credentials.access_key_id
             headers["x-acs-security-token"] = token
+        else:
+            headers.pop("x-acs-accesskey-id", None)
+            headers.pop("x-acs-security-token", None)
         headers["accept"] = "application/json"
 
         query = request.extensions.get(CANONICAL_QUERY_EXTENSION)
@@ -120,30 +144,29 @@ class AcsV3Auth(_SigningAuth):
         names = v3_signed_header_names(headers)
         canonical = v3_canonical_request_for_query(request.method, request.url.path, query, headers, names,
                                                    payload_sha256)
-        signature = v3_signature(self._secret, canonical)
-        headers["Authorization"] = v3_authorization(self._credentials.access_key_id, names, signature)
-        yield request
+        signature = v3_signature(_secret(credentials), canonical)
+        headers["Authorization"] = v3_authorization(credentials.access_key_id, names, signature)
 
 
 class RpcV1Auth(_SigningAuth):
     """RPC V1 ``HMAC-SHA1``: the common parameters and the ``Signature`` go into the query."""
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def sign(self, request: httpx.Request, credentials: Credentials) -> None:
         params = dict(request.url.params)
+        params.pop("SecurityToken", None)
         params.update(
             Action=_action_of(request),
             Format="JSON",
             Version=self._version,
-            AccessKeyId=self._credentials.access_key_id,
+            AccessKeyId=credentials.access_key_id,
             SignatureMethod=V1_SIGNATURE_METHOD,
             SignatureVersion=V1_SIGNATURE_VERSION,
             SignatureNonce=self._nonce(),
             Timestamp=format_timestamp(self._clock()),
         )
-        token = self._security_token
+        token = _security_token(credentials)
         if token is not None:
             params["SecurityToken"] = token
-        params["Signature"] = v1_signature(self._secret, request.method, params)
+        params["Signature"] = v1_signature(_secret(credentials), request.method, params)
         with_query(request, params)
         request.headers["accept"] = "application/json"
-        yield request
