@@ -70,8 +70,9 @@ def connection_options(func: Callable[..., int]) -> Callable[..., int]:
         click.option("--emulator", "emulator_states", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
                      help="Start an embedded emulator seeded from this state file and use it (repeat: one state "
                           "file per region)."),
-        click.option("--profile", envvar="ALIBABA_CLOUD_PROFILE",
-                     help="Profile of ~/.aliyun/config.json (also ALIBABA_CLOUD_PROFILE)."),
+        click.option("--profile",
+                     help="Use only this profile of ~/.aliyun/config.json (without it: the vendor's credential "
+                          "chain, where ALIBABA_CLOUD_PROFILE names the profile)."),
         click.option("--signature-version", type=click.Choice(["v3", "v1"]), default="v3", show_default=True,
                      help="Request signing: ACS3-HMAC-SHA256 (v3) or RPC HMAC-SHA1 (v1)."),
         click.option("--concurrency", type=click.IntRange(1, 256), default=DEFAULT_CONCURRENCY, show_default=True,

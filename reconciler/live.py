@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from reconciler.aliyun.client import AdaptiveRate, ApiClient, endpoint_for_region, validate_endpoint
-from reconciler.aliyun.credentials import DEFAULT_CONFIG_PATH, Credentials, resolve_credentials
+from reconciler.aliyun.credentials import Credentials, CredentialSource, resolve_credential_source, static_source
 from reconciler.emulator.server import running_emulator
 from reconciler.emulator.state import EmulatorState
 from reconciler.errors import InputError
@@ -44,7 +44,7 @@ class ConnectionOptions:
 @dataclass(frozen=True)
 class Connection:
     options: ConnectionOptions
-    credentials: Credentials
+    credentials: CredentialSource
     fixed_endpoint: str | None
     allow_writes: bool
     emulator_endpoints: Mapping[str, str] = field(default_factory=dict)  # region -> embedded emulator URL
@@ -75,14 +75,14 @@ def open_connection(options: ConnectionOptions, regions: Iterable[str], *,
                 state, access_key_id=credentials.access_key_id,
                 access_key_secret=credentials.access_key_secret.get_secret_value()))
                 for region, state in states.items()}
-            yield Connection(options, credentials, None, allow_writes,
+            yield Connection(options, static_source(credentials, "the embedded emulator's"), None, allow_writes,
                              {region: emulator.url for region, emulator in emulators.items()})
         return
     endpoint = validate_endpoint(options.endpoint) if options.endpoint is not None else None
     if endpoint is not None and len(regions) > 1:
         raise InputError(f"--endpoint serves one region; the manifests declare {', '.join(regions)}")
-    credentials = resolve_credentials(options.profile, os.environ, DEFAULT_CONFIG_PATH.expanduser())
-    yield Connection(options, credentials, endpoint, allow_writes)
+    source = resolve_credential_source(options.profile, os.environ, Path.home())
+    yield Connection(options, source, endpoint, allow_writes)
 
 
 def _emulator_states_by_region(paths: tuple[Path, ...], regions: list[str]) -> dict[str, EmulatorState]:

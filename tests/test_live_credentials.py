@@ -1,5 +1,6 @@
-"""The credential chain as `reconciler plan` uses it against the emulator: an explicit profile
-(`--profile`, then ALIBABA_CLOUD_PROFILE), then the environment, then the profile file's current profile.
+"""The credential chain as `reconciler plan` uses it against the emulator: `--profile` alone when given;
+else the vendor's chain: the environment, then the CLI profile file's profile named by
+ALIBABA_CLOUD_PROFILE or its current one (tests/test_credential_modes.py covers the other sources).
 
 The emulator accepts one key (testid / testsecret); every other source holds a key it does not know,
 so which source won shows in the outcome."""
@@ -42,12 +43,13 @@ def emulator() -> Iterator[RunningEmulator]:
 
 @pytest.fixture
 def home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """An empty HOME and no ALIBABA_CLOUD_* variables, run from the project root."""
+    """An empty HOME, no ALIBABA_CLOUD_* variables and no proxy, off ECS, run from the project root."""
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("HOME", str(tmp_path))
     for name in list(os.environ):
-        if name.startswith("ALIBABA_CLOUD_"):
+        if name.startswith("ALIBABA_CLOUD_") or name.lower() in ("http_proxy", "https_proxy", "no_proxy"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
     return tmp_path
 
 
@@ -77,8 +79,10 @@ CHAIN = [
     pytest.param("good", (), {}, assert_planned, id="current-profile-without-environment"),
     pytest.param("unknown", (), GOOD_ENV, assert_planned, id="environment-before-current-profile"),
     pytest.param("good", (), UNKNOWN_ENV, assert_unknown_key, id="environment-not-current-profile"),
-    pytest.param("", (), {**UNKNOWN_ENV, "ALIBABA_CLOUD_PROFILE": "good"}, assert_planned,
-                 id="profile-variable-before-environment"),
+    pytest.param("", (), {**UNKNOWN_ENV, "ALIBABA_CLOUD_PROFILE": "good"}, assert_unknown_key,
+                 id="environment-before-profile-variable"),
+    pytest.param("unknown", (), {"ALIBABA_CLOUD_PROFILE": "good"}, assert_planned,
+                 id="profile-variable-before-current-profile"),
     pytest.param("", ("--profile", "good"), UNKNOWN_ENV, assert_planned, id="profile-option-before-environment"),
     pytest.param("good", ("--profile", "unknown"), GOOD_ENV, assert_unknown_key,
                  id="profile-option-before-environment-and-current"),
@@ -110,9 +114,13 @@ def test_no_credentials_at_all_is_one_line_saying_what_to_set(cli: Cli, emulator
     result = plan(cli, emulator)
     assert (result.code, result.out) == (1, "")
     assert result.err == (
-        "Error: no Alibaba Cloud credentials found: set ALIBABA_CLOUD_ACCESS_KEY_ID and "
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN for STS), or set ALIBABA_CLOUD_PROFILE "
-        f"to a profile in {home}/.aliyun/config.json\n")
+        "Error: no Alibaba Cloud credentials found; tried "
+        "environment: ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET are not set; "
+        "OIDC role: ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE are not all "
+        f"set; CLI profile: {home}/.aliyun/config.json does not exist; "
+        f"credentials.ini: {home}/.alibabacloud/credentials.ini does not exist; "
+        "ECS RAM role: disabled by ALIBABA_CLOUD_ECS_METADATA_DISABLED; "
+        "credentials URI: ALIBABA_CLOUD_CREDENTIALS_URI is not set\n")
 
 
 def test_an_unknown_profile_names_the_profiles_there(cli: Cli, emulator: RunningEmulator, home: Path) -> None:
@@ -124,7 +132,7 @@ def test_an_unknown_profile_names_the_profiles_there(cli: Cli, emulator: Running
 
 
 def test_a_profile_without_a_profile_file_is_an_error(cli: Cli, emulator: RunningEmulator, home: Path) -> None:
-    result = plan(cli, emulator, env={**GOOD_ENV, "ALIBABA_CLOUD_PROFILE": "good"})
+    result = plan(cli, emulator, "--profile", "good", env=GOOD_ENV)
     assert (result.code, result.out) == (1, "")
     assert result.err == f"Error: profile 'good' was asked for, but {home}/.aliyun/config.json does not exist\n"
 

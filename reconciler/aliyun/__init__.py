@@ -2,7 +2,7 @@
 typed errors. It knows nothing about manifests."""
 
 from reconciler.aliyun.client import ApiClient, ApiStats, endpoint_for_region, validate_endpoint
-from reconciler.aliyun.credentials import Credentials, resolve_credentials
+from reconciler.aliyun.credentials import Credentials, CredentialSource, resolve_credential_source
 from reconciler.aliyun.errors import (
     ApiError,
     AuthenticationError,
@@ -22,6 +22,7 @@ __all__ = [
     "ApiError",
     "ApiStats",
     "AuthenticationError",
+    "CredentialSource",
     "Credentials",
     "CredentialsError",
     "DeadlineExceeded",
@@ -33,6 +34,6 @@ __all__ = [
     "TransportError",
     "WriteNotAllowed",
     "endpoint_for_region",
-    "resolve_credentials",
+    "resolve_credential_source",
     "validate_endpoint",
 ]
