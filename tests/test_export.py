@@ -17,7 +17,6 @@ import yaml
 from reconciler.emulator.server import RunningEmulator, running_emulator
 from reconciler.emulator.state import EmulatorState, derived_id
 from reconciler.export import secret_variable_names
-from reconciler.manifest import load_desired_state
 from tests.conftest import CliResult
 
 REPO = Path(__file__).resolve().parent.parent
@@ -268,6 +267,23 @@ def test_the_same_api_name_in_two_groups_is_written_by_name_in_each(cli: Cli, tm
         assert_round_trip(cli, emulator, tmp_path, {"shared_sig": "sharedSecret1"}, "--all-groups")
     data = yaml.safe_load((tmp_path / "cn-hangzhou.yaml").read_text(encoding="utf-8"))
     assert [b["apis"] for b in data["bindings"]] == [["list_items"], ["list_items"]]
+
+
+def test_a_region_with_chinese_signature_names_round_trips(cli: Cli, tmp_path: Path) -> None:
+    """Export writes the names as they are and a variable per secret; validate and plan take them back."""
+    group = {"name": "orders", "apis": [{"name": "list_items"}], "bindings": {"RELEASE": {"list_items": "订单签名_01"}}}
+    signatures = [{"name": "订单签名_01", "key": "orderKey01", "secret": "orderSecret01"},
+                  {"name": "签名ab", "key": "otherKey01", "secret": "otherSecret01"}]
+    with running_emulator(state_with({"signatures": signatures, "groups": [group]})) as emulator:
+        exported = assert_round_trip(cli, emulator, tmp_path / "out", {"订单签名_01": "orderSecret01",
+                                                                       "签名ab": "otherSecret01"}, "--all-groups")
+        emulator.state.dump_state(tmp_path / "state.yaml")
+    variables = re.findall(r"^  (SIG_[0-9A-F]{8}_SECRET)  \(signature (\S+)\)$", exported.err, flags=re.MULTILINE)
+    assert sorted(name for _, name in variables) == ["签名ab", "订单签名_01"]
+    assert "name: 订单签名_01" in (tmp_path / "out" / f"{REGION}.yaml").read_text(encoding="utf-8")
+    reloaded = EmulatorState.from_file(tmp_path / "state.yaml")
+    assert reloaded.signature_by_name("订单签名_01") is not None
+    assert reloaded.bindings_of(derived_id("group", "orders"), "RELEASE") == {"list_items": "订单签名_01"}
 
 
 def test_pre_bindings_are_not_exported_and_pre_cannot_be_asked_for(cli: Cli) -> None:

@@ -137,3 +137,12 @@ def test_a_region_id_no_manifest_accepts_is_refused() -> None:
     live = Snapshot(region="local")
     with pytest.raises(ExportError, match="region 'local' is not a region id a manifest accepts"):
         export_manifests(live, exported_at="t", source="s")
+
+
+def test_a_chinese_name_gets_a_stable_digest_variable_a_ci_secret_store_accepts() -> None:
+    variables = secret_variable_names(["订单签名_01", "签名ab", "orders_backend"])
+    for name in ("订单签名_01", "签名ab"):
+        assert re.fullmatch(r"SIG_[0-9A-F]{8}_SECRET", variables[name])
+    assert variables["订单签名_01"] == secret_variable_names(["订单签名_01"])["订单签名_01"]
+    assert variables["订单签名_01"] != variables["签名ab"]
+    assert variables["orders_backend"] == "ORDERS_BACKEND_SECRET"
