@@ -15,6 +15,11 @@ Decisions where the task is silent:
 - Any 5xx status is a ``ServerError`` and a 429 a ``ThrottlingError`` even when the body is not the
   vendor's JSON (a load balancer's HTML page), because what to do next depends on the status.
 - ``CredentialsError`` is an ``InputError``: the user's environment or profile file is wrong.
+- What the product decides on is documented: the code templates and families (``Throttling*``,
+  ``RepeatedCommit``, ``NotFound*``, ``Missing*`` / ``Invalid*``, the authentication codes) and the
+  status class (5xx, 429). ``InvalidTimeStamp*`` and ``InvalidSecurityToken*`` (the vendor's codes for
+  those conditions, not in the documentation the project holds) only name the class of an error that
+  is not retried either way; no behaviour hangs on them.
 """
 
 from __future__ import annotations
