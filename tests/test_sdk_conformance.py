@@ -70,6 +70,11 @@ def test_describe_api_groups(sdk: tuple[Client, RunningEmulator, str | None]) ->
     groups = body.api_group_attributes.api_group_attribute
     assert [(g.group_id, g.group_name, g.region_id) for g in groups] == [
         (G0, "g0", "cn-hangzhou"), (derived_id("group", "g1"), "g1", "cn-hangzhou")]
+    # Every field the SDK's model declares is there (the model leaves a missing one None).
+    group = groups[0]
+    assert None not in (group.https_policy, group.tags, group.traffic_limit, group.instance_type, group.sub_domain,
+                        group.billing_status, group.illegal_status, group.base_path, group.description)
+    assert group.tags.tag_info == []
 
 
 def test_describe_apis(sdk: tuple[Client, RunningEmulator, str | None]) -> None:
@@ -79,6 +84,11 @@ def test_describe_apis(sdk: tuple[Client, RunningEmulator, str | None]) -> None:
     summaries = body.api_summarys.api_summary
     assert [(s.api_id, s.api_name, s.group_id, s.group_name) for s in summaries] == [
         (api(0), "api000", G0, "g0"), (api(1), "api001", G0, "g0")]
+    first = summaries[0]
+    assert None not in (first.deployed_infos, first.tag_list, first.api_method, first.api_path, first.visibility,
+                        first.created_time, first.modified_time, first.region_id, first.description)
+    assert [d.stage_name for d in first.deployed_infos.deployed_info] == ["RELEASE", "TEST", "PRE"]
+    assert first.tag_list.tag == []
 
 
 def test_describe_apis_by_signature(sdk: tuple[Client, RunningEmulator, str | None]) -> None:
