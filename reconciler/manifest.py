@@ -32,6 +32,7 @@ from pydantic_core import ErrorDetails
 from reconciler.errors import InputError, ManifestError
 from reconciler.snapshot import Stage
 from reconciler.vendor_rules import (
+    MANAGED_STAGES,
     SIGNATURE_KEY_HINT,
     SIGNATURE_KEY_RULE,
     SIGNATURE_NAME_HINT,
@@ -118,7 +119,8 @@ class SignatureSpec(_Strict):
 class BindingSpec(_Strict):
     group: Annotated[str, _nonempty("group"), Field(description="API group id.")]
     stage: Annotated[Stage, AfterValidator(_managed_stage),
-                     Field(description="RELEASE or TEST (PRE bindings cannot be read back or removed).")]
+                     Field(description="RELEASE or TEST (PRE bindings cannot be read back or removed).",
+                           json_schema_extra={"enum": list(MANAGED_STAGES)})]
     signature: SignatureName
     apis: Annotated[list[Annotated[str, _nonempty("API id or name")]],
                     Field(min_length=1, description="API ids (32 hex characters) or API names in the group.")]
