@@ -39,7 +39,7 @@ from pydantic import SecretStr
 from reconciler.aliyun.auth import AcsV3Auth
 from reconciler.aliyun.client import ApiClient
 from reconciler.aliyun.credentials import Credentials
-from reconciler.aliyun.errors import AuthenticationError
+from reconciler.aliyun.errors import AuthenticationError, TransportError
 from reconciler.aliyun.redaction import encodings
 from reconciler.emulator.app import EmulatorApp
 from reconciler.emulator.server import running_emulator
@@ -292,3 +292,18 @@ def test_http_proxy_and_no_proxy(cli: Cli, network: None) -> None:
     assert through.out.endswith(DEMO_SUMMARY) and direct.out.endswith(DEMO_SUMMARY)
     assert forwarded and all(line == f"POST http://127.0.0.1:{port}/" for line in forwarded)
     assert proxy.seen == forwarded  # nothing more went through the proxy once NO_PROXY named the host
+
+
+def test_a_proxy_that_refuses_is_one_clear_error_without_its_password(network: None,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://deploy:pr0xyPassw0rd@127.0.0.1:9")
+
+    async def call() -> None:
+        credentials = Credentials(access_key_id="testid", access_key_secret=SecretStr("testsecret"))
+        async with ApiClient("https://apigateway.cn-hangzhou.aliyuncs.com", credentials, max_attempts=1) as client:
+            await client.call("DescribeSignatures", {})
+
+    with pytest.raises(TransportError) as caught:
+        asyncio.run(call())
+    assert caught.value.connection_failed
+    assert "pr0xyPassw0rd" not in str(caught.value) and "\n" not in str(caught.value)

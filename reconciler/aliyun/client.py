@@ -371,6 +371,9 @@ class ApiClient:
             self._source = credentials
         else:
             self._static_secrets = tuple(credentials.secret_values())
+        proxy = proxy_for(self.endpoint, os.environ) if transport is None else None
+        if proxy is not None and httpx.URL(proxy).password:  # a proxy's password shows in its errors otherwise
+            self._static_secrets += (httpx.URL(proxy).password,)
         logging.getLogger("httpx").addFilter(_HTTPX_LOG_REDACTION)
         self._http = _CookielessClient(
             base_url=self.endpoint,
@@ -385,7 +388,7 @@ class ApiClient:
 
     def _scrubber(self, call_secrets: list[str]) -> Scrubber:
         """Every secret this call and the run's credentials know (the latter grow as tokens refresh)."""
-        known = self._source.secrets() if self._source is not None else self._static_secrets
+        known = (*self._static_secrets, *(self._source.secrets() if self._source is not None else ()))
         return Scrubber([*call_secrets, *known])
 
     async def __aenter__(self) -> ApiClient:
