@@ -25,7 +25,7 @@ from conftest import CliResult
 from loopback_servers import ForwardProxy, serve
 
 from reconciler.aliyun.client import ApiClient
-from reconciler.aliyun.credentials import resolve_credential_source
+from reconciler.aliyun.credentials import Credentials, CredentialSource, resolve_credential_source
 from reconciler.aliyun.errors import AuthenticationError
 from reconciler.emulator.app import EmulatorApp
 from reconciler.emulator.state import EmulatorState
@@ -55,6 +55,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 
 @dataclass
 class World:
+    offset: list[float]  # seconds the emulators' shared clock is ahead of the real one
     issuer: Issuer
     sts: StsApp
     metadata: InstanceMetadataApp
@@ -68,10 +69,15 @@ class World:
 def world(tls: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
     bundle, certfile, keyfile = tls
     key_ring = {"testid": AccessKey("testid", "testsecret")}
-    issuer = Issuer(key_ring)
+    offset = [0.0]
+
+    def clock() -> float:
+        return time.time() + offset[0]
+
+    issuer = Issuer(key_ring, clock=clock)
     sts = StsApp(issuer, oidc_tokens={OIDC_PROVIDER: OIDC_TOKEN}, roles=[ROLE])
     metadata = InstanceMetadataApp(issuer, "ecs-reconciler", imds_v2_only=True)
-    gateway = EmulatorApp(EmulatorState.from_file(ROOT / "examples/emulator-state.yaml"), key_ring)
+    gateway = EmulatorApp(EmulatorState.from_file(ROOT / "examples/emulator-state.yaml"), key_ring, clock=clock)
     with serve(gateway) as gateway_port, serve(sts, certfile=certfile, keyfile=keyfile) as sts_port, \
             serve(metadata) as metadata_port, serve(CredentialsUriApp(issuer)) as uri_port:
         proxy = ForwardProxy({("sts.aliyuncs.com", 443): ("127.0.0.1", sts_port),
@@ -86,7 +92,7 @@ def world(tls: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_pat
         monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
         try:
-            yield World(issuer, sts, metadata, f"http://127.0.0.1:{gateway_port}",
+            yield World(offset, issuer, sts, metadata, f"http://127.0.0.1:{gateway_port}",
                         f"http://127.0.0.1:{uri_port}/credentials", proxy, bundle)
         finally:
             proxy.close()
@@ -220,37 +226,26 @@ def test_credentials_ini_ram_role(plan: Callable[..., Planned], world: World, tm
 
 
 def test_temporary_credentials_are_refreshed_mid_run_and_an_expired_token_is_refused(world: World) -> None:
-    """A client whose token expires between two calls asks the source again and goes on; a token past its
-    expiry is refused by the gateway."""
-    now = [time.time()]
-    issuer = world.issuer
-    issuer.lifetime = 60.0
-    issuer.clock = lambda: now[0]
+    """Keys that live 60 s: the client refreshes before its key expires, and goes on; the first key, once
+    its 60 s are over, is refused by the gateway. The emulators' clock is moved, nothing waits."""
+    world.issuer.lifetime = 60.0
     write_profiles(Path(os.environ["HOME"]), "", AK, RAM_ROLE)
-    source = resolve_credential_source("deploy", os.environ, Path(os.environ["HOME"]), clock=lambda: now[0])
+    source = resolve_credential_source("deploy", os.environ, Path(os.environ["HOME"]), clock=world.issuer.clock)
     first = source.peek()
 
-    async def run() -> tuple[str, str]:
-        async with ApiClient(world.gateway_url, source) as client:
-            await client.call("DescribeSignatures", {"PageSize": 1})
-            now[0] += 45  # under a third of the 60 s left: the next call refreshes first
-            await client.call("DescribeSignatures", {"PageSize": 1})
-        return first.access_key_id, source.peek().access_key_id
-
-    # The gateway's clock is the real one: issued keys are judged on the issuer's (fake) clock, which is
-    # only ever ahead of it, so none of them expires during this run.
-    old_id, new_id = asyncio.run(run())
-    assert old_id != new_id and [k.id for k in issuer.issued] == [old_id, new_id]
-
-    # The first key, once past its expiry on the gateway's clock, is refused.
-    expired = issuer.key_ring[old_id]
-    issuer.key_ring[old_id] = AccessKey(expired.id, expired.secret, expired.security_token, expires_at=0.0)
-
-    async def with_expired() -> None:
-        async with ApiClient(world.gateway_url, first) as client:
+    async def describe(credentials: Credentials | CredentialSource) -> None:
+        async with ApiClient(world.gateway_url, credentials) as client:
             await client.call("DescribeSignatures", {"PageSize": 1})
 
+    asyncio.run(describe(source))
+    world.offset[0] += 45  # 15 s left, under a third of the 60: the next call refreshes first
+    asyncio.run(describe(source))
+    assert [key.id for key in world.issuer.issued] == [first.access_key_id, source.peek().access_key_id]
+    assert first.access_key_id != source.peek().access_key_id
+
+    world.offset[0] += 20  # the first key is 65 s old
     with pytest.raises(AuthenticationError) as caught:
-        asyncio.run(with_expired())
+        asyncio.run(describe(first))
     assert caught.value.code == "InvalidSecurityToken.Expired"
     assert first.access_key_secret.get_secret_value() not in str(caught.value)
+    asyncio.run(describe(source))  # the refreshed key still works
