@@ -7,19 +7,23 @@ signature; each failure is an `ApiError` with the vendor's code:
 - V3 (an ``Authorization: ACS3-HMAC-SHA256 ...`` header): verified with the header list the client
   says it signed, which must include ``host``, ``x-acs-action``, ``x-acs-version``, ``x-acs-date``,
   ``x-acs-signature-nonce``, ``x-acs-content-sha256`` (and ``x-acs-security-token`` when sent);
-  otherwise ``IncompleteSignature``. The payload hash is computed from the body received, so a
-  body that does not match ``x-acs-content-sha256`` fails as ``SignatureDoesNotMatch``.
+  otherwise ``IncompleteSignature``. A ``host``, ``content-type`` or ``x-acs-*`` header that is present
+  but not in that list is ``IncompleteSignature`` too (the vendor's V3 rule: every such header present
+  is signed). The payload hash is computed from the body received, so a body that does not match
+  ``x-acs-content-sha256`` fails as ``SignatureDoesNotMatch``.
 - RPC V1 (no such header): the query (and a form body) carry ``AccessKeyId``, ``Signature``,
   ``SignatureMethod=HMAC-SHA1``, ``SignatureVersion=1.0``, ``SignatureNonce`` and ``Timestamp``;
   a missing one is ``Missing<Param>``.
 - An unknown access key id is ``InvalidAccessKeyId.NotFound`` (404); a wrong secret
-  ``SignatureDoesNotMatch``; a date more than 15 minutes from the server's clock, either way,
+  ``SignatureDoesNotMatch`` (in V1 its message ends, as the vendor's does, with
+  ``server string to sign is:`` and the server's string to sign); a date more than 15 minutes from the server's clock, either way,
   ``InvalidTimeStamp.Expired`` (a malformed one ``InvalidTimeStamp.Format``); a nonce seen before
   with the same access key ``SignatureNonceUsed``.
 - Security tokens: an access key given a token (STS) requires it on every request
   (``x-acs-security-token`` header or ``SecurityToken`` parameter), else ``MissingSecurityToken``;
   a different token, or a token sent with a key that has none, is
-  ``InvalidSecurityToken.MismatchWithAccessKey``.
+  ``InvalidSecurityToken.MismatchWithAccessKey``; a temporary key past its expiry is
+  ``InvalidSecurityToken.Expired``.
 
 A nonce is only recorded once the signature has been verified, so a failed request does not burn
 it, and is forgotten when the request's own timestamp leaves the 15-minute window: from then on a
