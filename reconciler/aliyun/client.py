@@ -31,7 +31,6 @@ import os
 import random
 import re
 import ssl
-import urllib.request
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -39,7 +38,6 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import aiohttp
-import certifi
 import httpx
 from httpx_aiohttp import AiohttpTransport
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -300,9 +298,11 @@ def proxy_for(endpoint: str, environ: Mapping[str, str]) -> str | None:
     if proxy is None:
         return None
     no_proxy = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
-    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-    if no_proxy and bypass(url.host, {"no": no_proxy}):
-        return None
+    if no_proxy:
+        import urllib.request  # only here: it costs start-up time every run would pay
+
+        if urllib.request.proxy_bypass_environment(url.host, {"no": no_proxy}):  # type: ignore[attr-defined]
+            return None
     return proxy
 
 
@@ -312,6 +312,8 @@ def tls_context(environ: Mapping[str, str]) -> ssl.SSLContext:
     Those two variables are what the vendor's SDK and credential library honour too (through OpenSSL's
     default paths), so one setting serves a TLS-inspecting proxy for every request of a run.
     """
+    import certifi  # only for https endpoints
+
     context = ssl.create_default_context(cafile=certifi.where())
     cafile, capath = environ.get("SSL_CERT_FILE"), environ.get("SSL_CERT_DIR")
     try:

@@ -16,9 +16,9 @@ signature; each failure is an `ApiError` with the vendor's code:
   a missing one is ``Missing<Param>``.
 - An unknown access key id is ``InvalidAccessKeyId.NotFound`` (404); a wrong secret
   ``SignatureDoesNotMatch`` (in V1 its message ends, as the vendor's does, with
-  ``server string to sign is:`` and the server's string to sign); a date more than 15 minutes from the server's clock, either way,
-  ``InvalidTimeStamp.Expired`` (a malformed one ``InvalidTimeStamp.Format``); a nonce seen before
-  with the same access key ``SignatureNonceUsed``.
+  ``server string to sign is:`` and the server's string to sign); a date more than 15 minutes from
+  the server's clock, either way, ``InvalidTimeStamp.Expired`` (a malformed one
+  ``InvalidTimeStamp.Format``); a nonce seen before with the same access key ``SignatureNonceUsed``.
 - Security tokens: an access key given a token (STS) requires it on every request
   (``x-acs-security-token`` header or ``SecurityToken`` parameter), else ``MissingSecurityToken``;
   a different token, or a token sent with a key that has none, is
