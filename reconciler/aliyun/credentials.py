@@ -56,6 +56,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from reconciler.aliyun.errors import CredentialsError
+from reconciler.aliyun.redaction import Scrubber
 
 ENV_ACCESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
 ENV_ACCESS_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
@@ -240,10 +241,7 @@ def failure_reason(exc: BaseException, secrets: tuple[str, ...] | list[str] = ()
         cause = _CAUSE.search(text)
         return f"cannot reach {pool.group(1)}:{pool.group(2)}" + (f" ({cause.group(1)})" if cause else "")
     text = _QUERY.sub("?<query>", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<redacted>")
-    text = _WHITESPACE.sub(" ", text).strip() or type(exc).__name__
+    text = _WHITESPACE.sub(" ", Scrubber(secrets).scrub(text)).strip() or type(exc).__name__
     return text if len(text) <= 160 else text[:157] + "..."
 
 
