@@ -249,3 +249,19 @@ def test_temporary_credentials_are_refreshed_mid_run_and_an_expired_token_is_ref
     assert caught.value.code == "InvalidSecurityToken.Expired"
     assert first.access_key_secret.get_secret_value() not in str(caught.value)
     asyncio.run(describe(source))  # the refreshed key still works
+
+
+def test_a_refused_assume_role_shows_the_code_never_the_sts_answer(plan: Callable[..., Planned], world: World,
+                                                                  tmp_path: Path) -> None:
+    """STS answers a wrong signature with its string to sign, where a source token sits encoded twice."""
+    token = "SourceSts/Token+1="
+    world.issuer.key_ring["STS.source"] = AccessKey("STS.source", "realSecret", token)
+    source = {"name": "src", "mode": "StsToken", "access_key_id": "STS.source", "access_key_secret": "wrongSecret",
+              "sts_token": token}
+    chained = {"name": "chained", "mode": "ChainableRamRoleArn", "source_profile": "src", "ram_role_arn": ROLE}
+    write_profiles(tmp_path, "", source, chained)
+    result = plan("--profile", "chained").result
+    assert (result.code, result.out) == (1, "")
+    assert result.err == (f"Error: cannot use profile 'chained' (ChainableRamRoleArn) in "
+                          f"{tmp_path}/.aliyun/config.json: HTTP 400 SignatureDoesNotMatch\n")
+    assert world.sts.calls == ["AssumeRole"]
