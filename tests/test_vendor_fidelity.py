@@ -307,3 +307,16 @@ def test_a_proxy_that_refuses_is_one_clear_error_without_its_password(network: N
         asyncio.run(call())
     assert caught.value.connection_failed
     assert "pr0xyPassw0rd" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_vendors_async_sdk_is_refused_for_its_unsigned_content_type() -> None:
+    """The vendor's async SDK sends, through aiohttp, a Content-Type it does not sign; the V3 rule says a
+    present content-type is signed, and the emulator holds to the rule (the sync SDK sends none)."""
+    with running_emulator(make_state(signatures=1)) as emulator:
+        client = Client(Config(access_key_id="testid", access_key_secret="testsecret", endpoint=emulator.endpoint,
+                               protocol="http"))
+        assert client.describe_signatures(models.DescribeSignaturesRequest()).body.total_count == 1
+        with pytest.raises(Exception) as caught:
+            asyncio.run(client.describe_signatures_async(models.DescribeSignaturesRequest()))
+    assert caught.value.code == "IncompleteSignature"  # type: ignore[attr-defined]
+    assert "content-type" in caught.value.message  # type: ignore[attr-defined]
