@@ -59,6 +59,9 @@ def test_v3_sts_token_is_sent_and_signed_and_the_query_uses_percent_20() -> None
     access_key_id, names, signature = parse_v3_authorization(signed.headers["authorization"])
     assert access_key_id == "STS.id"
     assert "x-acs-security-token" in names
+    # As the vendor's SDK: with a token, the access key id travels as a signed header too.
+    assert signed.headers["x-acs-accesskey-id"] == "STS.id" and "x-acs-accesskey-id" in names
+    assert "x-acs-accesskey-id" not in sign(AcsV3Auth(PLAIN), request()).headers
     assert signed.headers["x-acs-content-sha256"] == hashlib.sha256(b"").hexdigest()
     canonical = v3_canonical_request(
         "POST", "/", {"SignatureName": "a b c"}, signed.headers, names, hashlib.sha256(b"").hexdigest()
