@@ -25,13 +25,21 @@ from reconciler.apply import ApplyInterrupted, apply_plan, refuse_blocked
 from reconciler.differ import diff
 from reconciler.drift import compare_with_base, fetch_view, read_base
 from reconciler.emulator.cli import emulator_command
-from reconciler.errors import InputError, ManifestError, ReconcilerError
+from reconciler.errors import InputError, ManifestError, ManifestErrors, ReconcilerError
 from reconciler.export import DEFAULT_STAGES, Export, export_manifests, header_time
 from reconciler.fetcher import DEFAULT_CONCURRENCY, fetch_for_export, run_fetch
 from reconciler.live import Connection, ConnectionOptions, open_connection, read_live_state
 from reconciler.manifest import DesiredState, load_desired_state, load_env_file, manifest_json_schema
 from reconciler.output import write_atomically, write_output
-from reconciler.plan import Plan, plan_json_schema, render_compact, render_json, render_markdown, render_text
+from reconciler.plan import (
+    Plan,
+    plan_json_schema,
+    render_compact,
+    render_json,
+    render_markdown,
+    render_text,
+    summary_line,
+)
 from reconciler.progress import progress_on_stderr
 from reconciler.saved_plan import check_saved_plan, load_saved_plan, save_plan
 from reconciler.snapshot import STAGES, Snapshot, load_snapshot_file
@@ -41,14 +49,73 @@ from reconciler.vendor_rules import MANAGED_STAGES
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def manifest_options(func: F) -> F:
-    """Options shared by every command that reads manifests."""
-    func = click.option("--skip-secrets", is_flag=True,
-                        help="Resolve no ${env:...}; compare keys and bindings only (e.g. PRs from forks).")(func)
-    func = click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path),
-                        help="dotenv file with variables for ${env:...} (the environment wins).")(func)
-    func = click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))(func)
-    return func
+def manifest_options(*, secrets_optional: bool = True) -> Callable[[F], F]:
+    """Options shared by every command that reads manifests; `apply` always needs the secrets, so it has no
+    --skip-secrets."""
+
+    def decorate(func: F) -> F:
+        if secrets_optional:
+            func = click.option("--skip-secrets", is_flag=True,
+                                help="Resolve no ${env:...}; compare keys and bindings only (e.g. PRs from "
+                                     "forks).")(func)
+        func = click.option("--env-file", "env_files", multiple=True,
+                            type=click.Path(dir_okay=False, path_type=Path),
+                            help="dotenv file with variables for ${env:...}. Repeatable: every file is read in "
+                                 "order, a later file wins over an earlier one, and the environment wins over "
+                                 "all files.")(func)
+        func = click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))(func)
+        return func
+
+    return decorate
+
+
+def _complete_target(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """`--target` completion: the two kinds, then the signature names or group ids the manifests declare."""
+    kinds = ["signature=", "group="]
+    kind, sep, _ = incomplete.partition("=")
+    if not sep:
+        return [k for k in kinds if k.startswith(incomplete)]
+    paths = ctx.params.get("paths") or ()
+    try:
+        desired = load_desired_state(paths, env=None)
+    except ReconcilerError:
+        return []
+    if kind == "signature":
+        values = sorted({name for r in desired.regions.values() for name in r.signatures})
+    elif kind == "group":
+        values = sorted({group for r in desired.regions.values() for group, _ in r.scopes()})
+    else:
+        return []
+    return [f"{kind}={v}" for v in values if f"{kind}={v}".startswith(incomplete)]
+
+
+def _enable_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def debug_option() -> click.Option:
+    """`--debug`, before or after the command name (`reconciler --debug plan` and `reconciler plan --debug`)."""
+    return click.Option(["--debug"], is_flag=True, expose_value=False, is_eager=True, callback=_enable_debug,
+                        help="Log requests and decisions to stderr (secrets are redacted).")
+
+
+def output_option(func: F) -> F:
+    return click.option("-o", "--output", "output_format",
+                        type=click.Choice(["text", "json", "markdown"], case_sensitive=False),
+                        default="text", show_default=True,
+                        help="text for a terminal, json for a program (docs/plan.schema.json), markdown for a "
+                             "pull-request comment.")(func)
+
+
+def no_color_option(func: F) -> F:
+    return click.option("--no-color", is_flag=True,
+                        help="No colour (also with NO_COLOR set, or when stdout is not a terminal).")(func)
+
+
+def use_color(no_color: bool) -> bool:
+    return sys.stdout.isatty() and not no_color and "NO_COLOR" not in os.environ
 
 
 def connection_options(func: Callable[..., int]) -> Callable[..., int]:
@@ -59,6 +126,12 @@ def connection_options(func: Callable[..., int]) -> Callable[..., int]:
     def with_connection(*, endpoint: str | None, emulator_states: tuple[Path, ...], profile: str | None,
                         signature_version: str, concurrency: int, max_rps: float | None, timeout: float,
                         **rest: Any) -> int:
+        given = click.get_current_context().get_parameter_source("profile")
+        if emulator_states and profile is not None and given is click.core.ParameterSource.COMMANDLINE:
+            # ALIBABA_CLOUD_PROFILE set in the environment is simply not used; a --profile typed on the
+            # command line would otherwise look as if it had been.
+            raise InputError("give --profile or --emulator, not both: the embedded emulator uses credentials made "
+                             "up for the run")
         connection = ConnectionOptions(endpoint=endpoint, emulator_states=emulator_states, profile=profile,
                                        signature_version="v1" if signature_version == "v1" else "v3",
                                        concurrency=concurrency, max_rps=max_rps, timeout=timeout)
@@ -90,35 +163,35 @@ def connection_options(func: Callable[..., int]) -> Callable[..., int]:
     return decorated
 
 
-def manifest_env(env_file: Path | None, skip_secrets: bool) -> dict[str, str] | None:
-    """Variables for ${env:...}; None under --skip-secrets (no reference is resolved)."""
+def manifest_env(env_files: tuple[Path, ...], skip_secrets: bool) -> dict[str, str] | None:
+    """Variables for ${env:...}; None under --skip-secrets (no reference is resolved). Every --env-file in
+    the order given, a later one winning, and the environment over all of them."""
     if skip_secrets:
         return None
-    return {**(load_env_file(env_file) if env_file else {}), **os.environ}
+    variables: dict[str, str] = {}
+    for env_file in env_files:
+        variables.update(load_env_file(env_file))
+    return {**variables, **os.environ}
 
 
-def load_manifests(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool) -> DesiredState:
-    desired = load_desired_state(paths, env=manifest_env(env_file, skip_secrets))
+def load_manifests(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: bool) -> DesiredState:
+    desired = load_desired_state(paths, env=manifest_env(env_files, skip_secrets))
     if not desired.regions:
         raise ReconcilerError("the manifests declare no region")
     return desired
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
 @click.version_option(__version__, prog_name="reconciler")
-@click.option("--debug", is_flag=True, help="Log requests and decisions to stderr (secrets are redacted).")
-def cli(debug: bool) -> None:
+def cli() -> None:
     """Declarative state for Alibaba Cloud API Gateway backend signature keys and their API bindings."""
-    if debug:
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 @cli.command()
-@manifest_options
-def validate(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool) -> int:
+@manifest_options()
+def validate(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: bool) -> int:
     """Check manifests without reading any live state."""
-    desired = load_manifests(paths, env_file, skip_secrets)
+    desired = load_manifests(paths, env_files, skip_secrets)
     for warning in desired.warnings:
         click.echo(f"Warning: {warning}", err=True)
     signatures = sum(len(r.signatures) for r in desired.regions.values())
@@ -155,38 +228,38 @@ def render(result: Plan, output_format: str, *, color: bool, compact: bool = Fal
 
 
 @cli.command()
-@manifest_options
+@manifest_options()
 @connection_options
 @click.option("--snapshot", "snapshot_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Plan against live state saved in a JSON snapshot file (offline).")
 @click.option("--save-snapshot", type=click.Path(dir_okay=False, path_type=Path),
               help="Also save the live state read to FILE (JSON; secrets as salted digests).")
-@click.option("-o", "--output", "output_format", type=click.Choice(["text", "json", "markdown"]),
-              default="text", show_default=True)
+@output_option
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the rendered plan to FILE instead of stdout.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when changes are pending.")
 @click.option("--out-plan", type=click.Path(dir_okay=False, path_type=Path),
               help="Also save the plan for `apply --plan-file` (JSON; no secrets; tied to this live state).")
-@click.option("--no-color", is_flag=True, help="No colour (also with NO_COLOR set, or when not a TTY).")
+@no_color_option
 @click.option("--compact", is_flag=True, help="Text: one line per change.")
-@click.option("--target", "targets", multiple=True, metavar="signature=NAME|group=ID",
+@click.option("--target", "targets", multiple=True, metavar="signature=NAME|group=ID", shell_complete=_complete_target,
               help="Show only changes to this signature or API group (repeatable; globs allowed).")
 @click.option("--base-ref", metavar="REF", help="Label each change introduced, drift or resolved against the same "
                                                "manifest paths at git REF (e.g. origin/main).")
 @click.option("--base", "base_path", type=click.Path(path_type=Path), metavar="PATH",
               help="Like --base-ref, with the base's manifests in PATH.")
-def plan(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool, connection: ConnectionOptions,
+def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: bool, connection: ConnectionOptions,
          quiet: bool, snapshot_file: Path | None, save_snapshot: Path | None,
          output_format: str, out_file: Path | None, detailed_exitcode: bool, out_plan: Path | None,
          no_color: bool, compact: bool, targets: tuple[str, ...], base_ref: str | None,
          base_path: Path | None) -> int:
     """Compare manifests with the live state and print what would change."""
+    chosen_targets = [parse_target(t) for t in targets]
+    output_format = output_format.lower()
     if compact and output_format != "text":
         raise InputError(f"--compact is a text view; it does not go with -o {output_format}")
-    chosen_targets = [parse_target(t) for t in targets]
-    desired = load_manifests(paths, env_file, skip_secrets)
-    base = read_base(ref=base_ref, folder=base_path, paths=paths, env=manifest_env(env_file, skip_secrets))
+    desired = load_manifests(paths, env_files, skip_secrets)
+    base = read_base(ref=base_ref, folder=base_path, paths=paths, env=manifest_env(env_files, skip_secrets))
     # One read of the live state serves both plans.
     snapshots = live_state(desired if base is None else fetch_view(desired, base.desired), snapshot_file,
                            connection, quiet)
@@ -200,8 +273,11 @@ def plan(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool, con
     shown = result if base is None else compare_with_base(result, desired, base, snapshots)
     if chosen_targets:
         shown = select_targets(shown, chosen_targets, desired)
-    color = out_file is None and sys.stdout.isatty() and not no_color and "NO_COLOR" not in os.environ
+    color = out_file is None and use_color(no_color)
     write_output(render(shown, output_format, color=color, compact=compact), out_file)
+    if out_file is not None:
+        # The plan went to a file: the CI log still gets the one line a reader looks for.
+        click.echo(summary_line(shown), err=True)
     return 2 if detailed_exitcode and shown.has_changes else 0
 
 
@@ -215,20 +291,18 @@ def schema(plan_schema: bool) -> int:
 
 
 @cli.command("apply")
-@manifest_options
+@manifest_options(secrets_optional=False)
 @connection_options
+@no_color_option
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--plan-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Carry out this saved plan (`plan --out-plan`) without asking, as reviewed; refused when the "
                    "live state or the manifests changed since.")
-def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: bool,
-                  connection: ConnectionOptions, quiet: bool, auto_approve: bool, plan_file: Path | None) -> int:
+def apply_command(paths: tuple[Path, ...], env_files: tuple[Path, ...], connection: ConnectionOptions,
+                  quiet: bool, no_color: bool, auto_approve: bool, plan_file: Path | None) -> int:
     """Make the live state match the manifests: create, update, rebind, bind, unbind, delete (prune: true)."""
-    if skip_secrets:
-        raise InputError("apply needs the secrets: --skip-secrets is for plan only")
-    if not auto_approve and plan_file is None and not sys.stdin.isatty():
-        raise InputError("apply asks for confirmation but stdin is not a terminal; pass --auto-approve")
-    desired = load_manifests(paths, env_file, skip_secrets)
+    will_ask = not auto_approve and plan_file is None
+    desired = load_manifests(paths, env_files, skip_secrets=False)
     saved = load_saved_plan(plan_file) if plan_file is not None else None
     with open_connection(connection, desired.regions, allow_writes=True) as live:
         snapshots = read_with_progress(desired, live, quiet)
@@ -238,9 +312,16 @@ def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: 
         if not result.has_changes:
             click.echo("No changes. Live state matches the manifests.")
             return 0
-        click.echo(render_text(result, color=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
+        if will_ask and not sys.stdin.isatty():
+            raise InputError("apply asks for confirmation but stdin is not a terminal; pass --auto-approve")
+        click.echo(render_text(result, color=use_color(no_color)))
         refuse_blocked(result)
-        if saved is None and not auto_approve:
+        if connection.emulator_states:
+            # Said before the question, so that nobody says yes expecting the changes to last.
+            states = " ".join(map(str, connection.emulator_states))
+            click.echo(f"Note: the changes go to an embedded emulator and are gone when this command ends; to "
+                       f"keep them, serve {states} with `reconciler emulator --save` and use --endpoint.", err=True)
+        if will_ask:
             answer = click.prompt("Apply these changes? Only 'yes' will be accepted:", default="",
                                   show_default=False, prompt_suffix=" ")
             if answer != "yes":
@@ -249,10 +330,6 @@ def apply_command(paths: tuple[Path, ...], env_file: Path | None, skip_secrets: 
                              report=click.echo, warn=lambda line: click.echo(line, err=True))
     for line in outcome.summary():
         click.echo(line)
-    if connection.emulator_states:
-        states = " ".join(map(str, connection.emulator_states))
-        click.echo(f"Note: the changes went to an embedded emulator and are gone now; to keep them, serve "
-                   f"{states} with `reconciler emulator --save` and use --endpoint.", err=True)
     if outcome.failures:
         raise ReconcilerError("apply stopped at the first failure: " + "; ".join(outcome.failures))
     if outcome.interrupted_by is not None:
@@ -342,6 +419,19 @@ def write_export(result: Export, out_dir: Path | None, *, force: bool) -> None:
 
 
 cli.add_command(emulator_command)
+for _command in cli.commands.values():
+    _command.params.append(debug_option())
+    # The top-level help lists each command with its whole first sentence, not click's 45 characters.
+    if _command.help and not _command.short_help:
+        _command.short_help = _command.help.split("\n\n", 1)[0].replace("\n", " ")
+cli.params.append(debug_option())
+
+
+def report_error(exc: ReconcilerError) -> None:
+    """One line on stderr; in GitHub Actions a manifest error is also an annotation on its line of the diff."""
+    click.echo(f"Error: {exc}", err=True)
+    if isinstance(exc, ManifestError) and in_github_actions(os.environ):
+        click.echo(error_annotation(exc, os.environ.get("GITHUB_WORKSPACE")))
 
 
 def run(argv: list[str]) -> int:
@@ -359,10 +449,15 @@ def run(argv: list[str]) -> int:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         code = 130  # 128 + SIGINT, as a shell reports it
+    except ManifestErrors as exc:
+        for error in exc.reported():
+            report_error(error)
+        if exc.unreported():
+            click.echo(f"Error: ... and {exc.unreported()} more error(s) not shown; fix these and run again",
+                       err=True)
+        code = 1
     except ReconcilerError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        if isinstance(exc, ManifestError) and in_github_actions(os.environ):
-            click.echo(error_annotation(exc, os.environ.get("GITHUB_WORKSPACE")))
+        report_error(exc)
         code = exc.exit_code if isinstance(exc, ApplyInterrupted) else 1
     except Exception as exc:  # A bug: still one line, never a traceback (unless --debug).
         if logging.getLogger().isEnabledFor(logging.DEBUG):

@@ -29,7 +29,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
-from reconciler.errors import InputError, ManifestError
+from reconciler.errors import InputError, ManifestError, ManifestErrors, raise_collected
 from reconciler.snapshot import Stage
 from reconciler.vendor_rules import (
     MANAGED_STAGES,
@@ -241,19 +241,38 @@ def _validate(doc: YamlDocument) -> ManifestFile:
     try:
         return ManifestFile.model_validate(doc.data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = err["loc"]
-        # A missing field is reported at its parent; an unknown one at itself.
-        line = doc.line_of(loc if err["type"] != "missing" else loc[:-1])
-        raise ManifestError(doc.path, line, _field_path(loc), _message(err)) from None
+        found = []
+        for err in exc.errors():
+            loc = err["loc"]
+            # A missing field is reported at its parent; an unknown one at itself.
+            line = doc.line_of(loc if err["type"] != "missing" else loc[:-1])
+            found.append(ManifestError(doc.path, line, _field_path(loc), _message(err)))
+        raise_collected(found)
+        raise  # unreachable: a ValidationError has at least one error
+
+
+def _holds_manifests(folder: Path) -> bool:
+    return any(p.suffix in (".yaml", ".yml") and p.is_file() for p in folder.rglob("*"))
 
 
 def manifest_paths(paths: Iterable[Path]) -> list[Path]:
-    """Expand folders to their *.yaml / *.yml files (sorted; not recursive)."""
+    """Expand folders to their *.yaml / *.yml files (sorted; not recursive).
+
+    Subfolders are not read: a folder per environment (`manifests/staging/`) is a set of manifests of its
+    own, and merging it silently into its parent would plan one environment's keys into another's region.
+    So a subfolder that holds manifests is an error, unless it is given as a PATH itself; hidden folders
+    (`.git`, `.github`) are left alone.
+    """
+    given = list(paths)
+    named = {p.resolve() for p in given if p.is_dir()}
     out: list[Path] = []
-    for path in paths:
+    for path in given:
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+            for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                if sub.resolve() not in named and _holds_manifests(sub):
+                    raise InputError(f"{sub}: subfolders are not read; give it as a PATH of its own to plan "
+                                     f"it together with {path}, or move its manifests out")
             if not found:
                 raise InputError(f"{path}: no *.yaml or *.yml manifests in this folder")
             out.extend(found)
@@ -288,6 +307,11 @@ def _resolve_secret(doc: YamlDocument, index: int, spec: SignatureSpec, env: Map
                             f"environment variable {variable} is not set (set it, use --env-file, "
                             f"or plan with --skip-secrets)")
     value = env[variable]
+    if not value:
+        # What an undefined secret of a CI system becomes (`${{ secrets.X }}` in GitHub Actions).
+        raise ManifestError(doc.path, line, where,
+                            f"environment variable {variable} is set but empty (in CI: is the secret defined "
+                            f"for this repository and job?)")
     if not SIGNATURE_SECRET_RULE.fullmatch(value):
         raise ManifestError(doc.path, line, where,
                             f"the value of {variable} breaks the vendor's rule: {SIGNATURE_SECRET_HINT}")
@@ -295,35 +319,60 @@ def _resolve_secret(doc: YamlDocument, index: int, spec: SignatureSpec, env: Map
 
 
 def load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None) -> DesiredState:
-    """Load, validate and merge manifests. `env=None` means secrets are not resolved (--skip-secrets)."""
+    """Load, validate and merge manifests. `env=None` means secrets are not resolved (--skip-secrets).
+
+    Every independent error is collected (ManifestErrors): each file that cannot be read or validated,
+    and each entry of the others that breaks a rule. Checks across entries that a broken file could
+    have satisfied (a binding naming a signature) run only when every file loaded, so that one broken
+    file does not cause a cascade of errors that are not really there.
+    """
     regions: dict[str, RegionDesired] = {}
     warnings: list[str] = []
+    errors: list[ManifestError] = []
     prune_source: dict[str, tuple[bool, Location]] = {}
     # (region, group, stage, api) -> binding, to find an API given two signatures.
     bound: dict[tuple[str, str, str, str], DesiredBinding] = {}
+    files_failed = False
     for path in manifest_paths(paths):
-        doc = load_yaml_document(path)
-        manifest = _validate(doc)
+        try:
+            doc = load_yaml_document(path)
+            manifest = _validate(doc)
+        except ManifestErrors as exc:
+            errors += exc.errors
+            files_failed = True
+            continue
+        except ManifestError as exc:
+            errors.append(exc)
+            files_failed = True
+            continue
         region = regions.setdefault(manifest.region, RegionDesired(region=manifest.region))
         region.files.append(doc.path)
         if manifest.prune is not None:
             here = Location(doc.path, doc.line_of(("prune",)))
             earlier = prune_source.get(manifest.region)
             if earlier is not None and earlier[0] != manifest.prune:
-                raise ManifestError(doc.path, here.line, "prune",
-                                    f"prune: {str(manifest.prune).lower()} conflicts with "
-                                    f"prune: {str(earlier[0]).lower()} in {earlier[1]} (same region)")
-            prune_source[manifest.region] = (manifest.prune, here)
-            region.prune = manifest.prune
+                errors.append(ManifestError(doc.path, here.line, "prune",
+                                            f"prune: {str(manifest.prune).lower()} conflicts with "
+                                            f"prune: {str(earlier[0]).lower()} in {earlier[1]} (same region)"))
+            else:
+                prune_source[manifest.region] = (manifest.prune, here)
+                region.prune = manifest.prune
         region.ignore = tuple(dict.fromkeys((*region.ignore, *manifest.ignore)))
 
         for index, spec in enumerate(manifest.signatures):
             location = Location(doc.path, doc.line_of(("signatures", index, "name")))
             earlier_sig = region.signatures.get(spec.name)
             if earlier_sig is not None:
-                raise ManifestError(doc.path, location.line, f"signatures[{index}].name",
-                                    f"signature '{spec.name}' is already declared at {earlier_sig.location}")
-            secret, variable = _resolve_secret(doc, index, spec, env)
+                errors.append(ManifestError(doc.path, location.line, f"signatures[{index}].name",
+                                            f"signature '{spec.name}' is already declared at "
+                                            f"{earlier_sig.location}"))
+                continue
+            try:
+                secret, variable = _resolve_secret(doc, index, spec, env)
+            except ManifestError as exc:
+                # Declared all the same, so that its bindings are not reported as well.
+                errors.append(exc)
+                secret, variable = None, None
             if not ENV_REFERENCE.fullmatch(spec.secret):
                 warnings.append(f"{doc.path}:{doc.line_of(('signatures', index, 'secret'))}: "
                                 f"signatures[{index}].secret: literal secret; use ${{env:VARIABLE}} "
@@ -342,32 +391,43 @@ def load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None) 
                 if other is not None:
                     where = f"bindings[{index}].apis[{api_index}]"
                     if other.signature != binding.signature:
-                        raise ManifestError(
+                        errors.append(ManifestError(
                             doc.path, line, where,
                             f"API '{api}' in group {spec_b.group} stage {spec_b.stage} is given two "
-                            f"signatures: '{binding.signature}' here and '{other.signature}' at {other.location}")
-                    raise ManifestError(doc.path, line, where,
-                                        f"API '{api}' in group {spec_b.group} stage {spec_b.stage} is "
-                                        f"already bound to '{other.signature}' at {other.location}")
+                            f"signatures: '{binding.signature}' here and '{other.signature}' at {other.location}"))
+                    else:
+                        errors.append(ManifestError(
+                            doc.path, line, where,
+                            f"API '{api}' in group {spec_b.group} stage {spec_b.stage} is already bound to "
+                            f"'{other.signature}' at {other.location}"))
+                    continue
                 bound[key] = binding
                 region.bindings.append(binding)
 
-    for region in regions.values():
-        _check_references(region)
+    if not files_failed:
+        for region in regions.values():
+            errors += _reference_errors(region)
+    raise_collected(errors)
     return DesiredState(regions=regions, secrets_checked=env is not None, warnings=warnings)
 
 
-def _check_references(region: RegionDesired) -> None:
+def _reference_errors(region: RegionDesired) -> list[ManifestError]:
+    errors = []
+    # One error per binding entry (its first API line), not one per API of a long list.
+    reported: set[tuple[str, str]] = set()
     for binding in region.bindings:
-        if binding.signature not in region.signatures:
-            loc = binding.location
-            raise ManifestError(loc.file, loc.line, "signature",
-                                f"binding refers to signature '{binding.signature}', which no manifest "
-                                f"of region {region.region} declares")
+        loc = binding.location
+        if binding.signature not in region.signatures and (loc.file, binding.signature) not in reported:
+            reported.add((loc.file, binding.signature))
+            errors.append(ManifestError(loc.file, loc.line, "signature",
+                                        f"binding refers to signature '{binding.signature}', which no manifest "
+                                        f"of region {region.region} declares"))
     for sig in region.signatures.values():
         if region.is_ignored(sig.name):
-            raise ManifestError(sig.location.file, sig.location.line, "name",
-                                f"signature '{sig.name}' is declared and also matched by an ignore pattern")
+            errors.append(ManifestError(sig.location.file, sig.location.line, "name",
+                                        f"signature '{sig.name}' is declared and also matched by an ignore "
+                                        f"pattern"))
+    return errors
 
 
 def manifest_json_schema() -> dict[str, Any]:

@@ -246,11 +246,6 @@ def test_a_plan_made_without_secrets_cannot_be_saved(cli: Cli, demo: RunningEmul
     assert not saved.exists()
 
 
-def test_apply_refuses_skip_secrets(cli: Cli, demo: RunningEmulator) -> None:
-    result = cli(*apply_args(demo, "--auto-approve", "--skip-secrets"), env=CREDENTIALS)
-    assert (result.code, result.err) == (1, "Error: apply needs the secrets: --skip-secrets is for plan only\n")
-
-
 def test_without_a_terminal_apply_needs_auto_approve(cli: Cli, demo: RunningEmulator) -> None:
     result = cli(*apply_args(demo), env=CREDENTIALS)
     assert (result.code, result.out) == (1, "")
@@ -349,5 +344,5 @@ def test_apply_with_the_embedded_emulator_says_the_changes_are_gone(cli: Cli) ->
                  "--auto-approve")
     assert result.code == 0
     assert result.out.endswith(DEMO_LOG[-1] + "\n")
-    assert result.err == (f"Note: the changes went to an embedded emulator and are gone now; to keep them, serve "
-                          f"{DEMO_STATE} with `reconciler emulator --save` and use --endpoint.\n")
+    assert result.err == (f"Note: the changes go to an embedded emulator and are gone when this command ends; to "
+                          f"keep them, serve {DEMO_STATE} with `reconciler emulator --save` and use --endpoint.\n")
