@@ -152,11 +152,6 @@ def test_reads_are_retried_on_transient_failures(failure: httpx.Response | Excep
         (vendor_error(404, "NotFoundSignature"), NotFoundError),
         (vendor_error(400, "RepeatedSignatureName"), ApiError),
         (vendor_error(501, "NotImplemented"), ServerError),
-        (httpx.Response(200, text="<html>login</html>", headers={"content-type": "text/html"}), TransportError),
-        (httpx.Response(200, text="{not json", headers={"content-type": "application/json"}), TransportError),
-        (httpx.Response(200, json=[1, 2]), TransportError),
-        (httpx.Response(200, text='{"RequestId": "r"}', headers={"content-type": "text/plain"}), TransportError),
-        (httpx.Response(200, json={"TotalCount": 1}), TransportError),
         (httpx.Response(403, text="forbidden"), TransportError),
     ],
 )
@@ -337,8 +332,28 @@ def test_a_connection_failure_names_its_cause() -> None:
 def test_a_non_json_body_names_the_content_type() -> None:
     recorder = Recorder(httpx.Response(200, text="<html/>", headers={"content-type": "text/html"}))
     with pytest.raises(TransportError) as caught:
-        run(call(client(recorder), "DescribeSignatures"))
+        run(call(client(recorder, max_attempts=1), "DescribeSignatures"))
     assert str(caught.value) == "DescribeSignatures failed: HTTP 200 with content type 'text/html' instead of JSON"
+
+
+@pytest.mark.parametrize(
+    "garbled",
+    [
+        httpx.Response(200, text="<html>login</html>", headers={"content-type": "text/html"}),
+        httpx.Response(200, text="{not json", headers={"content-type": "application/json"}),
+        httpx.Response(200, json=[1, 2]),
+        httpx.Response(200, text='{"RequestId": "r"}', headers={"content-type": "text/plain"}),
+        httpx.Response(200, json={"TotalCount": 1}),
+    ],
+)
+def test_a_garbled_success_is_retried_for_a_read_and_not_for_a_write(garbled: httpx.Response) -> None:
+    read = Recorder(garbled, httpx.Response(200, json=OK))
+    assert run(call(client(read), "DescribeSignatures")) == OK
+    assert len(read.requests) == 2
+    write = Recorder(garbled, httpx.Response(200, json=OK))
+    with pytest.raises(TransportError):
+        run(call(client(write, allow_writes=True), "DeleteSignature", {"SignatureId": "s"}))
+    assert len(write.requests) == 1
 
 
 @pytest.mark.parametrize(
@@ -440,12 +455,12 @@ def test_stats_count_throttled_responses_across_calls() -> None:
         (b'{"TotalCount": 0}', "HTTP 200 with a body that has no RequestId"),
     ],
 )
-def test_a_malformed_success_body_is_named_and_not_retried(body: bytes, message: str) -> None:
+def test_a_malformed_success_body_is_named(body: bytes, message: str) -> None:
     recorder = Recorder(httpx.Response(200, content=body, headers={"content-type": "application/json"}))
     with pytest.raises(TransportError) as caught:
-        run(call(client(recorder), "DescribeSignatures"))
-    assert str(caught.value) == f"DescribeSignatures failed: {message}"
-    assert len(recorder.requests) == 1
+        run(call(client(recorder, max_attempts=2), "DescribeSignatures"))
+    assert str(caught.value) == f"DescribeSignatures failed: {message} (after 2 attempts)"
+    assert len(recorder.requests) == 2
 
 
 # Over real sockets on 127.0.0.1, through the default transport (aiohttp under httpx): what a broken

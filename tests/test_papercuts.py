@@ -278,3 +278,188 @@ def test_apply_to_the_embedded_emulator_says_the_changes_are_gone_before_asking(
         f"Note: the changes go to an embedded emulator and are gone when this command ends; to keep them, serve "
         f"{DEMO_STATE} with `reconciler emulator --save` and use --endpoint.\n"]
     assert result.err == "Error: apply cancelled; nothing was changed\n"
+
+
+# ---------------------------------------------------------------- network failures retrying cannot fix
+
+
+class _Sleeps:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+def _describe_once(url: str, **options: object) -> tuple[str, int]:
+    """The error of one DescribeSignatures call (retries allowed) and how many times the client slept."""
+    import asyncio
+
+    from reconciler.aliyun.client import ApiClient
+    from reconciler.aliyun.credentials import Credentials
+    from reconciler.aliyun.errors import ApiError
+
+    sleeps = _Sleeps()
+
+    async def call() -> str:
+        async with ApiClient(url, Credentials(access_key_id="id", access_key_secret="secret"), sleep=sleeps,
+                             max_attempts=5, **options) as api:  # type: ignore[arg-type]
+            try:
+                await api.call("DescribeSignatures", {})
+            except ApiError as exc:
+                return str(exc)
+        return "no error"
+
+    return asyncio.run(call()), len(sleeps.delays)
+
+
+class _PlainServer:
+    """A plain TCP server on loopback that answers anything with a plain-HTTP 400 (as a web server does)."""
+
+    def __enter__(self) -> int:
+        import socket
+        import threading
+
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.accepted = 0
+
+        def serve() -> None:
+            while True:
+                try:
+                    connection, _ = self.socket.accept()
+                except OSError:
+                    return
+                self.accepted += 1
+                with connection:
+                    connection.recv(4096)
+                    connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+        threading.Thread(target=serve, daemon=True).start()
+        port: int = self.socket.getsockname()[1]
+        return port
+
+    def __exit__(self, *exc: object) -> None:
+        self.socket.close()
+
+
+def test_tls_to_a_plain_http_port_fails_at_once_with_a_hint() -> None:
+    with _PlainServer() as port:
+        message, sleeps = _describe_once(f"https://127.0.0.1:{port}")
+    assert sleeps == 0
+    assert message.startswith("DescribeSignatures failed: ClientConnectorSSLError: ")
+    assert message.endswith("; this endpoint does not speak TLS; use http://? (plain http only to loopback)")
+
+
+def _self_signed(tmp_path: Path, host: str) -> tuple[Path, Path]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_a_certificate_that_does_not_verify_fails_at_once_with_a_hint(tmp_path: Path) -> None:
+    import socket
+    import ssl
+    import threading
+
+    cert_file, key_file = _self_signed(tmp_path, "apigateway.example.invalid")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server = socket.create_server(("127.0.0.1", 0))
+    handshakes: list[int] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            handshakes.append(1)
+            try:
+                with context.wrap_socket(connection, server_side=True):
+                    pass
+            except (ssl.SSLError, OSError):
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        message, sleeps = _describe_once(f"https://127.0.0.1:{server.getsockname()[1]}")
+    finally:
+        server.close()
+    assert (sleeps, len(handshakes)) == (0, 1)
+    assert message.startswith("DescribeSignatures failed: ClientConnectorCertificateError: ")
+    assert message.endswith("; the server's certificate does not verify for this host; check the endpoint's host "
+                            "name")
+
+
+def test_a_host_that_does_not_resolve_fails_at_once_with_a_hint() -> None:
+    # .invalid never resolves (RFC 6761): no network is needed to fail.
+    message, sleeps = _describe_once("https://apigateway.cn-nowhere.invalid")
+    assert sleeps == 0
+    assert message.startswith("DescribeSignatures failed: ClientConnectorDNSError: ")
+    assert message.endswith("; the host name apigateway.cn-nowhere.invalid does not resolve; check the endpoint or "
+                            "the region")
+
+
+def test_a_port_out_of_range_is_refused_before_any_request(cli: Cli) -> None:
+    result = cli("plan", str(MANIFESTS), "--skip-secrets", "--endpoint", "http://127.0.0.1:99999",
+                 env={"ALIBABA_CLOUD_ACCESS_KEY_ID": "id", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "secret"})
+    assert (result.code, result.out) == (1, "")
+    assert result.err == "Error: endpoint 'http://127.0.0.1:99999': port 99999 is not between 1 and 65535\n"
+
+
+def test_a_garbled_success_on_a_read_is_retried_like_a_503() -> None:
+    import asyncio
+
+    import httpx
+
+    from reconciler.aliyun.client import ApiClient
+    from reconciler.aliyun.credentials import Credentials
+    from reconciler.aliyun.errors import TransportError
+
+    answers = [httpx.Response(200, content=b'{"RequestId": "r", "Tot', headers={"content-type": "application/json"}),
+               httpx.Response(200, json={"RequestId": "r2", "TotalCount": 0})]
+    requests: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request.headers["x-acs-action"])
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    def client(**options: object) -> ApiClient:
+        return ApiClient("http://127.0.0.1:8080", Credentials(access_key_id="id", access_key_secret="secret"),
+                         transport=httpx.MockTransport(handler), sleep=_Sleeps(), **options)  # type: ignore[arg-type]
+
+    async def read() -> dict[str, object]:
+        async with client() as api:
+            return await api.call("DescribeSignatures", {})
+
+    assert asyncio.run(read()) == {"RequestId": "r2", "TotalCount": 0}
+    assert requests == ["DescribeSignatures", "DescribeSignatures"]
+
+    # A write is not repeated: it may have been carried out.
+    answers[:] = [httpx.Response(200, content=b"<html>", headers={"content-type": "text/html"})]
+    requests.clear()
+
+    async def write() -> None:
+        async with client(allow_writes=True) as api:
+            await api.call("DeleteSignature", {"SignatureId": "s"})
+
+    with pytest.raises(TransportError, match="HTTP 200 with content type 'text/html' instead of JSON"):
+        asyncio.run(write())
+    assert requests == ["DeleteSignature"]

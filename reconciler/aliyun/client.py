@@ -11,8 +11,12 @@ Decisions where the task is silent:
   of an endpoint return for the same transient causes. Writes are retried only on throttling, 503
   and failures where the request certainly never left; never on 500 or a read timeout, where the
   write may have been carried out.
-- A malformed body (not JSON, wrong content type, no ``RequestId``) is not retried: it points at a
-  wrong endpoint or a broken proxy more often than at a passing fault, and the caller sees it at once.
+- A success status with a garbled body (not JSON, wrong content type, no ``RequestId``, a page that
+  does not fit) is retried for a read, like a 503: a proxy cutting a body short is a passing fault, and
+  a scheduled drift job must not fail on one. A write is not repeated (it may have been carried out).
+- A failure that retrying cannot fix fails at once, with a hint: TLS spoken to a plain-HTTP port, a
+  certificate that does not verify, a host name that does not resolve (EAI_AGAIN, "try again", is the
+  exception), a URL the transport refuses (a port out of range).
 - ``x-acs-retry-after`` sets the least wait before the next attempt; it is not capped by
   ``retry_max_delay`` (the server knows best) but a wait that would pass the deadline ends the call
   with ``DeadlineExceeded`` at once instead of sleeping first.
@@ -30,6 +34,7 @@ import logging
 import os
 import random
 import re
+import socket
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -94,6 +99,8 @@ def validate_endpoint(url: str) -> str:
         raise InputError(
             f"endpoint {url!r} must be an https:// URL such as https://apigateway.cn-hangzhou.aliyuncs.com"
         )
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise InputError(f"endpoint {url!r}: port {parsed.port} is not between 1 and 65535")
     if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
         raise InputError(f"endpoint {url!r} must be scheme://host[:port] without a path or query")
     if parsed.scheme == "http" and not _is_loopback(parsed.host):
@@ -518,8 +525,12 @@ class ApiClient:
         if isinstance(error, ServerError):
             statuses = _WRITE_RETRY_STATUSES if write else _READ_RETRY_STATUSES
             return error.status in statuses
-        if isinstance(error, TransportError) and error.connection_failed:
-            return not error.maybe_sent or not write
+        if isinstance(error, TransportError):
+            if error.lasting:
+                return False
+            if error.connection_failed:
+                return not error.maybe_sent or not write
+            return not write and error.status is not None and 200 <= error.status < 300
         return False
 
     def _backoff(self, attempt: int, error: ApiError) -> float:
@@ -601,12 +612,36 @@ def _transport_error(action: str, exc: Exception, secrets: Scrubber) -> Transpor
     else:
         never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
     reason = secrets.scrub(str(failure)) or "no detail"
+    hint = _lasting_failure_hint(failure)
     return TransportError(
         action,
-        f"{type(failure).__name__}: {reason}",
+        f"{type(failure).__name__}: {reason}" + (f"; {hint}" if hint else ""),
         connection_failed=not isinstance(exc, httpx.DecodingError),
         maybe_sent=not never_sent,
+        lasting=hint is not None,
     )
+
+
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG")
+
+
+def _lasting_failure_hint(failure: BaseException) -> str | None:
+    """What to check, for a failure that a retry cannot fix; None for one that may pass."""
+    if isinstance(failure, aiohttp.ClientConnectorCertificateError):
+        return "the server's certificate does not verify for this host; check the endpoint's host name"
+    if isinstance(failure, aiohttp.ClientConnectorSSLError):
+        detail = str(failure)
+        if any(mark in detail for mark in _NOT_TLS):
+            return "this endpoint does not speak TLS; use http://? (plain http only to loopback)"
+        return "the TLS handshake failed; check the endpoint"
+    if isinstance(failure, aiohttp.ClientConnectorDNSError):
+        cause = failure.os_error
+        if isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_AGAIN:
+            return None
+        return f"the host name {failure.host} does not resolve; check the endpoint or the region"
+    if isinstance(failure, aiohttp.InvalidURL):
+        return "the endpoint URL is not valid (is the port between 1 and 65535?)"
+    return None
 
 
 def _request_id_of(body: object) -> object:

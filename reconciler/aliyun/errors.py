@@ -110,7 +110,8 @@ class TransportError(ApiError):
 
     ``connection_failed`` is true when the exchange itself broke (as opposed to a bad body);
     ``maybe_sent`` is false only when the request certainly never left (connect failure, pool wait),
-    which is what makes retrying a write safe.
+    which is what makes retrying a write safe; ``lasting`` is true when retrying cannot help (TLS to
+    a plain-HTTP port, a certificate that does not verify, a host name that does not resolve).
     """
 
     def __init__(
@@ -122,8 +123,10 @@ class TransportError(ApiError):
         request_id: str | None = None,
         connection_failed: bool = False,
         maybe_sent: bool = True,
+        lasting: bool = False,
     ) -> None:
         self.connection_failed = connection_failed
+        self.lasting = lasting
         self.maybe_sent = maybe_sent
         super().__init__(action, None, message, request_id=request_id, status=status)
 
