@@ -73,12 +73,48 @@ class ApplyInterrupted(ReconcilerError):
 # ---------------------------------------------------------------- carrying out a plan
 
 
+@dataclass(eq=False)  # one tally per scope, told apart by identity
+class ScopeTally:
+    """The calls (at most 100 APIs each) that bind, unbind or rebind the APIs of one (group, stage) for one
+    signature: one line once all are done, with the total, instead of one line per call (a scope of
+    2,000 APIs read as 20 identical lines): "{verb} 2000 APIs {where}", or "{verb} 300 of 2000 APIs {where}"."""
+
+    calls: int
+    apis: int
+    verb: str
+    where: str
+    calls_done: int = 0
+    apis_done: int = 0
+    reported: bool = False
+
+    def call_done(self, apis: int) -> str | None:
+        self.calls_done += 1
+        self.apis_done += apis
+        if self.calls_done < self.calls:
+            return None
+        self.reported = True
+        return self.line(_plural(self.apis))
+
+    def line(self, count: str) -> str:
+        return f"{self.verb} {count} {self.where}"
+
+    def partial(self) -> str | None:
+        """After a failure: what was done of a scope that was not finished (None if nothing, or all)."""
+        if self.reported or not self.apis_done:
+            return None
+        self.reported = True
+        return f"{self.line(f'{self.apis_done} of {_plural(self.apis)}')} (the rest not done)"
+
+
 @dataclass(frozen=True)
 class Step:
     """One unit of work: `what` it does (imperative, for "not done") and the call(s) making it so."""
 
     what: str
     run: Callable[[], Awaitable[str]]  # returns the line logged once done (past tense)
+    # For a call of a scope's binding changes: the scope's line is logged once its last call is done.
+    tally: ScopeTally | None = None
+    apis: int = 0
 
 
 @dataclass
@@ -116,6 +152,10 @@ class ApplyResult:
 
 def _plural(count: int) -> str:
     return f"{count} API" if count == 1 else f"{count} APIs"
+
+
+def _tally(api_ids: Sequence[str], verb: str, where: str) -> ScopeTally:
+    return ScopeTally(calls=-(-len(api_ids) // MAX_APIS_PER_CALL), apis=len(api_ids), verb=verb, where=where)
 
 
 def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
@@ -214,7 +254,7 @@ class _RegionSteps:
                                                     "StageName": stage, "ApiIds": ",".join(api_ids)})
 
     def _rebinds(self) -> list[Step]:
-        def step(group: str, stage: Stage, old: str, new: str, api_ids: list[str]) -> Step:
+        def step(group: str, stage: Stage, old: str, new: str, api_ids: list[str], tally: ScopeTally) -> Step:
             where = f"{_plural(len(api_ids))} of group {group} stage {stage}"
 
             async def run() -> str:
@@ -226,35 +266,38 @@ class _RegionSteps:
                                           f"to {new})") from exc
                 self.result.counts["rebind"] += len(api_ids)
                 return f"rebound {where} from {old} to {new}"
-            return Step(f"rebind {where} from {old} to {new}", run)
-        return [step(group, stage, old, new, chunk)
+            return Step(f"rebind {where} from {old} to {new}", run, tally, len(api_ids))
+        return [step(group, stage, old, new, chunk, tally)
                 for (group, stage, old, new), ids in self._binding_groups(Action.REBIND).items()
+                for tally in [_tally(ids, "rebound", f"of group {group} stage {stage} from {old} to {new}")]
                 for chunk in _chunks(ids)]
 
     def _binds(self) -> list[Step]:
-        def step(group: str, stage: Stage, signature: str, api_ids: list[str]) -> Step:
+        def step(group: str, stage: Stage, signature: str, api_ids: list[str], tally: ScopeTally) -> Step:
             where = f"{_plural(len(api_ids))} of group {group} stage {stage}"
 
             async def run() -> str:
                 await self._set(group, stage, signature, api_ids)
                 self.result.counts["bind"] += len(api_ids)
                 return f"bound {where} to {signature}"
-            return Step(f"bind {where} to {signature}", run)
-        return [step(group, stage, new, chunk)
+            return Step(f"bind {where} to {signature}", run, tally, len(api_ids))
+        return [step(group, stage, new, chunk, tally)
                 for (group, stage, _, new), ids in self._binding_groups(Action.BIND).items()
+                for tally in [_tally(ids, "bound", f"of group {group} stage {stage} to {new}")]
                 for chunk in _chunks(ids)]
 
     def _unbinds(self) -> list[Step]:
-        def step(group: str, stage: Stage, signature: str, api_ids: list[str]) -> Step:
+        def step(group: str, stage: Stage, signature: str, api_ids: list[str], tally: ScopeTally) -> Step:
             where = f"{_plural(len(api_ids))} of group {group} stage {stage}"
 
             async def run() -> str:
                 await self._remove(group, stage, api_ids)
                 self.result.counts["unbind"] += len(api_ids)
                 return f"unbound {where} from {signature}"
-            return Step(f"unbind {where} from {signature}", run)
-        return [step(group, stage, old, chunk)
+            return Step(f"unbind {where} from {signature}", run, tally, len(api_ids))
+        return [step(group, stage, old, chunk, tally)
                 for (group, stage, old, _), ids in self._binding_groups(Action.UNBIND).items()
+                for tally in [_tally(ids, "unbound", f"of group {group} stage {stage} from {old}")]
                 for chunk in _chunks(ids)]
 
     def _deletes(self) -> list[Step]:
@@ -278,6 +321,11 @@ class _Runner:
 
     async def run_phase(self, steps: Sequence[Step]) -> None:
         outcomes = await asyncio.gather(*(self._run(step) for step in steps))
+        # A scope cut short by a failure still gets its line, with what was done of it.
+        for tally in dict.fromkeys(step.tally for step in steps if step.tally is not None):
+            partial = tally.partial()
+            if partial is not None:
+                self._report(partial)
         # Not-done steps are listed in plan order, whatever order the tasks ended in.
         self._result.not_done += [step.what for step, done in zip(steps, outcomes, strict=True) if not done]
 
@@ -291,7 +339,9 @@ class _Runner:
                 self._result.failures.append(f"{step.what}: {exc}")
                 return False
         self._result.done.append(line)
-        self._report(line)
+        shown = line if step.tally is None else step.tally.call_done(step.apis)
+        if shown is not None:
+            self._report(shown)
         return True
 
 

@@ -155,6 +155,10 @@ class PageProgress:
 
     def expect(self, pages: int) -> None:
         self.known += pages
+        # Reported before the first page arrives too: on a slow endpoint the line shows from the first
+        # request on, not only once something came back.
+        if self._report is not None and pages:
+            self._report(self.done, self.known)
 
     def page_read(self) -> None:
         self.done += 1

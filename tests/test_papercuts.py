@@ -463,3 +463,96 @@ def test_a_garbled_success_on_a_read_is_retried_like_a_503() -> None:
     with pytest.raises(TransportError, match="HTTP 200 with content type 'text/html' instead of JSON"):
         asyncio.run(write())
     assert requests == ["DeleteSignature"]
+
+
+# ---------------------------------------------------------------- progress
+
+
+def test_progress_shows_from_the_first_request_before_any_page_arrives() -> None:
+    import asyncio
+    import io
+
+    from reconciler.fetcher import Fetcher, FetchTarget
+    from reconciler.progress import TerminalProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    progress = TerminalProgress(screen)
+    seen_at_first_request: list[str] = []
+
+    class SlowClient:
+        endpoint = "http://127.0.0.1:1"
+
+        async def call_model(self, action: str, params: dict[str, str], model: type) -> object:
+            if not seen_at_first_request:
+                seen_at_first_request.append(screen.getvalue())
+            return model.model_validate({"RequestId": "r", "TotalCount": 0})
+
+    fetcher = Fetcher(SlowClient(), progress=progress.tracker)  # type: ignore[arg-type]
+    asyncio.run(fetcher.snapshot(FetchTarget(region="cn-hangzhou", scopes=(), api_groups=())))
+    assert seen_at_first_request == ["\rReading live state: 0/1 pages"]
+    progress.close()
+    assert screen.getvalue().endswith("\rReading live state: 1/1 pages\r\x1b[K")
+
+
+def _big_scope(count: int) -> tuple[object, str]:
+    from reconciler.emulator.state import EmulatorState, derived_id
+
+    apis = [f"api{n:04d}" for n in range(count)]
+    state = EmulatorState.from_dict({
+        "region": "cn-hangzhou",
+        "signatures": [{"name": "new_backend", "key": "newKey01", "secret": "newSecret01"}],
+        "groups": [{"name": "big", "apis": [{"name": a} for a in apis]}],
+    })
+    group = derived_id("group", "big")
+    manifest = ("region: cn-hangzhou\nsignatures:\n  - {name: new_backend, key: newKey01, secret: newSecret01}\n"
+                f"bindings:\n  - {{group: {group}, stage: RELEASE, signature: new_backend, "
+                f"apis: [{', '.join(apis)}]}}\n")
+    return state, manifest
+
+
+def test_apply_logs_one_line_per_scope_with_the_total(cli: Cli, tmp_path: Path) -> None:
+    from reconciler.emulator.server import running_emulator
+
+    state, text = _big_scope(2000)
+    manifest = tmp_path / "big.yaml"
+    manifest.write_text(text, encoding="utf-8")
+    with running_emulator(state) as emulator:  # type: ignore[arg-type]
+        result = cli("apply", str(manifest), "--endpoint", emulator.url, "-q", "--auto-approve",
+                     env={"ALIBABA_CLOUD_ACCESS_KEY_ID": "testid", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "testsecret"})
+    assert result.code == 0, result.err
+    log = result.out.split("to rebind.\n\n", 1)[1].splitlines()
+    from reconciler.emulator.state import derived_id
+    assert log == [f"bound 2000 APIs of group {derived_id('group', 'big')} stage RELEASE to new_backend",
+                   "Apply complete: 0 created, 0 updated, 0 rebound, 2000 bound, 0 unbound, 0 deleted."]
+
+
+def test_a_scope_cut_short_by_a_failure_says_how_much_of_it_was_done(cli: Cli, tmp_path: Path) -> None:
+    from reconciler.emulator.apierror import ApiError as EmulatorApiError
+    from reconciler.emulator.server import running_emulator
+    from reconciler.emulator.state import derived_id
+
+    state, text = _big_scope(500)
+    manifest = tmp_path / "big.yaml"
+    manifest.write_text(text, encoding="utf-8")
+    real = state.set_signature_apis  # type: ignore[attr-defined]
+    calls = [0]
+
+    def third_fails(*args: object) -> object:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise EmulatorApiError(400, "InvalidParameter", "refused for the test")
+        return real(*args)
+
+    state.set_signature_apis = third_fails  # type: ignore[attr-defined]
+    with running_emulator(state) as emulator:  # type: ignore[arg-type]
+        result = cli("apply", str(manifest), "--endpoint", emulator.url, "-q", "--auto-approve", "--concurrency", "1",
+                     env={"ALIBABA_CLOUD_ACCESS_KEY_ID": "testid", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "testsecret"})
+    assert result.code == 1
+    log = result.out.split("to rebind.\n\n", 1)[1].splitlines()
+    group = derived_id("group", "big")
+    assert log[0] == f"bound 200 of 500 APIs of group {group} stage RELEASE to new_backend (the rest not done)"
+    assert log[1] == "Apply stopped at the first failure. Done: 2 step(s), logged above."
