@@ -75,7 +75,8 @@ def _complete_target(ctx: click.Context, param: click.Parameter, incomplete: str
     kind, sep, _ = incomplete.partition("=")
     if not sep:
         return [k for k in kinds if k.startswith(incomplete)]
-    paths = ctx.params.get("paths") or ()
+    # While completing, click leaves the PATHS typed so far unparsed in ctx.args.
+    paths = ctx.params.get("paths") or tuple(Path(arg) for arg in ctx.args if not arg.startswith("-"))
     try:
         desired = load_desired_state(paths, env=None)
     except ReconcilerError:
@@ -112,6 +113,10 @@ def output_option(func: F) -> F:
 def no_color_option(func: F) -> F:
     return click.option("--no-color", is_flag=True,
                         help="No colour (also with NO_COLOR set, or when stdout is not a terminal).")(func)
+
+
+def warn(message: str) -> None:
+    click.echo(f"Warning: {message}", err=True)
 
 
 def use_color(no_color: bool) -> bool:
@@ -210,7 +215,7 @@ def live_state(desired: DesiredState, snapshot_file: Path | None, options: Conne
         if options.endpoint or options.emulator_states:
             raise InputError("give --snapshot, or --endpoint/--emulator, not both")
         return {s.region: s for s in load_snapshot_file(snapshot_file).snapshots}
-    with open_connection(options, desired.regions) as connection:
+    with open_connection(options, desired.regions, warn=warn) as connection:
         return read_with_progress(desired, connection, quiet)
 
 
@@ -304,7 +309,7 @@ def apply_command(paths: tuple[Path, ...], env_files: tuple[Path, ...], connecti
     will_ask = not auto_approve and plan_file is None
     desired = load_manifests(paths, env_files, skip_secrets=False)
     saved = load_saved_plan(plan_file) if plan_file is not None else None
-    with open_connection(connection, desired.regions, allow_writes=True) as live:
+    with open_connection(connection, desired.regions, allow_writes=True, warn=warn) as live:
         snapshots = read_with_progress(desired, live, quiet)
         result = diff(desired, snapshots)
         if saved is not None:
@@ -341,7 +346,8 @@ def apply_command(paths: tuple[Path, ...], env_files: tuple[Path, ...], connecti
 @cli.command("export")
 @connection_options
 @click.option("--region", required=True, help="Region to export, e.g. cn-hangzhou.")
-@click.option("--group", "groups", multiple=True, metavar="ID", help="API group id to export (repeatable).")
+@click.option("--group", "groups", multiple=True, metavar="ID",
+              help="API group id (32 hex characters, not the group's name) to export (repeatable).")
 @click.option("--all-groups", is_flag=True, help="Export every API group of the region.")
 @click.option("--stage", "stages", multiple=True, type=click.Choice(MANAGED_STAGES),
               help="Stage to read (repeatable; default RELEASE and TEST).")
@@ -360,7 +366,8 @@ def export_command(connection: ConnectionOptions, quiet: bool, region: str, grou
     if out == "-" and split_by == "group":
         raise InputError("--split-by group writes several files; give --out DIR")
     chosen_stages = tuple(s for s in STAGES if s in stages) or DEFAULT_STAGES
-    with open_connection(connection, [region]) as live, progress_on_stderr(quiet) as progress:
+    with open_connection(connection, [region], wanted_by="--region is", warn=warn) as live, \
+            progress_on_stderr(quiet) as progress:
         snapshot = run_fetch(fetch_for_export(live.client, region, groups or None, chosen_stages,
                                               concurrency=connection.concurrency, progress=progress))
     source = (f"embedded emulator of {' '.join(map(str, connection.emulator_states))}"
@@ -411,7 +418,7 @@ def write_export(result: Export, out_dir: Path | None, *, force: bool) -> None:
         for other in sorted(p for p in out_dir.iterdir() if p.suffix in (".yaml", ".yml") and p.name not in written):
             click.echo(f"Warning: {other} was not written by this export; plan reads every manifest of the "
                        f"folder, so remove it if it declares the same signatures.", err=True)
-    click.echo(result.summary(), err=True)
+    click.echo(result.summary("stdout" if out_dir is None else f"{len(result.files)} file(s) in {out_dir}"), err=True)
     if result.secret_variables:
         click.echo("Before plan, set each variable to the live secret of its signature:", err=True)
         for name, variable in sorted(result.secret_variables.items(), key=lambda item: item[1]):

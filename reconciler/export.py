@@ -78,9 +78,10 @@ class Export:
     scopes: int
     holds_secrets: bool
 
-    def summary(self) -> str:
+    def summary(self, destination: str) -> str:
+        """One line; `destination` is where the files went ("stdout", "3 file(s) in manifests/")."""
         return (f"Exported {self.signatures} signature(s) and {self.bindings} binding(s) in {self.scopes} "
-                f"(group, stage) pair(s) of region {self.region} into {len(self.files)} file(s).")
+                f"(group, stage) pair(s) of region {self.region} to {destination}.")
 
 
 _VARIABLE_SAFE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -295,7 +296,9 @@ def export_manifests(snapshot: Snapshot, *, exported_at: str, source: str, split
         _check_loadable(name, text, nodes)
         rendered.append(ExportedFile(name, text))
     return Export(region=snapshot.region, files=tuple(rendered), secret_variables=variables,
-                  signatures=len(signatures), bindings=len(snapshot.bindings), scopes=len(scopes),
+                  signatures=len(signatures), bindings=len(snapshot.bindings),
+                  # (group, stage) pairs; `scopes` has an entry per signature within a pair.
+                  scopes=len({(s.group, s.stage) for s in scopes}),
                   holds_secrets=include_secrets and bool(signatures))
 
 

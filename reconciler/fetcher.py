@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -39,6 +40,7 @@ PAGE_SIZE = 100
 GROUP_PAGE_SIZE = 50  # DescribeApiGroups allows no more
 DEFAULT_CONCURRENCY = 16
 MAX_REREADS = 2
+_GROUP_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class InconsistentReadError(ReconcilerError):
@@ -377,7 +379,12 @@ async def fetch_for_export(client_for: Callable[[str], ApiClient], region: str, 
             chosen = list(listed) if groups is None else list(dict.fromkeys(groups))
             unknown = [g for g in chosen if g not in listed]
             if unknown:
-                raise ReconcilerError(f"region {region} has no API group {', '.join(unknown)}")
+                named = {g.name: g.id for g in listed.values() if g.name}
+                hints = [f"'{g}' is the name of group {named[g]}" for g in unknown if g in named]
+                hint = (f"; --group takes the id: {'; '.join(hints)}" if hints
+                        else "; --group takes a group's id (32 hex characters), not its name"
+                        if any(not _GROUP_ID.fullmatch(g) for g in unknown) else "")
+                raise ReconcilerError(f"region {region} has no API group {', '.join(unknown)}{hint}")
             scopes = [(g, s) for g in chosen for s in dict.fromkeys(stages)]
             binding_tasks = [asyncio.ensure_future(fetcher.bindings(g, s)) for g, s in scopes]
             tasks += binding_tasks

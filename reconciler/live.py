@@ -60,13 +60,16 @@ class Connection:
 
 
 @contextmanager
-def open_connection(options: ConnectionOptions, regions: Iterable[str], *,
-                    allow_writes: bool = False) -> Iterator[Connection]:
+def open_connection(options: ConnectionOptions, regions: Iterable[str], *, allow_writes: bool = False,
+                    wanted_by: str = "the manifests declare",
+                    warn: Callable[[str], None] = lambda message: None) -> Iterator[Connection]:
+    """`wanted_by` says where `regions` came from, in messages about emulator states ("--region is" for
+    export); `warn` gets one line for an emulator state that is not used."""
     regions = sorted(set(regions))
     if options.emulator_states:
         if options.endpoint is not None:
             raise InputError("give either --endpoint or --emulator, not both")
-        states = _emulator_states_by_region(options.emulator_states, regions)
+        states = _emulator_states_by_region(options.emulator_states, regions, wanted_by, warn)
         # Credentials made up for this run: nothing else on the machine can use the embedded emulators.
         credentials = Credentials(access_key_id=f"embedded-{secrets.token_hex(4)}",
                                   access_key_secret=secrets.token_urlsafe(24))
@@ -85,8 +88,11 @@ def open_connection(options: ConnectionOptions, regions: Iterable[str], *,
     yield Connection(options, source, endpoint, allow_writes)
 
 
-def _emulator_states_by_region(paths: tuple[Path, ...], regions: list[str]) -> dict[str, EmulatorState]:
-    """Load every state file first, so that a bad one or a missing region fails before any server starts."""
+def _emulator_states_by_region(paths: tuple[Path, ...], regions: list[str], wanted_by: str,
+                               warn: Callable[[str], None]) -> dict[str, EmulatorState]:
+    """Load every state file first, so that a bad one or a missing region fails before any server starts.
+    A state of a region nothing asks for is not served (and said so): a wrong file would otherwise pass
+    unnoticed."""
     by_region: dict[str, tuple[Path, EmulatorState]] = {}
     for path in paths:
         state = EmulatorState.from_file(path)
@@ -98,12 +104,16 @@ def _emulator_states_by_region(paths: tuple[Path, ...], regions: list[str]) -> d
     foreign = [r for r in regions if r not in by_region]
     if foreign and len(paths) == 1:
         path, state = by_region[next(iter(by_region))]
-        raise InputError(f"the emulator state {path} is region {state.region}; "
-                         f"the manifests also declare {', '.join(foreign)}")
+        also = " also" if state.region in regions and wanted_by.endswith(" declare") else ""
+        verb = wanted_by.replace(" declare", f"{also} declare")
+        raise InputError(f"the emulator state {path} is region {state.region}; {verb} {', '.join(foreign)}")
     if foreign:
         raise InputError(f"no --emulator state file is region {', '.join(foreign)} (they are "
                          f"{', '.join(sorted(by_region))}); give one state file per region")
-    return {region: state for region, (_, state) in by_region.items()}
+    for region, (path, _) in sorted(by_region.items()):
+        if region not in regions:
+            warn(f"the emulator state {path} (region {region}) is not used: {wanted_by} {', '.join(regions)}")
+    return {region: state for region, (_, state) in by_region.items() if region in regions}
 
 
 def delete_candidates(region: RegionDesired) -> Callable[[str], bool] | None:

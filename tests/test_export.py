@@ -81,8 +81,8 @@ def test_demo_region_round_trips_and_stderr_lists_every_variable_to_set(cli: Cli
     assert exported.out == ""
     assert listed_variables(exported.err) == ["DEBUG_TEMP_KEY_SECRET", "LEGACY_PARTNER_V1_SECRET",
                                               "ORDERS_BACKEND_SECRET", "PAYMENTS_BACKEND_SECRET"]
-    assert ("Exported 4 signature(s) and 9 binding(s) in 5 (group, stage) pair(s) of region cn-hangzhou "
-            "into 1 file(s).") in exported.err
+    assert ("Exported 4 signature(s) and 9 binding(s) in 3 (group, stage) pair(s) of region cn-hangzhou "
+            f"to 1 file(s) in {tmp_path / 'manifests'}.") in exported.err
     assert [p.name for p in (tmp_path / "manifests").iterdir()] == ["cn-hangzhou.yaml"]
 
 

@@ -155,7 +155,7 @@ def test_an_emulator_state_of_another_region_is_refused(cli: Cli, tmp_path: Path
     result = cli("plan", MANIFESTS, "--emulator", str(state), "--env-file", ENV_FILE)
     assert (result.code, result.out) == (1, "")
     assert result.err == (f"Error: the emulator state {state} is region cn-shanghai; "
-                          "the manifests also declare cn-hangzhou\n")
+                          "the manifests declare cn-hangzhou\n")
 
 
 def test_endpoint_and_emulator_together_are_refused(cli: Cli) -> None:

@@ -556,3 +556,70 @@ def test_a_scope_cut_short_by_a_failure_says_how_much_of_it_was_done(cli: Cli, t
     group = derived_id("group", "big")
     assert log[0] == f"bound 200 of 500 APIs of group {group} stage RELEASE to new_backend (the rest not done)"
     assert log[1] == "Apply stopped at the first failure. Done: 2 step(s), logged above."
+
+
+# ---------------------------------------------------------------- export and the embedded emulator
+
+
+def test_export_summary_counts_group_stage_pairs_and_says_stdout(cli: Cli) -> None:
+    result = cli("export", "--region", "cn-hangzhou", "--all-groups", "--emulator", str(DEMO_STATE), "-q")
+    assert result.code == 0
+    # The demo has 9 bindings in 3 (group, stage) pairs, written as 5 entries (one per signature in a pair).
+    assert result.err.splitlines()[0] == ("Exported 4 signature(s) and 9 binding(s) in 3 (group, stage) pair(s) "
+                                          "of region cn-hangzhou to stdout.")
+    assert result.out.count("  - group: ") == 5
+
+
+def test_export_of_a_region_the_emulator_state_is_not_says_so_truly(cli: Cli) -> None:
+    result = cli("export", "--region", "cn-beijing", "--all-groups", "--emulator", str(DEMO_STATE))
+    assert (result.code, result.out) == (1, "")
+    assert result.err == f"Error: the emulator state {DEMO_STATE} is region cn-hangzhou; --region is cn-beijing\n"
+
+
+def test_an_emulator_state_for_a_region_nothing_asks_for_is_said_to_be_unused(cli: Cli, tmp_path: Path) -> None:
+    shanghai = tmp_path / "shanghai.yaml"
+    shanghai.write_text(DEMO_STATE.read_text(encoding="utf-8").replace("region: cn-hangzhou", "region: cn-shanghai"),
+                        encoding="utf-8")
+    result = cli("plan", str(MANIFESTS), "--env-file", str(DEMO_ENV), "-q", "--emulator", str(DEMO_STATE),
+                 "--emulator", str(shanghai))
+    assert result.code == 0
+    assert result.err == (f"Warning: the emulator state {shanghai} (region cn-shanghai) is not used: the manifests "
+                          f"declare cn-hangzhou\n")
+    exported = cli("export", "--region", "cn-hangzhou", "--all-groups", "-q", "--emulator", str(DEMO_STATE),
+                   "--emulator", str(shanghai))
+    assert exported.code == 0
+    assert exported.err.splitlines()[0] == (f"Warning: the emulator state {shanghai} (region cn-shanghai) is not "
+                                            f"used: --region is cn-hangzhou")
+
+
+def test_export_group_by_name_says_it_takes_an_id(cli: Cli) -> None:
+    result = cli("export", "--region", "cn-hangzhou", "--group", "orders", "--emulator", str(DEMO_STATE))
+    assert (result.code, result.out) == (1, "")
+    assert result.err == ("Error: region cn-hangzhou has no API group orders; --group takes the id: 'orders' is the "
+                          "name of group 0009db9c828549768a200320714b8930\n")
+    result = cli("export", "--region", "cn-hangzhou", "--group", "billing", "--emulator", str(DEMO_STATE))
+    assert result.err == ("Error: region cn-hangzhou has no API group billing; --group takes a group's id "
+                          "(32 hex characters), not its name\n")
+    assert "API group id (32 hex characters, not the group's name)" in " ".join(cli("export", "--help").out.split())
+
+
+# ---------------------------------------------------------------- completion
+
+
+def test_target_completes_kinds_then_names_from_the_manifests(monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from reconciler.cli import cli as command
+
+    def complete(words: str) -> list[str]:
+        monkeypatch.setenv("_RECONCILER_COMPLETE", "bash_complete")
+        monkeypatch.setenv("COMP_WORDS", words)
+        monkeypatch.setenv("COMP_CWORD", str(len(words.split(" ")) - 1))
+        with pytest.raises(SystemExit):
+            command.main(prog_name="reconciler", complete_var="_RECONCILER_COMPLETE")
+        return [line.split(",", 1)[1] for line in capsys.readouterr().out.splitlines()]
+
+    assert complete(f"reconciler plan {MANIFESTS} --target ") == ["signature=", "group="]
+    assert complete(f"reconciler plan {MANIFESTS} --target sig") == ["signature="]
+    assert complete(f"reconciler plan {MANIFESTS} --target signature=") == [
+        "signature=inventory_backend", "signature=orders_backend", "signature=payments_backend"]
+    assert complete(f"reconciler plan {MANIFESTS} --target group=5") == ["group=5d1f3e0a7b8c4d2e9f6a1b3c5d7e9f01"]
