@@ -48,6 +48,6 @@ def test_emulator_command_reports_a_bad_state_file_in_one_line(tmp_path: Path) -
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        f"Error: {state}: field 'signatures.0.name': must be 4-50 characters: letters, Chinese characters, "
+        f"Error: {state}:2: field 'signatures.0.name': must be 4-50 characters: letters, Chinese characters, "
         "digits or '_', starting with a letter or a Chinese character"
     ]

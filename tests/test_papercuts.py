@@ -623,3 +623,25 @@ def test_target_completes_kinds_then_names_from_the_manifests(monkeypatch: pytes
     assert complete(f"reconciler plan {MANIFESTS} --target signature=") == [
         "signature=inventory_backend", "signature=orders_backend", "signature=payments_backend"]
     assert complete(f"reconciler plan {MANIFESTS} --target group=5") == ["group=5d1f3e0a7b8c4d2e9f6a1b3c5d7e9f01"]
+
+
+# ---------------------------------------------------------------- emulator state files
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("regin: cn-hangzhou\nsignatures: []\n", "1: field 'regin': unknown field (did you mean 'region'?)"),
+    ("region: cn-hangzhou\nsignatures:\n  - name: orders_backend\n    key: k1\n    secret: ordersSecret01\n",
+     "4: field 'signatures.0.key': must be 6-20 characters: letters, digits or '_', starting with a letter"),
+    ("region: cn-hangzhou\nsignatures:\n  - {name: orders_backend, key: ordersKey01, secret: ordersSecret01}\n"
+     "groups:\n  - name: orders\n    apis: [{name: orders_list}]\n    bindings:\n"
+     "      RELEASE: {orders_list: nobody_here}\n",
+     "8: field 'groups.0.bindings.RELEASE.orders_list': signature 'nobody_here' is not declared under 'signatures'"),
+    ("region: cn-hangzhou\ngroups:\n  - name: orders\n    apis:\n      - {name: orders_list, idd: x}\n",
+     "5: field 'groups.0.apis.0.idd': unknown field (did you mean 'id'?)"),
+])
+def test_emulator_state_errors_name_the_line_and_suggest_a_misspelt_field(cli: Cli, tmp_path: Path, text: str,
+                                                                          line: str) -> None:
+    state = tmp_path / "state.yaml"
+    state.write_text(text, encoding="utf-8")
+    result = cli("plan", str(MANIFESTS), "--skip-secrets", "--emulator", str(state))
+    assert (result.code, result.out, result.err) == (1, "", f"Error: {state}:{line}\n")

@@ -37,6 +37,7 @@ thread (a test, `dump_state`) while the server writes to it.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -135,6 +136,40 @@ class StateFile(_Strict):
     groups: list[GroupSpec] = []
 
 
+_FIELD_NAMES = sorted({name for model in (StateFile, SignatureSpec, GroupSpec, ApiSpec) for name in model.model_fields})
+
+
+class _FieldError(InputError):
+    """A state file error at a field: `loc` finds its line in the file, `message` starts with the field."""
+
+    def __init__(self, source: str, loc: tuple[str | int, ...], message: str) -> None:
+        self.loc = loc
+        self.message = message
+        super().__init__(f"{source}: {message}")
+
+
+def _line_in_yaml(text: str, loc: Sequence[str | int]) -> int | None:
+    """The 1-based line of the field at `loc` (of its key, for a mapping entry), or None."""
+    try:
+        node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return None
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            entry = next(((key, value) for key, value in node.value
+                          if isinstance(key, yaml.ScalarNode) and key.value == str(part)), None)
+            if entry is None:
+                break
+            line, node = entry[0].start_mark.line + 1, entry[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
 # --- records held in memory ------------------------------------------------------------------
 
 
@@ -230,7 +265,12 @@ class EmulatorState:
             raise InputError(f"{where}: emulator state is not valid YAML: {exc.problem}") from None
         except yaml.YAMLError as exc:
             raise InputError(f"{path}: emulator state is not valid YAML: {exc}") from None
-        return cls.from_dict(data, source=str(path))
+        try:
+            return cls.from_dict(data, source=str(path))
+        except _FieldError as exc:
+            # Lines are looked up only for an error: the node tree of a large state costs as much as loading it.
+            line = _line_in_yaml(text, exc.loc)
+            raise InputError(f"{path}{f':{line}' if line else ''}: {exc.message}") from None
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "<emulator state>") -> EmulatorState:
@@ -240,9 +280,17 @@ class EmulatorState:
         try:
             spec = StateFile.model_validate(data)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(part) for part in err["loc"])
-            raise InputError(f"{source}: field '{where}': {err['msg'].removeprefix('Value error, ')}") from None
+            # A misspelt field first: it is also why a required one is missing ('regin:' for 'region:').
+            err = min(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+            loc = tuple(err["loc"])
+            where = ".".join(str(part) for part in loc)
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(str(loc[-1]), _FIELD_NAMES, n=1)
+                message = f"unknown field{f' (did you mean {close[0]!r}?)' if close else ''}"
+            elif err["type"] == "missing":
+                loc = loc[:-1]  # reported at the mapping that lacks it
+            raise _FieldError(source, loc, f"field '{where}': {message}") from None
         return cls.from_spec(spec, source=source)
 
     @classmethod
@@ -251,7 +299,9 @@ class EmulatorState:
         loaded_at = utc_now()
 
         def fail(where: str, message: str) -> InputError:
-            return InputError(f"{source}: field '{where}': {message}")
+            # At most 5 parts: an API name in a binding may itself hold dots.
+            loc = tuple(int(part) if part.isdigit() else part for part in where.split(".", 4))
+            return _FieldError(source, loc, f"field '{where}': {message}")
 
         for index, sig in enumerate(spec.signatures):
             sig_id = sig.id or derived_id("signature", sig.name)
