@@ -11,7 +11,7 @@ from alibabacloud_cloudapi20160714 import models
 from alibabacloud_cloudapi20160714.client import Client
 from alibabacloud_tea_openapi.models import Config
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "emulator-state.example.yaml"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "emulator-state.yaml"
 
 
 def test_emulator_command_announces_its_port_serves_and_stops_on_sigterm() -> None:
@@ -30,7 +30,7 @@ def test_emulator_command_announces_its_port_serves_and_stops_on_sigterm() -> No
         client = Client(Config(access_key_id="testid", access_key_secret="cliSecret123",
                                endpoint=f"127.0.0.1:{port}", protocol="http"))
         body = client.describe_signatures(models.DescribeSignaturesRequest()).body
-        assert body.total_count == 2
+        assert body.total_count == 4
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=10)
