@@ -39,6 +39,7 @@ from reconciler.plan import (
     render_markdown,
     render_text,
     summary_line,
+    with_group_names,
 )
 from reconciler.progress import progress_on_stderr
 from reconciler.saved_plan import check_saved_plan, load_saved_plan, save_plan
@@ -224,6 +225,10 @@ def read_with_progress(desired: DesiredState, connection: Connection, quiet: boo
         return read_live_state(desired, connection, progress)
 
 
+def group_names(snapshots: dict[str, Snapshot]) -> dict[str, str | None]:
+    return {group.id: group.name for snapshot in snapshots.values() for group in snapshot.groups}
+
+
 def render(result: Plan, output_format: str, *, color: bool, compact: bool = False) -> str:
     if output_format == "json":
         return render_json(result)
@@ -278,6 +283,7 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
     shown = result if base is None else compare_with_base(result, desired, base, snapshots)
     if chosen_targets:
         shown = select_targets(shown, chosen_targets, desired)
+    shown = with_group_names(shown, group_names(snapshots))
     color = out_file is None and use_color(no_color)
     write_output(render(shown, output_format, color=color, compact=compact), out_file)
     if out_file is not None:
@@ -319,7 +325,7 @@ def apply_command(paths: tuple[Path, ...], env_files: tuple[Path, ...], connecti
             return 0
         if will_ask and not sys.stdin.isatty():
             raise InputError("apply asks for confirmation but stdin is not a terminal; pass --auto-approve")
-        click.echo(render_text(result, color=use_color(no_color)))
+        click.echo(render_text(with_group_names(result, group_names(snapshots)), color=use_color(no_color)))
         refuse_blocked(result)
         if connection.emulator_states:
             # Said before the question, so that nobody says yes expecting the changes to last.

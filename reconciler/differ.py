@@ -204,13 +204,23 @@ def _scope_changes(desired: RegionDesired, group: str, stage: str, wants: list[D
             keyed.append((api_id, Change(action=Action.REBIND, resource=Resource.BINDING, address=address,
                                          region=region, before=_live_binding_values(have), after=after,
                                          changed=("signature",), source=str(want.location))))
+    # An unbind comes from the entry that makes the manifests own this (group, stage).
+    scope_source = desired.scope_sources.get((group, wants[0].stage))
     for api_id, have in live.items():
         if api_id not in wanted and not desired.is_ignored(have.signature_name):
             keyed.append((api_id, Change(action=Action.UNBIND, resource=Resource.BINDING,
                                          address=f"binding.{region}.{group}.{stage}.{api_id}", region=region,
-                                         before=_live_binding_values(have), after=None)))
-    keyed.sort(key=lambda entry: entry[0])
+                                         before=_live_binding_values(have), after=None,
+                                         source=str(scope_source) if scope_source is not None else None)))
+    # By API name within the scope, as a reviewer looks for them (the id breaks ties between equal names).
+    keyed.sort(key=lambda entry: (_api_name(entry[1]), entry[0]))
     return [change for _, change in keyed], no_op
+
+
+def _api_name(change: Change) -> str:
+    values = change.after or change.before
+    assert isinstance(values, BindingValues)
+    return values.api_name
 
 
 def _live_binding_values(binding: LiveBinding) -> BindingValues:

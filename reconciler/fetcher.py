@@ -84,6 +84,7 @@ class ApiInfo(_Item):
 class ApiSummary(_Item):
     id: str = Field(alias="ApiId")
     name: str = Field(alias="ApiName")
+    group_name: str | None = Field(default=None, alias="GroupName")
 
 
 class ApiGroupAttribute(_Item):
@@ -280,8 +281,11 @@ class Fetcher:
         listing = Listing("DescribeApis", {"GroupId": group}, "ApiSummarys", "ApiSummary", ApiSummary,
                           lambda a: a.id)
         # One validation for the group, as for bindings: a LiveApi built one by one costs 9 us (0.9 s at 100,000).
-        return LiveGroup.model_validate({"id": group, "apis": [{"id": a.id, "name": a.name}
-                                                               for a in await self.read(listing)]})
+        apis = await self.read(listing)
+        # Each API names its group: the plan shows that name beside the group's id, at no extra request.
+        name = next((a.group_name for a in apis if a.group_name), None)
+        return LiveGroup.model_validate({"id": group, "name": name,
+                                         "apis": [{"id": a.id, "name": a.name} for a in apis]})
 
     async def groups(self) -> list[LiveGroup]:
         """Every API group of the region (for export --all-groups)."""

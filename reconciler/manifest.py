@@ -179,6 +179,8 @@ class RegionDesired:
     signatures: dict[str, DesiredSignature] = field(default_factory=dict)
     bindings: list[DesiredBinding] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    # (group, stage) -> the first binding entry that mentions it: where an unbind there comes from.
+    scope_sources: dict[tuple[str, Stage], Location] = field(default_factory=dict)
 
     def is_ignored(self, signature_name: str) -> bool:
         return any(fnmatch.fnmatchcase(signature_name, pattern) for pattern in self.ignore)
@@ -381,6 +383,9 @@ def load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None) 
                 name=spec.name, key=spec.key, secret=secret, secret_variable=variable, location=location)
 
         for index, spec_b in enumerate(manifest.bindings):
+            if (spec_b.group, spec_b.stage) not in region.scope_sources:
+                entry = Location(doc.path, doc.line_of(("bindings", index)))
+                region.scope_sources[(spec_b.group, spec_b.stage)] = entry
             lines = doc.item_lines(("bindings", index, "apis"), len(spec_b.apis))
             for api_index, (api, line) in enumerate(zip(spec_b.apis, lines, strict=True)):
                 binding = DesiredBinding(group=spec_b.group, stage=spec_b.stage, signature=spec_b.signature,

@@ -13,8 +13,9 @@ document grows with the drift, not with the size of the tenant.
 Optional fields, added within version "1" (a reader of the first documents
 keeps working, and a plan made without these options is byte for byte what it
 was): `base` and each change's `label` (plan --base/--base-ref), `targets`
-(plan --target). They are left out of the document when unset rather than
-written as null. A change labelled `resolved` is pending only on the base: it
+(plan --target), `group_names` (the names of the API groups the changes
+mention, as the live state gave them). They are left out of the document when
+unset rather than written as null. A change labelled `resolved` is pending only on the base: it
 is listed for the reviewer but is not counted in `summary`, and does not make
 the plan have changes.
 
@@ -31,7 +32,8 @@ a drift job still sees everything; with --detailed-exitcode it exits 2.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import unicodedata
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import groupby
@@ -143,6 +145,9 @@ class Plan(_Model):
     targets: tuple[str, ...] | None = Field(
         default=None, description="Only with plan --target: the selection (signature=NAME, group=ID); other "
                                   "changes are left out, and summary.no_op still counts every match")
+    group_names: dict[str, str] | None = Field(
+        default=None, description="API group id -> the group's name, for the groups the changes mention whose "
+                                  "name the live state gave (absent when none did)")
 
     @property
     def has_changes(self) -> bool:
@@ -158,6 +163,29 @@ class Plan(_Model):
     @property
     def pending_changes(self) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.pending)
+
+
+def with_group_names(plan: Plan, names: Mapping[str, str | None]) -> Plan:
+    """`plan` with the names of the groups its changes mention (the plan grows with the drift, not with the
+    number of groups of the tenant)."""
+    mentioned = {v.group for c in plan.changes for v in (c.before, c.after) if isinstance(v, BindingValues)}
+    known = {group: name for group in sorted(mentioned) if (name := names.get(group))}
+    return plan.model_copy(update={"group_names": known or None})
+
+
+def _printable(text: str) -> str:
+    """A name from the live state, inert on a terminal: control and format characters become '?'."""
+    return "".join("?" if unicodedata.category(c).startswith("C") else c for c in text)
+
+
+def _group_text(plan: Plan, group: str) -> str:
+    name = (plan.group_names or {}).get(group)
+    return f"{group} ({_printable(name)})" if name else group
+
+
+def _group_markdown(plan: Plan, group: str) -> str:
+    name = (plan.group_names or {}).get(group)
+    return f"`{group}` (`{_cell(_printable(name).replace('`', chr(39)))}`)" if name else f"`{group}`"
 
 
 def summarize(changes: tuple[Change, ...], no_op: int) -> Summary:
@@ -340,7 +368,7 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         bindings = [c for c in changes if c.resource is Resource.BINDING]
         for (group, stage), scope_changes in groupby(bindings, key=_binding_scope):
             lines.append("")
-            lines.append(f"  # bindings in group {group}, stage {stage}")
+            lines.append(f"  # bindings in group {_group_text(plan, group)}, stage {stage}")
             lines.extend(_binding_line(c, color) for c in scope_changes)
     resolved = [c for c in plan.changes if not c.pending]
     if resolved:
@@ -396,7 +424,7 @@ def render_compact(plan: Plan, *, color: bool = False) -> str:
 def render_json(plan: Plan) -> str:
     document = plan.model_dump(mode="json")
     # Optional fields added within format "1" are left out when unset (see the module docstring).
-    for name in ("base", "targets"):
+    for name in ("base", "targets", "group_names"):
         if document[name] is None:
             del document[name]
     if not document["summary"]["delete_blocked"]:
@@ -412,7 +440,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _detail(change: Change) -> str:
+def _detail(plan: Plan, change: Change) -> str:
     before, after = change.before, change.after
     if isinstance(after or before, SignatureValues):
         if change.action is Action.UPDATE:
@@ -430,11 +458,13 @@ def _detail(change: Change) -> str:
         return f"key `{values.key}`" + ("" if change.action is not Action.UNMANAGED
                                          else " (in no manifest; left alone)")
     api, old, new = _binding_sides(change)
+    name = (plan.group_names or {}).get(api.group)
+    where = f"group `{_printable(name).replace('`', chr(39))}`, {api.stage}" if name else api.stage
     if change.action is Action.BIND:
-        return f"`{_api_label(api)}` → `{new}` ({api.stage})"
+        return f"`{_api_label(api)}` → `{new}` ({where})"
     if change.action is Action.UNBIND:
-        return f"`{_api_label(api)}` from `{old}` ({api.stage})"
-    return f"`{_api_label(api)}`: `{old}` → `{new}` ({api.stage})"
+        return f"`{_api_label(api)}` from `{old}` ({where})"
+    return f"`{_api_label(api)}`: `{old}` → `{new}` ({where})"
 
 
 # GitHub refuses a comment over 65,536 characters; the rest is room for what a CI job wraps around the plan
@@ -450,14 +480,16 @@ class _Table:
     rows: list[str]
 
 
-def _destructive_item(change: Change) -> str:
+def _destructive_item(plan: Plan, change: Change) -> str:
+    # Drift was not brought by the pull request: the reviewer should know it is not the author's doing.
+    drift = " - **drift**: already pending on the base, not introduced here" if change.label is Label.DRIFT else ""
     if change.action is Action.DELETE:
         assert isinstance(change.before, SignatureValues)
-        return f"delete signature `{_cell(change.before.name)}` ({change.region})"
+        return f"delete signature `{_cell(change.before.name)}` ({change.region}){drift}"
     assert isinstance(change.before, BindingValues)
     b = change.before
     return (f"unbind `{_cell(_api_label(b))}` from `{_cell(b.signature)}` "
-            f"(group `{b.group}`, {b.stage}, {change.region})")
+            f"(group {_group_markdown(plan, b.group)}, {b.stage}, {change.region}){drift}")
 
 
 def _markdown_head(plan: Plan) -> list[str]:
@@ -472,7 +504,7 @@ def _markdown_head(plan: Plan) -> list[str]:
         takes = [text for count, text in ((plan.summary.delete, f"deletes {plan.summary.delete} signature(s)"),
                                           (plan.summary.unbind, f"unbinds {plan.summary.unbind} API(s)")) if count]
         out += ["", "> [!CAUTION]", f"> **This plan {' and '.join(takes)}:**"]
-        out += [f"> - {_destructive_item(c)}" for c in destructive[:DESTRUCTIVE_LISTED]]
+        out += [f"> - {_destructive_item(plan, c)}" for c in destructive[:DESTRUCTIVE_LISTED]]
         if len(destructive) > DESTRUCTIVE_LISTED:
             out.append(f"> - ... and {len(destructive) - DESTRUCTIVE_LISTED} more, listed below")
     blocked = blocked_line(plan)
@@ -514,7 +546,7 @@ def _markdown_tables(plan: Plan) -> list[_Table]:
             lead = intro if index == 0 else []
             if len(plan.regions) > 1:
                 lead = [*lead, "", f"**Region {region}**"]
-            rows = [f"| **{c.action.value}** | {c.resource.value} | `{_cell(c.address)}` | {_cell(_detail(c))} |"
+            rows = [f"| **{c.action.value}** | {c.resource.value} | `{_cell(c.address)}` | {_cell(_detail(plan, c))} |"
                     for c in region_changes]
             tables.append(_Table([*lead, "", "| Action | Resource | Address | Detail |", "|---|---|---|---|"],
                                  rows))

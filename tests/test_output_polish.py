@@ -52,9 +52,9 @@ def test_compact_is_one_line_per_change(cli: Cli, files: tuple[str, str]) -> Non
 + create    signature.cn-hangzhou.inventory_backend
 ? unmanaged signature.cn-hangzhou.manual_debug
 ~ update    signature.cn-hangzhou.payments_backend (key, secret)
-~ rebind    {BINDING}.{api_id(2)} orders_get: payments_backend -> orders_backend
 + bind      {BINDING}.{api_id(3)} orders_create -> orders_backend
 - unbind    {BINDING}.{api_id(4)} orders_delete from orders_backend
+~ rebind    {BINDING}.{api_id(2)} orders_get: payments_backend -> orders_backend
 
 Plan: 1 to create, 1 to update, 0 to delete, 1 to bind, 1 to unbind, 1 to rebind, 1 unmanaged.
 """
@@ -79,9 +79,9 @@ def test_target_by_group_and_its_note(cli: Cli, files: tuple[str, str]) -> None:
     manifest, snapshot = files
     result = cli("plan", manifest, "--snapshot", snapshot, "--target", f"group={ORDERS}", "--compact", env=SECRETS)
     assert result.out.splitlines()[:3] == [
-        f"~ rebind    {BINDING}.{api_id(2)} orders_get: payments_backend -> orders_backend",
         f"+ bind      {BINDING}.{api_id(3)} orders_create -> orders_backend",
         f"- unbind    {BINDING}.{api_id(4)} orders_delete from orders_backend",
+        f"~ rebind    {BINDING}.{api_id(2)} orders_get: payments_backend -> orders_backend",
     ]
     assert f"Only changes to group={ORDERS} are shown (--target); other changes may be pending." in result.out
 

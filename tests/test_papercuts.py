@@ -645,3 +645,54 @@ def test_emulator_state_errors_name_the_line_and_suggest_a_misspelt_field(cli: C
     state.write_text(text, encoding="utf-8")
     result = cli("plan", str(MANIFESTS), "--skip-secrets", "--emulator", str(state))
     assert (result.code, result.out, result.err) == (1, "", f"Error: {state}:{line}\n")
+
+
+# ---------------------------------------------------------------- plans a reviewer can read
+
+
+def _demo_plan(cli: Cli, *extra: str, state: Path = DEMO_STATE) -> CliResult:
+    return cli("plan", str(MANIFESTS), "--emulator", str(state), "--env-file", str(DEMO_ENV), "-q", *extra)
+
+
+def test_bindings_are_sorted_by_api_name_and_groups_are_named_beside_their_id(cli: Cli) -> None:
+    lines = _demo_plan(cli).out.splitlines()
+    start = lines.index("  # bindings in group 0009db9c828549768a200320714b8930 (orders), stage RELEASE")
+    assert [line.split()[2] for line in lines[start + 1:start + 4]] == ["orders_create", "orders_delete", "orders_get"]
+    assert "  # bindings in group 5d1f3e0a7b8c4d2e9f6a1b3c5d7e9f01 (payments), stage RELEASE" in lines
+    markdown = _demo_plan(cli, "-o", "markdown").out
+    assert ("> - unbind `orders_delete (46fbb52840d146f186e38e8e70fc8c93)` from `orders_backend` "
+            "(group `0009db9c828549768a200320714b8930` (`orders`), RELEASE, cn-hangzhou)\n") in markdown
+    assert "`orders_create (46fbb52840d146f186e38e8e70fc8c92)` → `orders_backend` (group `orders`, RELEASE) |" \
+        in markdown
+
+
+def test_json_names_the_groups_and_an_unbind_gives_the_line_that_owns_its_scope(cli: Cli) -> None:
+    import json
+
+    document = json.loads(_demo_plan(cli, "-o", "json").out)
+    assert document["group_names"] == {"0009db9c828549768a200320714b8930": "orders",
+                                       "5d1f3e0a7b8c4d2e9f6a1b3c5d7e9f01": "payments"}
+    unbind = next(c for c in document["changes"] if c["action"] == "unbind")
+    # Line 20 of manifests/hangzhou.yaml is `  - group: 0009db9c...  # orders` with `stage: RELEASE` below.
+    assert unbind["source"] == f"{MANIFESTS}/hangzhou.yaml:20"
+    assert (MANIFESTS / "hangzhou.yaml").read_text(encoding="utf-8").splitlines()[19].startswith(
+        "  - group: 0009db9c828549768a200320714b8930")
+
+
+def test_the_caution_box_marks_unbinds_that_are_drift(cli: Cli) -> None:
+    # The base holds the same manifests: every change, the unbind included, is already pending there.
+    markdown = _demo_plan(cli, "-o", "markdown", "--base", str(MANIFESTS)).out
+    assert ("> - unbind `orders_delete (46fbb52840d146f186e38e8e70fc8c93)` from `orders_backend` "
+            "(group `0009db9c828549768a200320714b8930` (`orders`), RELEASE, cn-hangzhou) - **drift**: already "
+            "pending on the base, not introduced here\n") in markdown
+
+
+def test_a_group_name_from_the_live_state_is_inert_text(cli: Cli, tmp_path: Path) -> None:
+    state = tmp_path / "state.yaml"
+    state.write_text(DEMO_STATE.read_text(encoding="utf-8").replace("name: orders\n", 'name: "ord\\e[31mers|`x`"\n'),
+                     encoding="utf-8")
+    text = _demo_plan(cli, state=state).out
+    assert "  # bindings in group 0009db9c828549768a200320714b8930 (ord?[31mers|`x`), stage RELEASE" in text
+    assert "\x1b" not in text
+    markdown = _demo_plan(cli, "-o", "markdown", state=state).out
+    assert "(group `ord?[31mers\\|'x'`, RELEASE) |" in markdown
