@@ -97,11 +97,12 @@ def test_faults_fire_and_both_outcomes_occur() -> None:
     by_class = {name.removeprefix("plan: "): counts for name, counts in TALLY.counts.items()}
     if len(by_class) < len(PLAN_CLASSES):
         pytest.skip("needs the whole plan class set to have run")
-    for name in ("truncated JSON", "HTML page instead of JSON", "wrong Content-Type", "missing fields"):
-        assert by_class[name]["clean error"] >= 1, name
+    # A garbled success is retried on a read like a 503, so those classes end exact too.
     for name in ("throttling 0.5", "503 errors 0.3", "connection resets 0.2", "hangs (timeout 0.2 s)",
-                 "latency spikes (timeout 0.25 s)", "state changes between pages"):
+                 "latency spikes (timeout 0.25 s)", "state changes between pages", "truncated JSON",
+                 "HTML page instead of JSON", "wrong Content-Type", "missing fields"):
         assert by_class[name]["exact"] >= 1, name
+    assert sum(counts["clean error"] for counts in by_class.values()) >= 1
 
 
 APPLY_FAULTS = {"throttle_rate": 0.2, "error_rate": 0.1, "reset_rate": 0.05, "malformed_rate": 0.03}
