@@ -92,7 +92,7 @@ def _complete_target(ctx: click.Context, param: click.Parameter, incomplete: str
 
 
 def _enable_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    if value and not logging.getLogger().handlers:
+    if value:  # given twice (before and after the command), the second call changes nothing
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
