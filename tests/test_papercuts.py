@@ -696,3 +696,21 @@ def test_a_group_name_from_the_live_state_is_inert_text(cli: Cli, tmp_path: Path
     assert "\x1b" not in text
     markdown = _demo_plan(cli, "-o", "markdown", state=state).out
     assert "(group `ord?[31mers\\|'x'`, RELEASE) |" in markdown
+
+
+def test_apply_no_color_takes_the_colour_out_of_the_plan_on_a_terminal(cli: Cli,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    def apply(*extra: str) -> CliResult:
+        monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+        return cli("apply", str(MANIFESTS), "--emulator", str(DEMO_STATE), "--env-file", str(DEMO_ENV), "-q",
+                   "--auto-approve", *extra)
+
+    coloured = apply()
+    assert coloured.code == 0
+    assert "\x1b[32m  + bind   orders_create" in coloured.out
+    plain = apply("--no-color")
+    assert plain.code == 0
+    assert "\x1b" not in plain.out
+    assert "  + bind   orders_create (46fbb52840d146f186e38e8e70fc8c92) -> orders_backend\n" in plain.out
