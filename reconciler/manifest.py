@@ -9,8 +9,9 @@ Decisions where the design was silent:
 - An API in `apis` is taken as an id when it is 32 lowercase hex characters
   (the vendor's id format), otherwise as an API name resolved in its group.
 - A secret is `${env:NAME}` (the whole value) or, discouraged, a literal.
-  Variables come from the process environment first, then from `--env-file`
-  (the environment wins, as with docker compose and dotenv).
+  Variables come from the process environment first, then from the `--env-file`s,
+  a later file winning over an earlier one (the environment wins, as with docker
+  compose and dotenv).
 - A signature name both declared and matched by an `ignore` glob is an error:
   the manifest would both manage and ignore it.
 - `prune` must agree across the files of one region (an explicit `true` in
