@@ -84,7 +84,9 @@ def test_a_signal_mid_rebind_finishes_the_pair_and_reports(cli: Cli, tmp_path: P
         assert len(test_scope) == 250  # no API was left without a signature
         assert sorted(test_scope.values()).count("new_backend") == 100
         log = result.out.splitlines()
-        at = log.index(f"rebound 100 APIs of group {GROUP} stage TEST from old_backend to new_backend")
+        # One line for the scope, saying how much of it was done.
+        at = log.index(f"rebound 100 of 250 APIs of group {GROUP} stage TEST from old_backend to new_backend "
+                       f"(the rest not done)")
         assert log[at + 1:] == [
             f"Apply interrupted by {sent.name}; the calls in flight were finished. Done: 1 step(s), logged above.",
             "Not done: 3 step(s):",

@@ -73,12 +73,12 @@ def test_a_targeted_saved_plan_applies_only_the_targeted_changes(cli: Cli, demo:
     assert after.out.splitlines() == [
         "? unmanaged signature.cn-hangzhou.debug_temp_key",
         "~ update    signature.cn-hangzhou.payments_backend (key)",
-        f"~ rebind    binding.cn-hangzhou.{ORDERS}.RELEASE.46fbb52840d146f186e38e8e70fc8c91 orders_get: "
-        "payments_backend -> orders_backend",
         f"+ bind      binding.cn-hangzhou.{ORDERS}.RELEASE.46fbb52840d146f186e38e8e70fc8c92 orders_create -> "
         "orders_backend",
         f"- unbind    binding.cn-hangzhou.{ORDERS}.RELEASE.46fbb52840d146f186e38e8e70fc8c93 orders_delete from "
         "orders_backend",
+        f"~ rebind    binding.cn-hangzhou.{ORDERS}.RELEASE.46fbb52840d146f186e38e8e70fc8c91 orders_get: "
+        "payments_backend -> orders_backend",
         "",
         "Plan: 0 to create, 1 to update, 0 to delete, 1 to bind, 1 to unbind, 1 to rebind, 1 unmanaged."]
 
@@ -180,7 +180,7 @@ def _hostile_target(d: dict[str, Any]) -> None:
     (_regions_twice, "not a valid saved plan: 'plan.regions' must list each region once"),
     (_extra_field, "not a valid saved plan: field 'plan.changes.0.force': Extra inputs are not permitted"),
     (_address_elsewhere, "not a valid saved plan: 'plan.changes[0]': the address does not match the values"),
-    (_bind_to_another_api, "not a valid saved plan: 'plan.changes[4]': the address does not match the values"),
+    (_bind_to_another_api, "not a valid saved plan: 'plan.changes[3]': the address does not match the values"),
     (_summary_off, "not a valid saved plan: 'plan.summary' does not count the changes"),
     (_number_as_string, "not a valid saved plan: field 'plan.summary.no_op': Input should be a valid integer"),
     (_unknown_version, "saved plan of format 3; this reconciler reads format 2"),
