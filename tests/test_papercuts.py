@@ -118,7 +118,7 @@ def test_validate_reports_errors_across_files_and_each_is_an_annotation_in_actio
     rule = "breaks the vendor's rule"
     assert result.code == 1
     errors = result.err.splitlines()
-    assert errors[0] == f"Error: {folder}/a.yaml:8: bindings[0].stage: must be one of RELEASE, TEST, PRE (got 'PROD')"
+    assert errors[0] == f"Error: {folder}/a.yaml:8: bindings[0].stage: must be RELEASE or TEST (got 'PROD')"
     assert errors[1].startswith(f"Error: {folder}/b.yaml:3: signatures[0].name: signature name 'x1' {rule}")
     assert errors[2].startswith(f"Error: {folder}/b.yaml:4: signatures[0].key: key 'k' {rule}")
     assert errors[3].startswith(f"Error: {folder}/b.yaml:5: signatures[0].secret: literal secret {rule}")
