@@ -29,7 +29,7 @@ from reconciler.errors import InputError, ManifestError, ManifestErrors, Reconci
 from reconciler.export import DEFAULT_STAGES, Export, export_manifests, header_time
 from reconciler.fetcher import DEFAULT_CONCURRENCY, fetch_for_export, run_fetch
 from reconciler.live import Connection, ConnectionOptions, open_connection, read_live_state
-from reconciler.manifest import DesiredState, load_desired_state, load_env_file, manifest_json_schema
+from reconciler.manifest import DesiredState, env_names, load_desired_state, load_env_file, manifest_json_schema
 from reconciler.output import write_atomically, write_output
 from reconciler.plan import (
     Plan,
@@ -207,6 +207,15 @@ def validate(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets:
                f"{bindings} binding(s).")
     if skip_secrets:
         click.echo("Secrets were not checked (--skip-secrets).")
+    return 0
+
+
+@cli.command("env-names")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def env_names_command(paths: tuple[Path, ...]) -> int:
+    """Print the environment variables the manifests' ${env:...} secrets read, one a line (none are read)."""
+    for name in env_names(load_manifests(paths, None, skip_secrets=True)):
+        click.echo(name)
     return 0
 
 

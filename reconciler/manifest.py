@@ -417,6 +417,13 @@ def load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None) 
     return DesiredState(regions=regions, secrets_checked=env is not None, warnings=warnings)
 
 
+def env_names(desired: DesiredState) -> list[str]:
+    """The environment variables the manifests' secrets read (`${env:NAME}`), each once, sorted: what a CI job
+    must provide, so that a workflow derives the list from the manifests instead of keeping a copy of it."""
+    return sorted({signature.secret_variable for region in desired.regions.values()
+                   for signature in region.signatures.values() if signature.secret_variable is not None})
+
+
 def _reference_errors(region: RegionDesired) -> list[ManifestError]:
     errors = []
     # One error per binding entry (its first API line), not one per API of a long list.
