@@ -37,7 +37,11 @@ def api(state: dict[str, Any], args: list[str]) -> None:
     method = option(args, "--method") or "GET"
     path = next(a for a in args if a.startswith("repos/"))
     parts = path.split("/")
-    if method == "GET" and parts[-1] == "comments":
+    if method == "GET" and parts[-1] == "files":
+        emit(state["pr_files"], option(args, "--jq"))
+    elif method == "GET" and parts[-1] == "pulls" and parts[-3] == "commits":
+        emit(state["commit_pulls"].get(parts[-2], []), option(args, "--jq"))
+    elif method == "GET" and parts[-1] == "comments":
         emit(state["comments"], option(args, "--jq"))
     elif method == "POST" and parts[-1] == "comments":
         comment = {"id": 1000 + len(state["comments"]), "user": BOT, "body": field_value(args, "body")}
