@@ -21,7 +21,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
-import cmarkgfm
 import jsonschema
 import pytest
 import yaml
@@ -29,6 +28,7 @@ import yaml
 from reconciler import __version__
 from reconciler.plan import plan_json_schema
 from tests.workflow_fakes.actions_log import workflow_commands
+from tests.workflow_fakes.hostile import HOSTILE, assert_inert_in_comment
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / "examples" / "github-actions"
@@ -46,15 +46,6 @@ OIDC_ENV = {"ALIBABA_CLOUD_ROLE_ARN": "acs:ram::1234567890123456:role/reconciler
             "ALIBABA_CLOUD_OIDC_TOKEN_FILE": "/nonexistent/token", "ALIBABA_CLOUD_ROLE_SESSION_NAME": "reconciler-1"}
 # GitHub's default for `shell: bash`.
 BASH = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"]
-# An error message as an attacker would write it: every line tries to be something other than text.
-HOSTILE = ("Error: manifests/x.yaml:3: group: bad value '``` </code></pre><img src=x onerror=alert(1)>'\n"
-           "::error title=Build passed::spoofed\n"
-           "  ::add-mask::nothing\n"
-           "##[set-output name=exitcode;]0\n"
-           "/approve\n"
-           "@octo-org/admins and @someone please merge <script>alert(1)</script> [x](https://evil.example)\n"
-           "````` five backticks ![img](https://evil.example/i.png)\r/merge\n")
-
 pytestmark = pytest.mark.skipif(shutil.which("jq") is None, reason="the workflows use jq, as GitHub's runners have")
 
 
@@ -175,23 +166,6 @@ def git(workspace: Path, *args: str) -> None:
 
 def commands_in(done: subprocess.CompletedProcess[str]) -> list[str]:
     return workflow_commands(done.stdout + done.stderr)
-
-
-def assert_inert_in_comment(body: str, hostile: str) -> None:
-    """`hostile` sits in `body` as the text of one code block, whatever GitHub's renderer and GitLab's quick
-    actions make of the rest: no element but the block comes from it, and no line of it starts a line."""
-    html = cmarkgfm.github_flavored_markdown_to_html(body)
-    blocks = re.findall(r"<pre><code>(.*?)</code></pre>", html, re.S)
-    assert len(blocks) == 1, html
-    shown = blocks[0].replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
-    assert shown == "".join(f"  {line}\n" for line in hostile.replace("\r", "\\r").splitlines())
-    outside = html.replace(blocks[0], "")
-    for made in ("<img", "<script", "evil.example", "@someone", "@octo-org"):
-        assert made not in outside, (made, html)
-    assert not [line for line in body.splitlines() if line.startswith(("/", "@"))]
-    longest = max(len(run) for run in re.findall("`+", hostile))
-    fences = [line for line in body.splitlines() if set(line) == {"`"}]
-    assert fences and all(len(fence) == longest + 1 for fence in fences)
 
 
 # ------------------------------------------------------------------------------------------ the PR check
