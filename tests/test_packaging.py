@@ -61,8 +61,9 @@ def test_the_lock_pins_every_runtime_dependency_within_its_range_by_hash() -> No
     pins = locked()
     for spec in project()["dependencies"]:  # type: ignore[attr-defined]
         requirement = Requirement(spec)
-        pinned, _ = pins[canonicalize_name(requirement.name)]
-        assert requirement.specifier.contains(pinned), (spec, pinned)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not in the lock: refresh it with `{REFRESH}`"
+        assert requirement.specifier.contains(pins[name][0]), f"{spec}: the lock pins {pins[name][0]}; refresh it"
     assert all(hashes for _, hashes in pins.values())
 
 
