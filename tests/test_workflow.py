@@ -348,7 +348,9 @@ def test_pr_check_from_a_fork_plans_without_secrets(pull_request: Runner) -> Non
     ("manifests/", [{"filename": "old/x.yaml", "previous_filename": "manifests/x.yaml"}], "true"),
     ("./infra/apigw", [{"filename": "infra/apigw/prod.yaml"}], "true"),
     ("./infra/apigw", [{"filename": "manifests/hangzhou.yaml"}], "false"),
-], ids=["manifest", "elsewhere", "moved-out", "other-folder", "other-folder-untouched"])
+    ("manifests", [{"filename": "manifests-old/hangzhou.yaml"}], "false"),
+    ("prod.yaml", [{"filename": "prod.yaml"}], "true"),
+], ids=["manifest", "elsewhere", "moved-out", "other-folder", "other-folder-untouched", "same-prefix", "one-file"])
 def test_pr_check_runs_when_the_pull_request_changes_what_manifests_names(
         runner: Runner, manifests: str, files: list[dict[str, str]], expected: str) -> None:
     runner.seed_gh(pr_files=files)
