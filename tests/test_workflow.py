@@ -745,3 +745,51 @@ def test_release_publishes_the_tested_build_with_trusted_publishing_and_provenan
     assert not any("password" in step.get("with", {}) for step in jobs["publish"]["steps"])
     build = "\n".join(step.get("run", "") for step in jobs["build"]["steps"])
     assert ".ci/check-dist python dist" in build
+
+
+# ------------------------------------------------------------------------------------------ coverage
+
+# Every shell step of every GitHub workflow, and the test that runs it (or why none does).
+STEPS_RUN_BY = {
+    ("plan-on-pr.yml", "changes", "changes"): "test_pr_check_runs_when_the_pull_request_changes_what_manifests_names",
+    ("plan-on-pr.yml", "plan", "install"): "test_install_is_the_pinned_release_with_dependencies_locked_by_hash",
+    ("plan-on-pr.yml", "plan", "oidc"): "test_sign_in_writes_the_id_token_for_the_oidc_audience_to_a_private_file",
+    ("plan-on-pr.yml", "plan", "plan"): "test_pr_check_posts_the_plan_with_introduced_changes_apart_from_drift",
+    ("plan-on-pr.yml", "plan", "comment"): "test_pr_check_keeps_a_hostile_error_inert_in_the_log_and_the_comment",
+    ("plan-on-pr.yml", "plan", "verdict"): "test_pr_check_fails_on_an_error_and_says_why",
+    ("drift-detection.yml", "drift", "install"): "test_install_is_the_pinned_release_with_dependencies_locked_by_hash",
+    ("drift-detection.yml", "drift", "oidc"):
+        "test_sign_in_writes_the_id_token_for_the_oidc_audience_to_a_private_file",
+    ("drift-detection.yml", "drift", "plan"): "test_drift_job_opens_then_updates_then_closes_one_issue",
+    ("drift-detection.yml", "drift", "issue"): "test_drift_job_opens_then_updates_then_closes_one_issue",
+    ("drift-detection.yml", "drift", "Tell the chat"): "test_drift_job_tells_the_chat",
+    ("drift-detection.yml", "drift", "verdict"): "test_drift_job_shows_a_hostile_error_with_workflow_commands_stopped",
+    ("apply-on-merge.yml", "plan", "install"): "test_install_is_the_pinned_release_with_dependencies_locked_by_hash",
+    ("apply-on-merge.yml", "plan", "oidc"): "test_sign_in_writes_the_id_token_for_the_oidc_audience_to_a_private_file",
+    ("apply-on-merge.yml", "plan", "plan"):
+        "test_apply_on_merge_applies_exactly_the_saved_plan_and_posts_to_the_merged_pull_request",
+    ("apply-on-merge.yml", "plan", "verdict"): "test_apply_on_merge_without_changes_ends_after_the_plan",
+    ("apply-on-merge.yml", "apply", "install"): "test_install_is_the_pinned_release_with_dependencies_locked_by_hash",
+    ("apply-on-merge.yml", "apply", "oidc"):
+        "test_sign_in_writes_the_id_token_for_the_oidc_audience_to_a_private_file",
+    ("apply-on-merge.yml", "apply", "apply"):
+        "test_apply_on_merge_applies_exactly_the_saved_plan_and_posts_to_the_merged_pull_request",
+    ("apply-on-merge.yml", "apply", "comment"):
+        "test_apply_on_merge_keeps_hostile_output_inert_and_a_push_without_pull_request_in_the_summary",
+    ("apply-on-merge.yml", "apply", "verdict"): "test_apply_on_merge_refuses_a_stale_plan_and_says_so",
+    ("release.yml", "test", "The tests, the linters and the installed wheel (.ci/run)"): "(.ci/run is this CI)",
+    ("release.yml", "build", "notes"): "test_release_notes_are_the_tags_changelog_section",
+    ("release.yml", "build", "Build, check with twine, and test the built wheel installed from the lock"):
+        "(.ci/check-dist, which .ci/run runs)",
+    ("release.yml", "publish", "GitHub release with the CHANGELOG's notes"):
+        "(none: one `gh release create` of the files the build job tested)",
+}
+
+
+def test_every_shell_step_is_run_by_a_test() -> None:
+    steps = {(name, job_name, step.get("id") or step["name"])
+             for name in GITHUB_WORKFLOWS for job_name, job in workflow(name)["jobs"].items()
+             for step in job["steps"] if "run" in step}
+    assert steps == set(STEPS_RUN_BY)
+    for test in STEPS_RUN_BY.values():
+        assert test.startswith("(") or callable(globals().get(test)), test

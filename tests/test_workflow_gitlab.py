@@ -305,3 +305,17 @@ def test_every_job_installs_the_pinned_release_locked_by_hash_with_a_timeout_and
         done = subprocess.run([SHELLCHECK, "--shell=bash", "--exclude=SC2016", "-"], capture_output=True,
                               text=True, check=False, input="\n".join([*template["before_script"], script]))
         assert done.returncode == 0, (name, done.stdout)
+
+
+# Every job of the pipeline, and the test that runs its script (after the template's before_script).
+JOBS_RUN_BY = {
+    "reconciler-plan": "test_plan_note_is_posted_then_updated_in_place_past_the_first_pages",
+    "reconciler-drift": "test_drift_job_opens_then_updates_then_closes_one_issue",
+    "reconciler-apply-plan": "test_apply_on_merge_applies_the_saved_plan_after_a_person_starts_it",
+    "reconciler-apply": "test_apply_on_merge_applies_the_saved_plan_after_a_person_starts_it",
+}
+
+
+def test_every_job_is_run_by_a_test() -> None:
+    assert [name for name in pipeline() if not name.startswith(".") and name != "variables"] == list(JOBS_RUN_BY)
+    assert all(callable(globals()[test]) for test in JOBS_RUN_BY.values())
