@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from reconciler import __version__
+from reconciler.aliyun import credentials
 from reconciler.plan import plan_json_schema
 from tests.workflow_fakes.actions_log import workflow_commands
 from tests.workflow_fakes.hostile import HOSTILE, assert_inert_in_comment
@@ -426,7 +427,10 @@ def test_cloud_access_is_oidc_by_default_with_the_least_permissions(name: str) -
             continue
         assert job["permissions"]["id-token"] == "write"
         for step in cloud:
-            assert not [k for k in step["env"] if k.startswith("ALIBABA_CLOUD_ACCESS_KEY")]
+            # Exactly the variables the product's credential chain reads for an OIDC role.
+            assert {k for k in step["env"] if k.startswith("ALIBABA_CLOUD_")} == {
+                credentials.ENV_ROLE_ARN, credentials.ENV_OIDC_PROVIDER_ARN, credentials.ENV_OIDC_TOKEN_FILE,
+                credentials.ENV_ROLE_SESSION_NAME}
             assert step["env"]["ALIBABA_CLOUD_OIDC_TOKEN_FILE"] == "${{ steps.oidc.outputs.token_file }}"
             assert step["env"]["ALIBABA_CLOUD_OIDC_PROVIDER_ARN"] == "${{ vars.ALIBABA_CLOUD_OIDC_PROVIDER_ARN }}"
         role = "RECONCILER_APPLY_ROLE_ARN" if job_name == "apply" else "RECONCILER_READ_ROLE_ARN"
