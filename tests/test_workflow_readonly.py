@@ -18,7 +18,8 @@ STATE = str(ROOT / "examples" / "emulator-state.yaml")
 DEMO_ENV = str(ROOT / "examples" / "demo.env")
 MANIFESTS = str(ROOT / "manifests")
 # The actions the read-only RAM policy in the README grants, and nothing else.
-POLICY_ACTIONS = {"DescribeSignatures", "DescribeApiSignatures", "DescribeApis", "DescribeApiGroups"}
+POLICY_ACTIONS = {"DescribeSignatures", "DescribeApiSignatures", "DescribeApis", "DescribeApiGroups",
+                  "DescribeApisBySignature"}
 
 Cli = Callable[..., CliResult]
 
@@ -35,6 +36,17 @@ def test_reading_commands_send_only_describe_requests(cli: Cli, monkeypatch: pyt
     result = cli(*args)
     assert result.code in (0, 2), result.err
     assert actions, "nothing reached the emulator: the test would prove nothing"
+    assert set(actions) <= POLICY_ACTIONS
+
+
+def test_a_plan_that_deletes_asks_where_the_key_is_bound_and_still_only_reads(
+        cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    manifest = tmp_path / "hangzhou.yaml"
+    manifest.write_text((ROOT / "manifests" / "hangzhou.yaml").read_text().replace("prune: false", "prune: true", 1))
+    actions = record_actions(monkeypatch)
+    result = cli("plan", str(manifest), "--env-file", DEMO_ENV, "--emulator", STATE)
+    assert result.code == 0, result.err
+    assert "DescribeApisBySignature" in actions
     assert set(actions) <= POLICY_ACTIONS
 
 
