@@ -214,7 +214,7 @@ def validate(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def env_names_command(paths: tuple[Path, ...]) -> int:
     """Print the environment variables the manifests' ${env:...} secrets read, one a line (none are read)."""
-    for name in env_names(load_manifests(paths, None, skip_secrets=True)):
+    for name in env_names(load_manifests(paths, (), skip_secrets=True)):
         click.echo(name)
     return 0
 
