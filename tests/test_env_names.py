@@ -40,8 +40,9 @@ def test_manifests_without_references_print_nothing(cli: Cli, tmp_path: Path) ->
     assert (result.code, result.out) == (0, "")
 
 
-def test_a_broken_manifest_is_one_line_and_exit_1(cli: Cli, tmp_path: Path) -> None:
-    (tmp_path / "a.yaml").write_text("region: cn-hangzhou\nsignatures:\n  - {name: 1bad, key: k, secret: s}\n")
+def test_a_broken_manifest_is_one_line_per_error_and_exit_1(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("region: cn-hangzhou\nsignatures:\n"
+                                     "  - {name: 1bad, key: aKey0123456789, secret: \"${env:A_SECRET}\"}\n")
     result = cli("env-names", str(tmp_path))
     assert (result.code, result.out) == (1, "")
     assert result.err.startswith(f"Error: {tmp_path / 'a.yaml'}:3: signatures[0].name: ")
