@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -28,9 +29,10 @@ from reconciler.emulator.cli import emulator_command
 from reconciler.errors import InputError, ManifestError, ManifestErrors, ReconcilerError
 from reconciler.export import DEFAULT_STAGES, Export, export_manifests, header_time
 from reconciler.fetcher import DEFAULT_CONCURRENCY, fetch_for_export, run_fetch
+from reconciler.inputfile import work_tree_of
 from reconciler.live import Connection, ConnectionOptions, open_connection, read_live_state
 from reconciler.manifest import DesiredState, env_names, load_desired_state, load_env_file, manifest_json_schema
-from reconciler.output import write_atomically, write_output
+from reconciler.output import write_files_atomically, write_output
 from reconciler.plan import (
     Plan,
     plan_json_schema,
@@ -43,7 +45,7 @@ from reconciler.plan import (
 )
 from reconciler.progress import progress_on_stderr
 from reconciler.saved_plan import check_saved_plan, load_saved_plan, save_plan
-from reconciler.snapshot import STAGES, Snapshot, load_snapshot_file
+from reconciler.snapshot import STAGES, Snapshot, load_snapshot_file, snapshots_file_text
 from reconciler.targets import parse_target, select_targets
 from reconciler.vendor_rules import MANAGED_STAGES
 
@@ -252,7 +254,7 @@ def render(result: Plan, output_format: str, *, color: bool, compact: bool = Fal
 @click.option("--snapshot", "snapshot_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Plan against live state saved in a JSON snapshot file (offline).")
 @click.option("--save-snapshot", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also save the live state read to FILE (JSON; secrets as salted digests).")
+              help="Also save the live state read to FILE (JSON; secrets as scrypt digests).")
 @output_option
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the rendered plan to FILE instead of stdout.")
@@ -283,7 +285,7 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
     snapshots = live_state(desired if base is None else fetch_view(desired, base.desired), snapshot_file,
                            connection, quiet)
     if save_snapshot is not None:
-        write_output(json.dumps([s.to_file_dict() for s in snapshots.values()], indent=2) + "\n", save_snapshot)
+        write_output(snapshots_file_text(snapshots.values()), save_snapshot)
     result = diff(desired, snapshots)
     if out_plan is not None:
         # Exactly what is shown (Terraform's rule): with --target, the selection only.
@@ -371,7 +373,8 @@ def apply_command(paths: tuple[Path, ...], env_files: tuple[Path, ...], connecti
 @click.option("--split-by", type=click.Choice(["none", "group"]), default="none", show_default=True,
               help="group: signatures in REGION.yaml, the bindings of each group in REGION.GROUP_ID.yaml.")
 @click.option("--include-secrets", is_flag=True, help="Write secrets in clear instead of ${env:NAME_SECRET}.")
-@click.option("--force", is_flag=True, help="With --include-secrets, write even into files that git tracks.")
+@click.option("--force", is_flag=True, help="With --include-secrets, write even into a git work tree that does "
+                                            "not ignore the files.")
 def export_command(connection: ConnectionOptions, quiet: bool, region: str, groups: tuple[str, ...],
                    all_groups: bool, stages: tuple[str, ...], out: str, split_by: str, include_secrets: bool,
                    force: bool) -> int:
@@ -394,27 +397,34 @@ def export_command(connection: ConnectionOptions, quiet: bool, region: str, grou
     return 0
 
 
-def git_tracks(path: Path) -> bool:
-    """Whether git tracks `path`; without git, or outside a repository, nothing is tracked."""
+def work_tree_exposing(path: Path) -> Path | None:
+    """The git work tree `path` is in when git does not ignore it there (so `git add -A` would take it);
+    None outside any work tree or when ignored. Without a working git, a folder holding `.git` counts."""
     folder = path.absolute().parent
     while not folder.is_dir():
         folder = folder.parent
     try:
-        done = subprocess.run(["git", "ls-files", "--error-unmatch", "--", str(path.absolute())], cwd=folder,
-                              capture_output=True, check=False)
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=folder, capture_output=True, check=False)
+        if top.returncode != 0:
+            return None
+        ignored = subprocess.run(["git", "check-ignore", "-q", "--", str(path.absolute())], cwd=folder,
+                                 capture_output=True, check=False)
     except OSError:
-        return False
-    return done.returncode == 0
+        return work_tree_of(path)
+    return None if ignored.returncode == 0 else Path(os.fsdecode(top.stdout.strip()))
 
 
 def write_export(result: Export, out_dir: Path | None, *, force: bool) -> None:
-    """Write every file (or the one file to stdout) and tell, on stderr, what was written and what to set."""
+    """Write every file (or the one file to stdout) and tell, on stderr, what was written and what to set.
+    Several files are written all or none (`write_files_atomically`); with clear secrets, mode 0600."""
     paths = [out_dir / f.name for f in result.files] if out_dir is not None else []
     if result.holds_secrets:
-        tracked = [p for p in paths if git_tracks(p)]
-        if tracked and not force:
-            raise InputError(f"{tracked[0]} is tracked by git; refusing to write clear secrets into it "
-                             f"(--force writes anyway)")
+        if not force:
+            exposed = next(((p, tree) for p in paths if (tree := work_tree_exposing(p)) is not None), None)
+            if exposed is not None:
+                raise InputError(f"{exposed[0]} is in the git work tree {exposed[1]} and git does not ignore it; "
+                                 f"refusing to write clear secrets there (write outside the repository, add it "
+                                 f"to .gitignore, or --force)")
         where = ", ".join(map(str, paths)) or "stdout"
         click.echo(f"Warning: writing the clear secrets of {result.signatures} signature(s) to {where}; "
                    f"keep them out of version control.", err=True)
@@ -427,8 +437,8 @@ def write_export(result: Export, out_dir: Path | None, *, force: bool) -> None:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"--out {out_dir}: cannot create the folder: {exc.strerror}") from None
-        for path, exported in zip(paths, result.files, strict=True):
-            write_atomically(path, exported.text)
+        write_files_atomically([(path, exported.text) for path, exported in zip(paths, result.files, strict=True)],
+                               secret=result.holds_secrets)
         written = {f.name for f in result.files}
         for other in sorted(p for p in out_dir.iterdir() if p.suffix in (".yaml", ".yml") and p.name not in written):
             click.echo(f"Warning: {other} was not written by this export; plan reads every manifest of the "
@@ -456,6 +466,15 @@ def report_error(exc: ReconcilerError) -> None:
         click.echo(error_annotation(exc, os.environ.get("GITHUB_WORKSPACE")))
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so that every `finally` runs
+    (a temporary file is removed, a half-written export is rolled back) before the process ends."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def run(argv: list[str]) -> int:
     """Run one command line; return its exit code. Every error becomes one line on stderr."""
     try:
@@ -478,6 +497,9 @@ def run(argv: list[str]) -> int:
             click.echo(f"Error: ... and {exc.unreported()} more error(s) not shown; fix these and run again",
                        err=True)
         code = 1
+    except Terminated:
+        click.echo("Terminated.", err=True)
+        code = 128 + signal.SIGTERM
     except ReconcilerError as exc:
         report_error(exc)
         code = exc.exit_code if isinstance(exc, ApplyInterrupted) else 1
@@ -490,4 +512,5 @@ def run(argv: list[str]) -> int:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(run(sys.argv[1:]))

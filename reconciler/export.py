@@ -22,6 +22,8 @@ Decisions where the task was silent:
   A name with any character outside A-Z, a-z, 0-9 and `_` (a Chinese name) becomes `SIG_<8 hex>_SECRET`
   from the same digest (订单签名_01 -> SIG_<8 hex>_SECRET): CI secret stores take only `[A-Z0-9_]`, and
   a transliteration would be a guess; the digest is stable, so the variable never changes.
+  A variable that `${env:...}` would refuse as named like a credential gets `SIGNATURE_` in front
+  (aliyun_market -> SIGNATURE_ALIYUN_MARKET_SECRET).
 - Quoting is PyYAML's (the pure-Python SafeDumper, the same resolver the loader uses, so output
   bytes do not depend on whether libyaml is installed). A value with a character that is not
   printable is forced into double quotes, where it is escaped, so every value stays on its line.
@@ -46,7 +48,7 @@ import yaml
 
 from reconciler.aliyun.auth import format_timestamp
 from reconciler.errors import InputError, ReconcilerError
-from reconciler.manifest import API_ID, REGION_RULE, manifest_json_schema
+from reconciler.manifest import API_ID, REGION_RULE, allowed_secret_variable, manifest_json_schema
 from reconciler.snapshot import STAGES, LiveBinding, LiveSignature, Snapshot, Stage
 from reconciler.yamlsource import MAX_FILE_BYTES, MAX_NODES
 
@@ -99,7 +101,7 @@ def secret_variable_names(signature_names: Iterable[str]) -> dict[str, str]:
             stem = f"SIG_{digest}"
         elif plain[stem] > 1:
             stem += "_" + digest
-        variables[name] = f"{stem}_SECRET"
+        variables[name] = allowed_secret_variable(f"{stem}_SECRET")
     clashes = [v for v, n in Counter(variables.values()).items() if n > 1]
     if clashes:
         raise ExportError(f"two signatures would read their secret from {clashes[0]}; rename one of them")

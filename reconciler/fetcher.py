@@ -41,10 +41,19 @@ GROUP_PAGE_SIZE = 50  # DescribeApiGroups allows no more
 DEFAULT_CONCURRENCY = 16
 MAX_REREADS = 2
 _GROUP_ID = re.compile(r"[0-9a-f]{32}")
+# The most items one listing is read to: 100,000 (1,000 pages), 200 times the largest listing of the
+# benchmark's tenant (500 signatures; a (group, stage) lists at most its group's APIs). A larger TotalCount
+# is refused before any page past the first is asked for, so a broken or hostile endpoint cannot make the
+# run plan a million requests and hold their pages in memory.
+MAX_LISTING_ITEMS = 100_000
 
 
 class InconsistentReadError(ReconcilerError):
     """A listing kept changing while it was read; nothing partial is returned."""
+
+
+class ListingTooLargeError(ReconcilerError):
+    """A listing claims more items than `MAX_LISTING_ITEMS`; nothing is read past its first page."""
 
 
 # ------------------------------------------------------------ response items (validated a page at a time)
@@ -243,6 +252,9 @@ class Fetcher:
     async def _read_once(self, listing: Listing[ItemT]) -> tuple[int, list[ItemT], str]:
         self.progress.expect(1)
         total, first = await self._page(listing, 1)
+        if total > MAX_LISTING_ITEMS:
+            raise ListingTooLargeError(f"{listing.describe()}: the endpoint claims TotalCount {total}, more than "
+                                       f"the {MAX_LISTING_ITEMS} items a listing is read to; nothing was planned")
         pages = max(1, -(-total // listing.page_size))
         self.progress.expect(pages - 1)
         rest = await asyncio.gather(*(self._page(listing, n) for n in range(2, pages + 1)))

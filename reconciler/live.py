@@ -11,13 +11,16 @@ all accept the same made-up credentials.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from reconciler.aliyun.client import AdaptiveRate, ApiClient, endpoint_for_region, validate_endpoint
 from reconciler.aliyun.credentials import Credentials, CredentialSource, resolve_credential_source, static_source
@@ -81,11 +84,38 @@ def open_connection(options: ConnectionOptions, regions: Iterable[str], *, allow
             yield Connection(options, static_source(credentials, "the embedded emulator's"), None, allow_writes,
                              {region: emulator.url for region, emulator in emulators.items()})
         return
-    endpoint = validate_endpoint(options.endpoint) if options.endpoint is not None else None
+    endpoint = checked_endpoint(options.endpoint) if options.endpoint is not None else None
     if endpoint is not None and len(regions) > 1:
         raise InputError(f"--endpoint serves one region; the manifests declare {', '.join(regions)}")
     source = resolve_credential_source(options.profile, os.environ, Path.home())
     yield Connection(options, source, endpoint, allow_writes)
+
+
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def checked_endpoint(url: str) -> str:
+    """`validate_endpoint`, plus what it lets through to fail later as an internal or a connection error:
+    a host name that IDNA refuses (`http://xn--localhost`), one that is not letters, digits and hyphens
+    in dot-separated labels (RFC 1123), and a port outside 1-65535. Each is one line naming the URL."""
+    try:
+        endpoint = validate_endpoint(url)
+    except (UnicodeError, ValueError):  # the idna codec's errors (IDNAError is a UnicodeError)
+        raise InputError(f"endpoint {url!r} is not a URL: its host name is not valid IDNA") from None
+    parts = urlsplit(endpoint)
+    host = (parts.hostname or "").rstrip(".")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if len(host) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in host.split(".")):
+            raise InputError(f"endpoint {url!r} is not a URL: {host!r} is not a host name") from None
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise InputError(f"endpoint {url!r} is not a URL: its port is not 1-65535")
+    return endpoint
 
 
 def _emulator_states_by_region(paths: tuple[Path, ...], regions: list[str], wanted_by: str,

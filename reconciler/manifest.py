@@ -21,6 +21,7 @@ Decisions where the design was silent:
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, Va
 from pydantic_core import ErrorDetails
 
 from reconciler.errors import InputError, ManifestError, ManifestErrors, raise_collected
+from reconciler.inputfile import check_link, read_input_text
 from reconciler.snapshot import Stage
 from reconciler.vendor_rules import (
     MANAGED_STAGES,
@@ -47,6 +49,29 @@ from reconciler.yamlsource import YamlDocument, load_yaml_document
 ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 API_ID = re.compile(r"[0-9a-f]{32}")
 REGION_RULE = re.compile(r"[a-z]{2,}(-[a-z0-9]+)+")
+
+# `${env:NAME}` never resolves a variable named like a credential (matched upper-cased, as globs), so a
+# reviewed and merged manifest cannot set a signature secret to the cloud credential or a CI token, which
+# anyone able to call the API could then read back in clear from DescribeSignatures.
+CREDENTIAL_VARIABLES = (
+    # The vendor's credentials, as its SDKs, CLI and Terraform provider read them.
+    "ALIBABA_CLOUD_*", "ALICLOUD_*", "ALIYUN_*",
+    # The CI systems' own: GitHub's job token and runner tokens, GitLab's job token and JWTs.
+    "GITHUB_TOKEN", "GH_TOKEN", "ACTIONS_*", "CI_JOB_*",
+    # Anything else named like a credential.
+    "*TOKEN", "*PASSWORD", "*PASSWD", "*PASSPHRASE", "*_JWT", "*_JWT_*", "*API_KEY", "*PRIVATE_KEY",
+    "*SECRET_KEY", "*ACCESS_KEY", "*ACCESS_KEY_ID", "*ACCESS_KEY_SECRET", "*CREDENTIALS",
+)
+ENV_FILE_MAX_BYTES = 1024 * 1024
+
+
+def is_credential_variable(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name.upper(), pattern) for pattern in CREDENTIAL_VARIABLES)
+
+
+def allowed_secret_variable(variable: str) -> str:
+    """`variable`, or `SIGNATURE_<variable>` when it is named like a credential (ALIYUN_X_SECRET)."""
+    return f"SIGNATURE_{variable}" if is_credential_variable(variable) else variable
 
 
 
@@ -270,16 +295,21 @@ def manifest_paths(paths: Iterable[Path]) -> list[Path]:
     named = {p.resolve() for p in given if p.is_dir()}
     out: list[Path] = []
     for path in given:
+        # A symbolic link (the folder, or a file in it) must stay inside the folder and its work tree;
+        # anything not a regular file is refused when read (inputfile).
+        check_link(path, None)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and not p.is_dir())
             for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
                 if sub.resolve() not in named and _holds_manifests(sub):
                     raise InputError(f"{sub}: subfolders are not read; give it as a PATH of its own to plan "
                                      f"it together with {path}, or move its manifests out")
             if not found:
                 raise InputError(f"{path}: no *.yaml or *.yml manifests in this folder")
+            for file in found:
+                check_link(file, path)
             out.extend(found)
-        elif path.exists():
+        elif os.path.lexists(path):
             out.append(path)
         else:
             raise InputError(f"{path}: no such file or folder")
@@ -288,23 +318,31 @@ def manifest_paths(paths: Iterable[Path]) -> list[Path]:
 
 def load_env_file(path: Path) -> dict[str, str]:
     """Variables from a dotenv file (for demos and local runs)."""
+    import io
+
     from dotenv import dotenv_values
 
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise InputError(f"{path}: env file not found")
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    text = read_input_text(path, limit=ENV_FILE_MAX_BYTES, what="env file")
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 
 def _resolve_secret(doc: YamlDocument, index: int, spec: SignatureSpec, env: Mapping[str, str] | None
                     ) -> tuple[SecretStr | None, str | None]:
     reference = ENV_REFERENCE.fullmatch(spec.secret)
     variable = reference.group(1) if reference else None
+    line = doc.line_of(("signatures", index, "secret"))
+    where = f"signatures[{index}].secret"
+    if variable is not None and is_credential_variable(variable):
+        raise ManifestError(doc.path, line, where,
+                            f"${{env:{variable}}} may not be used: {variable} is named like a credential (of "
+                            f"the cloud, the CI system or a token), never a signature secret; use a variable "
+                            f"of your own, e.g. {allowed_secret_variable(spec.name.upper() + '_SECRET')}")
     if env is None:
         return None, variable
     if variable is None:
         return SecretStr(spec.secret), None
-    line = doc.line_of(("signatures", index, "secret"))
-    where = f"signatures[{index}].secret"
     if variable not in env:
         raise ManifestError(doc.path, line, where,
                             f"environment variable {variable} is not set (set it, use --env-file, "

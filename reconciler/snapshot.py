@@ -6,8 +6,21 @@ that the differ never mistakes "not read" for "nothing bound".
 
 Secrets: in memory a live secret is a `SecretStr`, so an accidental repr or
 log line shows `**********`. A snapshot written to a file carries no clear
-secret unless asked: each secret is replaced by a salted SHA-256 digest
-(`secret_sha256`), which is enough to tell whether a manifest's secret matches.
+secret: each secret is replaced by a scrypt digest (`secret_scrypt`), which is
+enough to tell whether a manifest's secret matches and costs an attacker who
+holds the file as much per guess as it costs us per check.
+
+Design note, the digest: a drift job saves the live state and renders the same
+plan from it a moment later, so an offline plan must still compare secrets
+(otherwise the issue it opens would lack the secret updates its JSON plan has).
+Three ways were weighed: a key kept outside the file (one more secret for every
+job to configure, and a snapshot useless without it), no digest (offline plans
+could not compare secrets), and a memory-hard KDF. The KDF is used: scrypt with
+N=2^15, r=8, p=1 (32 MiB a guess), a random 16-byte salt per digest, so a guess
+tested against one digest says nothing about another, and no table can be built
+ahead. Its cost per guess, measured, is in the README ("Secrets at rest").
+Snapshots of format 1 held an HMAC keyed by the signature id beside it, one
+cheap HMAC per guess: they are refused, never read.
 """
 
 from __future__ import annotations
@@ -15,6 +28,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import re
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,18 +39,48 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from reconciler.errors import InputError
+from reconciler.inputfile import read_input_text
 from reconciler.output import write_atomically
 
 Stage = Literal["RELEASE", "TEST", "PRE"]
 STAGES: tuple[Stage, ...] = ("RELEASE", "TEST", "PRE")
 
-SNAPSHOT_FORMAT_VERSION = "1"
+SNAPSHOT_FORMAT_VERSION = "2"
+# Large enough for 2,000,000 bindings (about 250 bytes each as indented JSON).
+SNAPSHOT_MAX_BYTES = 1024 * 1024 * 1024
+
+# scrypt's cost: N (CPU and memory), r (block size), p (parallel lanes); 128 * N * r bytes = 32 MiB.
+SCRYPT_N = 2**15
+SCRYPT_R = 8
+SCRYPT_P = 1
+_SCRYPT_MAXMEM = 2 * 128 * SCRYPT_N * SCRYPT_R
+_SCRYPT_PREFIX = f"scrypt:{SCRYPT_N}:{SCRYPT_R}:{SCRYPT_P}:"
+SECRET_DIGEST = re.compile(re.escape(_SCRYPT_PREFIX) + r"[0-9a-f]{32}:[0-9a-f]{64}")
 
 
-def secret_digest(signature_id: str, secret: str) -> str:
-    """A digest of a secret salted with its signature id (so equal secrets of two keys differ)."""
-    mac = hmac.new(signature_id.encode(), secret.encode(), hashlib.sha256)
-    return "sha256:" + mac.hexdigest()
+def _scrypt(secret: str, salt: bytes) -> bytes:
+    return hashlib.scrypt(secret.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
+                          maxmem=_SCRYPT_MAXMEM, dklen=32)
+
+
+def secret_digest(secret: str, *, salt: bytes | None = None) -> str:
+    """`scrypt:N:r:p:SALT:DIGEST` of a secret, under a fresh random salt unless one is given."""
+    salt = os.urandom(16) if salt is None else salt
+    return f"{_SCRYPT_PREFIX}{salt.hex()}:{_scrypt(secret, salt).hex()}"
+
+
+def secret_digest_matches(digest: str, candidate: str) -> bool:
+    """Whether `candidate` is the secret `digest` was made from (one scrypt; constant-time compare)."""
+    if not SECRET_DIGEST.fullmatch(digest):
+        return False
+    salt_hex, expected = digest.removeprefix(_SCRYPT_PREFIX).split(":")
+    return hmac.compare_digest(_scrypt(candidate, bytes.fromhex(salt_hex)).hex(), expected)
+
+
+def _identity_digest(signature_id: str, secret: str) -> str:
+    """A fast digest of a secret for `Snapshot.identity_dict`, which is hashed in memory and never
+    written as such; files get `secret_digest`."""
+    return "sha256:" + hmac.new(signature_id.encode(), secret.encode(), hashlib.sha256).hexdigest()
 
 
 class _Frozen(BaseModel):
@@ -44,9 +91,9 @@ class LiveSignature(_Frozen):
     id: str
     name: str
     key: str
-    # Exactly one of `secret` (clear, from the API) and `secret_sha256` (from a file) is set.
+    # Exactly one of `secret` (clear, from the API) and `secret_scrypt` (from a file) is set.
     secret: SecretStr | None = None
-    secret_sha256: str | None = None
+    secret_scrypt: str | None = Field(default=None, pattern=SECRET_DIGEST.pattern)
     created: str | None = None
     modified: str | None = None
     # Every binding of this signature in the region, any group and stage (DescribeApisBySignature); read
@@ -56,8 +103,8 @@ class LiveSignature(_Frozen):
     def secret_matches(self, candidate: str) -> bool:
         if self.secret is not None:
             return hmac.compare_digest(self.secret.get_secret_value(), candidate)
-        if self.secret_sha256 is not None:
-            return hmac.compare_digest(self.secret_sha256, secret_digest(self.id, candidate))
+        if self.secret_scrypt is not None:
+            return secret_digest_matches(self.secret_scrypt, candidate)
         return False
 
 
@@ -114,23 +161,55 @@ class Snapshot(_Frozen):
         return any(s.group == group and s.stage == stage for s in self.scopes)
 
     def to_file_dict(self, *, include_secrets: bool = False) -> dict[str, Any]:
+        """The snapshot as a file holds it: secrets as `secret_digest` (or, asked, in clear)."""
+        return _file_dicts([self], include_secrets=include_secrets)[0]
+
+    def identity_dict(self) -> dict[str, Any]:
+        """The snapshot's content for a fingerprint held in memory (secrets as a fast keyed digest, so
+        two reads of the same state give the same dict); never written to a file as it is."""
         data = self.model_dump(mode="json", exclude={"signatures"})
-        signatures = []
-        for sig in self.signatures:
-            entry = sig.model_dump(mode="json", exclude={"secret", "secret_sha256"}, exclude_none=True)
-            if sig.secret is not None and include_secrets:
-                entry["secret"] = sig.secret.get_secret_value()
-            elif sig.secret is not None:
-                entry["secret_sha256"] = secret_digest(sig.id, sig.secret.get_secret_value())
-            elif sig.secret_sha256 is not None:
-                entry["secret_sha256"] = sig.secret_sha256
-            signatures.append(entry)
-        data["signatures"] = signatures
+        data["signatures"] = [
+            {**sig.model_dump(mode="json", exclude={"secret", "secret_scrypt"}, exclude_none=True),
+             **({"secret_sha256": _identity_digest(sig.id, sig.secret.get_secret_value())} if sig.secret else {}),
+             **({"secret_scrypt": sig.secret_scrypt} if sig.secret_scrypt else {})}
+            for sig in self.signatures]
         return data
 
     def write_json(self, path: Path, *, include_secrets: bool = False) -> None:
         text = json.dumps(self.to_file_dict(include_secrets=include_secrets), indent=2, sort_keys=True)
-        write_atomically(path, text + "\n")
+        write_atomically(path, text + "\n", secret=include_secrets)
+
+
+def _file_dicts(snapshots: Iterable[Snapshot], *, include_secrets: bool) -> list[dict[str, Any]]:
+    """Each snapshot as a file holds it. The digests (one scrypt each) are computed on every CPU:
+    hashlib releases the GIL while scrypt runs."""
+    snapshots = list(snapshots)
+    to_digest = [sig.secret.get_secret_value() for snap in snapshots for sig in snap.signatures
+                 if sig.secret is not None and not include_secrets]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        digests = iter(list(pool.map(secret_digest, to_digest)))
+    out = []
+    for snap in snapshots:
+        data = snap.model_dump(mode="json", exclude={"signatures"})
+        data["format_version"] = SNAPSHOT_FORMAT_VERSION
+        signatures = []
+        for sig in snap.signatures:
+            entry = sig.model_dump(mode="json", exclude={"secret", "secret_scrypt"}, exclude_none=True)
+            if sig.secret is not None and include_secrets:
+                entry["secret"] = sig.secret.get_secret_value()
+            elif sig.secret is not None:
+                entry["secret_scrypt"] = next(digests)
+            elif sig.secret_scrypt is not None:
+                entry["secret_scrypt"] = sig.secret_scrypt
+            signatures.append(entry)
+        data["signatures"] = signatures
+        out.append(data)
+    return out
+
+
+def snapshots_file_text(snapshots: Iterable[Snapshot]) -> str:
+    """What `plan --save-snapshot` writes: a JSON list of snapshots, one per region, secrets as digests."""
+    return json.dumps(_file_dicts(snapshots, include_secrets=False), indent=2) + "\n"
 
 
 class SnapshotSet(_Frozen):
@@ -144,17 +223,20 @@ class SnapshotSet(_Frozen):
 
 def load_snapshot_file(path: Path) -> SnapshotSet:
     """Read a snapshot JSON file: one snapshot object, or a list of them (one per region)."""
+    text = read_input_text(path, limit=SNAPSHOT_MAX_BYTES, what="snapshot")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read snapshot: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: snapshot is not UTF-8 text") from None
+        raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}:{exc.lineno}: snapshot is not valid JSON: {exc.msg}") from None
     items = raw if isinstance(raw, list) else [raw]
     snapshots = []
     for index, item in enumerate(items):
+        version = item.get("format_version") if isinstance(item, dict) else None
+        if version != SNAPSHOT_FORMAT_VERSION:
+            shown = f"{version!r} " if version in ("1", None) else ""
+            raise InputError(f"{path}: snapshot format {shown}is not read by this version (format 1 held secret "
+                             f"digests that are cheap to test offline): delete it and save a new one with "
+                             f"`reconciler plan --save-snapshot`")
         try:
             snapshots.append(Snapshot.model_validate(item))
         except ValidationError as exc:

@@ -5,7 +5,8 @@ parsed once into PyYAML's node tree (which carries line numbers) and the plain
 Python value is constructed from that same tree. `line_of` then maps a field
 path (as pydantic reports it) back to a line.
 
-Safety: only the safe loader is used; a file larger than `MAX_FILE_BYTES`, a
+Safety: only the safe loader is used; the file is read through `inputfile.read_input` (regular
+files only, symbolic links only within their folder); a file larger than `MAX_FILE_BYTES`, a
 document that expands (through aliases) to more than `MAX_NODES` nodes, or a
 nesting deeper than `MAX_DEPTH` is refused before anything else looks at it.
 """
@@ -21,6 +22,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.errors import ManifestError
+from reconciler.inputfile import InputFileError, read_input
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_NODES = 500_000
@@ -127,13 +129,9 @@ def load_yaml_document(path: Path) -> YamlDocument:
     """Parse exactly one YAML document from `path`; every failure is a ManifestError."""
     name = str(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ManifestError(name, None, None,
-                                f"file is {size} bytes; manifests larger than {MAX_FILE_BYTES} bytes are refused")
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ManifestError(name, None, None, f"cannot read file: {exc.strerror}") from None
+        raw = read_input(path, limit=MAX_FILE_BYTES, what="manifest")
+    except InputFileError as exc:
+        raise ManifestError(name, None, None, exc.reason) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import stat
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -177,8 +178,8 @@ def test_include_secrets_warns_first_writes_them_and_round_trips_without_variabl
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_include_secrets_refuses_a_file_git_tracks_unless_forced(cli: Cli, demo: RunningEmulator,
-                                                                tmp_path: Path) -> None:
+def test_include_secrets_refuses_a_work_tree_unless_git_ignores_the_files_or_forced(
+        cli: Cli, demo: RunningEmulator, tmp_path: Path) -> None:
     def git(*args: str) -> None:
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=tmp_path,
                        check=True, capture_output=True)
@@ -190,19 +191,29 @@ def test_include_secrets_refuses_a_file_git_tracks_unless_forced(cli: Cli, demo:
     git("add", "manifests/cn-hangzhou.yaml")
     git("commit", "-q", "-m", "tracked")
 
+    def refusal(path: Path) -> str:
+        return (f"Error: {path} is in the git work tree {tmp_path} and git does not ignore it; refusing to write "
+                f"clear secrets there (write outside the repository, add it to .gitignore, or --force)\n")
+
     refused = export(cli, demo, "--all-groups", "--include-secrets", "--out", str(manifests))
-    assert refused.code == 1
-    assert refused.err == (f"Error: {manifests / 'cn-hangzhou.yaml'} is tracked by git; refusing to write clear "
-                           "secrets into it (--force writes anyway)\n")
+    assert (refused.code, refused.out, refused.err) == (1, "", refusal(manifests / "cn-hangzhou.yaml"))
     assert (manifests / "cn-hangzhou.yaml").read_text(encoding="utf-8") == "region: cn-hangzhou\n"
 
+    # Untracked is not enough: `git add -A` would take it.
     untracked = export(cli, demo, "--all-groups", "--include-secrets", "--out", str(tmp_path / "new"))
-    assert untracked.code == 0
+    assert (untracked.code, untracked.err) == (1, refusal(tmp_path / "new" / "cn-hangzhou.yaml"))
+    assert not (tmp_path / "new" / "cn-hangzhou.yaml").exists()
+
+    (tmp_path / ".gitignore").write_text("seed/\n", encoding="utf-8")
+    ignored = export(cli, demo, "--all-groups", "--include-secrets", "--out", str(tmp_path / "seed"))
+    assert ignored.code == 0, ignored.err
+    assert stat.S_IMODE((tmp_path / "seed" / "cn-hangzhou.yaml").stat().st_mode) == 0o600
 
     forced = export(cli, demo, "--all-groups", "--include-secrets", "--force", "--out", str(manifests))
     assert forced.code == 0
     assert forced.err.startswith("Warning: writing the clear secrets")
     assert "secret: ordersSecret2026" in (manifests / "cn-hangzhou.yaml").read_text(encoding="utf-8")
+    assert stat.S_IMODE((manifests / "cn-hangzhou.yaml").stat().st_mode) == 0o600
 
 
 # ------------------------------------------------------------------ other regions

@@ -216,7 +216,8 @@ def test_a_saved_snapshot_replays_the_same_plan_and_holds_no_clear_secret(cli: C
     assert (offline.code, offline.out, offline.err) == (2, demo_plan, "")
     text = saved.read_text()
     assert leaked(text, demo_secrets()) == []
-    assert text.count('"secret_sha256": "sha256:') == 4
+    assert text.count('"secret_scrypt": "scrypt:32768:8:1:') == 4
+    assert "sha256" not in text
 
 
 @pytest.mark.parametrize("mode", ["--emulator", "--endpoint"])

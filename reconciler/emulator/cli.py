@@ -16,6 +16,8 @@ from reconciler.emulator.server import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY
 from reconciler.emulator.state import EmulatorState
 from reconciler.errors import InputError
 
+ACCESS_KEY_SECRET_VARIABLE = "RECONCILER_EMULATOR_ACCESS_KEY_SECRET"
+
 
 def _announce(url: str) -> None:
     print(f"Emulator listening on {url}", flush=True)
@@ -25,13 +27,20 @@ def _announce(url: str) -> None:
 @click.option("--state", "state_file", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="YAML state file to seed the emulator with.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; loopback only, unless --allow-remote.")
+@click.option("--allow-remote", is_flag=True,
+              help="Allow a --host that is not loopback (the emulator hands out signature secrets to anyone "
+                   "holding its credentials).")
 @click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on; 0 = any free port.")
 @click.option("--access-key-id", default=DEFAULT_ACCESS_KEY_ID, show_default=True,
               help="Access key id the emulator accepts (emulator-only credentials).")
-@click.option("--access-key-secret", default=DEFAULT_ACCESS_KEY_SECRET,
-              help="Access key secret the emulator accepts [default: the emulator-only 'testsecret'].")
+@click.option("--access-key-secret", default=DEFAULT_ACCESS_KEY_SECRET, envvar=ACCESS_KEY_SECRET_VARIABLE,
+              show_envvar=True,
+              help="Access key secret the emulator accepts [default: the emulator-only 'testsecret']. Prefer the "
+                   f"environment variable {ACCESS_KEY_SECRET_VARIABLE}: every user of the machine sees a "
+                   "command line's flags (ps, /proc).")
 @click.option("--latency-ms", default=0.0, type=click.FloatRange(min=0), help="Latency added to every request.")
 @click.option("--throttle-rate", default=0.0, type=click.FloatRange(0, 1),
               help="Share of requests answered 400 Throttling.User.")
@@ -60,7 +69,7 @@ def _announce(url: str) -> None:
               help="On shutdown, write the state (with any changes, e.g. from apply) back to the --state file; "
                    "the file is rewritten, so its comments are lost.")
 def emulator_command(
-    state_file: Path, host: str, port: int, access_key_id: str, access_key_secret: str,
+    state_file: Path, host: str, allow_remote: bool, port: int, access_key_id: str, access_key_secret: str,
     latency_ms: float, throttle_rate: float, error_rate: float, qps_limit: float | None, reset_rate: float,
     hang_rate: float, malformed_rate: float, malformed_kinds: tuple[str, ...], spike_rate: float, spike_ms: float,
     mutate_rate: float, seed: int | None, save: bool,
@@ -74,7 +83,8 @@ def emulator_command(
                              mutate_rate=mutate_rate)
         state = EmulatorState.from_file(state_file)
         final = serve_forever(state, host=host, port=port, access_key_id=access_key_id,
-                              access_key_secret=access_key_secret, faults=faults, on_listening=_announce)
+                              access_key_secret=access_key_secret, faults=faults, on_listening=_announce,
+                              allow_remote=allow_remote)
         if save:
             final.dump_state(state_file)
             print(f"Emulator state saved to {state_file}", flush=True)

@@ -5,10 +5,19 @@ Credentials: by default the emulator knows one access key, ``testid`` / ``testse
 pair meant for the emulator only (like LocalStack's ``test``/``test``); never use real credentials
 with it. The listening socket is bound before uvicorn starts, so port 0 gives a free port that is
 known (and already accepting connections into its backlog) before the first request.
+
+Exposure: the emulator serves signature secrets to anyone holding well-known credentials, so it
+listens on loopback only unless `allow_remote` is given; and a client gets `HEADER_TIMEOUT_SECONDS`
+from its connection (or from the first byte of its next request on a kept-alive connection) to send
+a request's headers, after which the connection is closed, so a client trickling its headers a byte
+at a time (slowloris) cannot hold connections open. uvicorn has no such timeout of its own: its
+`timeout_keep_alive` only covers idle time between requests, and h11's limit is on size, not time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import signal
 import socket
 import threading
@@ -18,7 +27,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from reconciler.emulator.app import EmulatorApp
 from reconciler.emulator.faults import FaultConfig
@@ -30,6 +41,53 @@ DEFAULT_ACCESS_KEY_ID = "testid"
 DEFAULT_ACCESS_KEY_SECRET = "testsecret"
 STARTUP_TIMEOUT_SECONDS = 10.0
 SHUTDOWN_TIMEOUT_SECONDS = 10.0
+# A client sends its headers in one write; ten seconds leave room for a slow network and none for a trickle.
+HEADER_TIMEOUT_SECONDS = 10.0
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol, closing a connection whose request headers are not complete in time."""
+
+    header_timeout = HEADER_TIMEOUT_SECONDS
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE:
+            self._arm_header_timer()  # a request has begun (or not yet): its headers are still due
+        else:
+            self._disarm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -50,7 +108,10 @@ def _as_state(state: EmulatorState | Path) -> EmulatorState:
     return state if isinstance(state, EmulatorState) else EmulatorState.from_file(state)
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
+def _listening_socket(host: str, port: int, *, allow_remote: bool = False) -> socket.socket:
+    if not allow_remote and not is_loopback_host(host):
+        raise InputError(f"the emulator listens on loopback only (127.0.0.1, ::1, localhost), not {host!r}: it "
+                         f"serves signature secrets to well-known credentials; --allow-remote listens there anyway")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # An explicit IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only when the protocol
     # says TCP, and without it Nagle's algorithm holds each response body back ~40 ms.
@@ -73,11 +134,12 @@ def _url(sock: socket.socket) -> str:
 
 def _server(
     state: EmulatorState, access_key_id: str, access_key_secret: str, security_token: str | None,
-    faults: FaultConfig | None,
+    faults: FaultConfig | None, header_timeout: float,
 ) -> uvicorn.Server:
     app = EmulatorApp(state, [AccessKey(access_key_id, access_key_secret, security_token)], faults=faults)
+    protocol = type("HeaderTimeout", (HeaderTimeoutProtocol,), {"header_timeout": header_timeout})
     config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False,
-                            server_header=False, date_header=False)
+                            server_header=False, date_header=False, http=protocol)
     return uvicorn.Server(config)
 
 
@@ -91,11 +153,13 @@ def running_emulator(
     access_key_secret: str = DEFAULT_ACCESS_KEY_SECRET,
     security_token: str | None = None,
     faults: FaultConfig | None = None,
+    allow_remote: bool = False,
+    header_timeout: float = HEADER_TIMEOUT_SECONDS,
 ) -> Iterator[RunningEmulator]:
     """Serve the emulator from a background thread for the duration of the `with` block."""
     emulator_state = _as_state(state)
-    sock = _listening_socket(host, port)
-    server = _server(emulator_state, access_key_id, access_key_secret, security_token, faults)
+    sock = _listening_socket(host, port, allow_remote=allow_remote)
+    server = _server(emulator_state, access_key_id, access_key_secret, security_token, faults, header_timeout)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="reconciler-emulator",
                               daemon=True)
     thread.start()
@@ -122,6 +186,7 @@ def serve_forever(
     security_token: str | None = None,
     faults: FaultConfig | None = None,
     on_listening: Callable[[str], None] | None = None,
+    allow_remote: bool = False,
 ) -> EmulatorState:
     """Serve until SIGINT or SIGTERM, then stop cleanly and return the (possibly changed) state.
 
@@ -135,7 +200,7 @@ def serve_forever(
     try:
         with running_emulator(state, host=host, port=port, access_key_id=access_key_id,
                               access_key_secret=access_key_secret, security_token=security_token,
-                              faults=faults) as emulator:
+                              faults=faults, allow_remote=allow_remote) as emulator:
             if on_listening is not None:
                 on_listening(emulator.url)
             while not stop.wait(1.0):

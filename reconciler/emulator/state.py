@@ -56,6 +56,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from reconciler.aliyun.auth import TIMESTAMP_FORMAT, format_timestamp
 from reconciler.emulator.apierror import ApiError, invalid, not_found
 from reconciler.errors import InputError
+from reconciler.inputfile import read_input_text
 from reconciler.output import write_atomically
 from reconciler.snapshot import STAGES, Stage
 from reconciler.vendor_rules import (
@@ -71,6 +72,8 @@ _ID_RULE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 # Times for entries of a state file that give none: fixed, so that loading is deterministic.
 DEFAULT_TIME = "2024-01-01T00:00:00Z"
+# Room for the benchmark's 200,000 bindings (7 MB of YAML) many times over.
+STATE_FILE_MAX_BYTES = 256 * 1024 * 1024
 
 
 def utc_now() -> str:
@@ -246,12 +249,7 @@ class EmulatorState:
 
     @classmethod
     def from_file(cls, path: Path) -> EmulatorState:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read emulator state: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise InputError(f"{path}: emulator state is not UTF-8 text") from None
+        text = read_input_text(path, limit=STATE_FILE_MAX_BYTES, what="emulator state")
         if path.suffix == ".json":
             try:
                 return cls.from_dict(json.loads(text), source=str(path))
@@ -372,14 +370,14 @@ class EmulatorState:
 
     def dump_state(self, path: Path) -> None:
         """Write the current state as a state file (JSON if `path` ends in .json, else YAML), atomically
-        (temp file + rename)."""
+        (temp file + rename), mode 0600 (or the file's own, when stricter)."""
         data = self.to_spec().model_dump(exclude_none=True, exclude_defaults=True)
         if path.suffix == ".json":
             text = json.dumps(data, indent=1) + "\n"
         else:
             text = yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False,
                              allow_unicode=True)
-        write_atomically(path, text)
+        write_atomically(path, text, secret=True)  # it holds the signature secrets: 0600
 
     # --- internal index maintenance ---
 

@@ -4,6 +4,7 @@ the tool writes is whole or absent, even when the run is interrupted mid-write."
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 import pytest
@@ -72,13 +73,12 @@ def test_an_interrupted_write_leaves_the_old_file_whole_and_no_temp_file(tmp_pat
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "cn-hangzhou.yaml"
     target.write_text("region: cn-hangzhou\n# the previous export\n", encoding="utf-8")
-    original_write_text = Path.write_text
 
-    def interrupted(self: Path, text: str, *args: object, **kwargs: object) -> int:
-        original_write_text(self, text[: len(text) // 2], encoding="utf-8")  # half written, then Ctrl-C
+    def interrupted(fd: int) -> None:
+        os.ftruncate(fd, os.fstat(fd).st_size // 2)  # half written, then Ctrl-C
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Path, "write_text", interrupted)
+    monkeypatch.setattr("reconciler.output.os.fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_atomically(target, "region: cn-hangzhou\nsignatures: []\n" * 1000)
     monkeypatch.undo()
