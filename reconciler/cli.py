@@ -45,7 +45,7 @@ from reconciler.plan import (
 )
 from reconciler.progress import progress_on_stderr
 from reconciler.saved_plan import check_saved_plan, load_saved_plan, save_plan
-from reconciler.snapshot import STAGES, Snapshot, load_snapshot_file, snapshots_file_text
+from reconciler.snapshot import STAGES, Snapshot, check_secrets_ahead, load_snapshot_file, snapshots_file_text
 from reconciler.targets import parse_target, select_targets
 from reconciler.vendor_rules import MANAGED_STAGES
 
@@ -226,7 +226,10 @@ def live_state(desired: DesiredState, snapshot_file: Path | None, options: Conne
     if snapshot_file is not None:
         if options.endpoint or options.emulator_states:
             raise InputError("give --snapshot, or --endpoint/--emulator, not both")
-        return {s.region: s for s in load_snapshot_file(snapshot_file).snapshots}
+        snapshots = {s.region: s for s in load_snapshot_file(snapshot_file).snapshots}
+        check_secrets_ahead(snapshots, {r.region: {s.name: s.secret.get_secret_value() for s in r.signatures.values()
+                                                   if s.secret is not None} for r in desired.regions.values()})
+        return snapshots
     with open_connection(options, desired.regions, warn=warn) as connection:
         return read_with_progress(desired, connection, quiet)
 

@@ -25,12 +25,13 @@ cheap HMAC per guess: they are refused, never read.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -69,12 +70,26 @@ def secret_digest(secret: str, *, salt: bytes | None = None) -> str:
     return f"{_SCRYPT_PREFIX}{salt.hex()}:{_scrypt(secret, salt).hex()}"
 
 
+@functools.lru_cache(maxsize=65536)
 def secret_digest_matches(digest: str, candidate: str) -> bool:
-    """Whether `candidate` is the secret `digest` was made from (one scrypt; constant-time compare)."""
+    """Whether `candidate` is the secret `digest` was made from (one scrypt; constant-time compare).
+    Remembered for the run, so that `check_secrets_ahead` can do the work on every CPU beforehand."""
     if not SECRET_DIGEST.fullmatch(digest):
         return False
     salt_hex, expected = digest.removeprefix(_SCRYPT_PREFIX).split(":")
     return hmac.compare_digest(_scrypt(candidate, bytes.fromhex(salt_hex)).hex(), expected)
+
+
+def check_secrets_ahead(snapshots: Mapping[str, Snapshot], candidates: Mapping[str, Mapping[str, str]]) -> None:
+    """Check each candidate secret (region -> signature name -> secret) against its digest on every CPU,
+    so that the differ's checks, one at a time, find the answer known."""
+    pairs = [(sig.secret_scrypt, candidate)
+             for region, snapshot in snapshots.items() for sig in snapshot.signatures
+             if sig.secret_scrypt is not None
+             and (candidate := candidates.get(region, {}).get(sig.name)) is not None]
+    if len(pairs) > 1:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            list(pool.map(lambda pair: secret_digest_matches(*pair), pairs))
 
 
 def _identity_digest(signature_id: str, secret: str) -> str:
