@@ -79,7 +79,7 @@ def read_input(path: Path, *, limit: int, what: str, root: Path | None = None) -
     except InputFileError:
         raise
     except OSError as exc:
-        raise InputFileError(path, f"cannot read file: {exc.strerror}") from None
+        raise InputFileError(path, f"cannot read {what}: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -96,7 +96,7 @@ def read_input(path: Path, *, limit: int, what: str, root: Path | None = None) -
             raise InputFileError(path, f"file is more than {limit} bytes; {what}s larger than that are refused")
         return b"".join(chunks)
     except OSError as exc:
-        raise InputFileError(path, f"cannot read file: {exc.strerror}") from None
+        raise InputFileError(path, f"cannot read {what}: {exc.strerror}") from None
     finally:
         os.close(fd)
 
