@@ -469,13 +469,15 @@ def report_error(exc: ReconcilerError) -> None:
         click.echo(error_annotation(exc, os.environ.get("GITHUB_WORKSPACE")))
 
 
-class Terminated(BaseException):
+class Terminated(SystemExit):
     """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so that every `finally` runs
-    (a temporary file is removed, a half-written export is rolled back) before the process ends."""
+    (a temporary file is removed, a half-written export is rolled back) before the process ends. A
+    SystemExit, because asyncio passes only SystemExit and KeyboardInterrupt out of a callback or a
+    task; any other exception raised there would be logged and the run would go on."""
 
 
 def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
+    raise Terminated(128 + signum)
 
 
 def run(argv: list[str]) -> int:

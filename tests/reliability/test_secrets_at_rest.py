@@ -276,6 +276,18 @@ def interrupting(name):
 
 os.fsync = interrupting("fsync")
 os.replace = interrupting("replace")
+
+from reconciler.aliyun.client import ApiClient
+real_call = ApiClient.call_model
+
+async def call_model(self, *args, **kwargs):
+    calls.setdefault("call_model", 0)
+    calls["call_model"] += 1
+    if {hook!r} == "call_model" and calls["call_model"] == {at}:
+        os.kill(os.getpid(), signal.{signal})
+    return await real_call(self, *args, **kwargs)
+
+ApiClient.call_model = call_model
 from reconciler.cli import main
 sys.argv = ["reconciler", *sys.argv[1:]]
 main()
@@ -299,6 +311,16 @@ def test_a_signal_while_writing_leaves_the_old_file_and_no_temp_file(tmp_path: P
         assert (done.returncode, done.stderr) == (143, "Terminated.\n")
     else:
         assert done.returncode != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.txt"]
+    assert (tmp_path / "plan.txt").read_text(encoding="utf-8") == "the previous plan\n"
+
+
+def test_sigterm_while_reading_the_live_state_stops_the_run_and_writes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "plan.txt").write_text("the previous plan\n", encoding="utf-8")
+    done = interrupted_run(["plan", str(ROOT / "manifests"), "--emulator", str(STATE), "--env-file", str(DEMO_ENV),
+                            "--out", "plan.txt", "--save-snapshot", "live.json", "-q"], tmp_path, hook="call_model",
+                           at=2, sig="SIGTERM")
+    assert (done.returncode, done.stdout, done.stderr) == (143, "", "Terminated.\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.txt"]
     assert (tmp_path / "plan.txt").read_text(encoding="utf-8") == "the previous plan\n"
 
