@@ -282,6 +282,15 @@ def test_the_emulator_listens_on_loopback_only_unless_allowed(tmp_path: Path, ho
                            "anyway\n")
 
 
+def test_allow_remote_listens_on_every_address() -> None:
+    with running_emulator(STATE, host="0.0.0.0", allow_remote=True) as emulator:
+        port = int(emulator.url.rsplit(":", 1)[1])
+        assert emulator.url == f"http://0.0.0.0:{port}"
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            assert sock.recv(12) == b"HTTP/1.1 400"
+
+
 def test_the_emulator_reads_its_access_key_secret_from_the_environment(tmp_path: Path) -> None:
     from alibabacloud_cloudapi20160714 import models
     from alibabacloud_cloudapi20160714.client import Client
