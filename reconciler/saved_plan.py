@@ -42,6 +42,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reconciler.errors import InputError
+from reconciler.inputfile import read_input
 from reconciler.live import delete_candidates
 from reconciler.manifest import DesiredState, RegionDesired
 from reconciler.output import write_atomically
@@ -59,6 +60,8 @@ SCRYPT_R: Literal[8] = 8
 SCRYPT_P: Literal[1] = 1
 SCRYPT_MAXMEM = 256 * 1024 * 1024
 SALT_BYTES = 16
+# Read at most this much of a --plan-file (a plan of 2,000,000 changes is far less).
+SAVED_PLAN_MAX_BYTES = 1024 * 1024 * 1024
 
 
 class StalePlanError(InputError):
@@ -111,7 +114,7 @@ def live_fingerprint(snapshot: Snapshot, region: RegionDesired) -> str:
     data = _needed(snapshot, region).model_dump(mode="json", exclude={"fetched_at", "endpoint", "format_version"})
     # Times say when, not what: an emulator restart or a no-op rebind by hand does not stale a plan.
     for signature in data["signatures"]:
-        for volatile in ("secret", "secret_sha256", "created", "modified"):
+        for volatile in ("secret", "secret_scrypt", "created", "modified"):
             signature.pop(volatile, None)
         for binding in signature.get("bindings_in_region") or ():
             binding.pop("bound_time", None)
@@ -189,9 +192,7 @@ def _inert(part: object) -> str:
 def load_saved_plan(path: Path) -> SavedPlan:
     """Read and validate a saved plan completely; any problem is one InputError line naming the file."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the saved plan: {exc.strerror}") from None
+        text = read_input(path, limit=SAVED_PLAN_MAX_BYTES, what="saved plan").decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a saved plan (not UTF-8 text); {NEW_PLAN_HINT}") from None
     try:

@@ -92,12 +92,6 @@ def check_secrets_ahead(snapshots: Mapping[str, Snapshot], candidates: Mapping[s
             list(pool.map(lambda pair: secret_digest_matches(*pair), pairs))
 
 
-def _identity_digest(signature_id: str, secret: str) -> str:
-    """A fast digest of a secret for `Snapshot.identity_dict`, which is hashed in memory and never
-    written as such; files get `secret_digest`."""
-    return "sha256:" + hmac.new(signature_id.encode(), secret.encode(), hashlib.sha256).hexdigest()
-
-
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -178,17 +172,6 @@ class Snapshot(_Frozen):
     def to_file_dict(self, *, include_secrets: bool = False) -> dict[str, Any]:
         """The snapshot as a file holds it: secrets as `secret_digest` (or, asked, in clear)."""
         return _file_dicts([self], include_secrets=include_secrets)[0]
-
-    def identity_dict(self) -> dict[str, Any]:
-        """The snapshot's content for a fingerprint held in memory (secrets as a fast keyed digest, so
-        two reads of the same state give the same dict); never written to a file as it is."""
-        data = self.model_dump(mode="json", exclude={"signatures"})
-        data["signatures"] = [
-            {**sig.model_dump(mode="json", exclude={"secret", "secret_scrypt"}, exclude_none=True),
-             **({"secret_sha256": _identity_digest(sig.id, sig.secret.get_secret_value())} if sig.secret else {}),
-             **({"secret_scrypt": sig.secret_scrypt} if sig.secret_scrypt else {})}
-            for sig in self.signatures]
-        return data
 
     def write_json(self, path: Path, *, include_secrets: bool = False) -> None:
         text = json.dumps(self.to_file_dict(include_secrets=include_secrets), indent=2, sort_keys=True)
