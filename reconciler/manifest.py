@@ -332,17 +332,18 @@ def _resolve_secret(doc: YamlDocument, index: int, spec: SignatureSpec, env: Map
                     ) -> tuple[SecretStr | None, str | None]:
     reference = ENV_REFERENCE.fullmatch(spec.secret)
     variable = reference.group(1) if reference else None
-    line = doc.line_of(("signatures", index, "secret"))
     where = f"signatures[{index}].secret"
     if variable is not None and is_credential_variable(variable):
-        raise ManifestError(doc.path, line, where,
+        example = allowed_secret_variable(spec.name.upper() + "_SECRET") if spec.name.isascii() else "SIG_01_SECRET"
+        raise ManifestError(doc.path, doc.line_of(("signatures", index, "secret")), where,
                             f"${{env:{variable}}} may not be used: {variable} is named like a credential (of "
                             f"the cloud, the CI system or a token), never a signature secret; use a variable "
-                            f"of your own, e.g. {allowed_secret_variable(spec.name.upper() + '_SECRET')}")
+                            f"of your own, e.g. {example}")
     if env is None:
         return None, variable
     if variable is None:
         return SecretStr(spec.secret), None
+    line = doc.line_of(("signatures", index, "secret"))
     if variable not in env:
         raise ManifestError(doc.path, line, where,
                             f"environment variable {variable} is not set (set it, use --env-file, "
