@@ -230,11 +230,13 @@ def load_snapshot_file(path: Path) -> SnapshotSet:
     snapshots = []
     for index, item in enumerate(items):
         version = item.get("format_version") if isinstance(item, dict) else None
-        if version != SNAPSHOT_FORMAT_VERSION:
-            shown = f"{version!r} " if version in ("1", None) else ""
-            raise InputError(f"{path}: snapshot format {shown}is not read by this version (format 1 held secret "
+        if version == "1":
+            raise InputError(f"{path}: snapshot format '1' is not read by this version (format 1 held secret "
                              f"digests that are cheap to test offline): delete it and save a new one with "
                              f"`reconciler plan --save-snapshot`")
+        if version != SNAPSHOT_FORMAT_VERSION:
+            raise InputError(f"{path}: not a snapshot of format {SNAPSHOT_FORMAT_VERSION} (no such "
+                             f"'format_version'); save one with `reconciler plan --save-snapshot`")
         try:
             snapshots.append(Snapshot.model_validate(item))
         except ValidationError as exc:

@@ -121,6 +121,16 @@ def test_a_format_1_snapshot_is_refused_in_one_line(cli: Cli, write: Callable[[s
                           "`reconciler plan --save-snapshot`\n")
 
 
+@pytest.mark.parametrize("content", ['{"region": "cn-hangzhou"}', '[1, 2]', '{"format_version": "9"}'])
+def test_a_file_that_is_not_a_format_2_snapshot_is_one_line(cli: Cli, write: Callable[[str, str], Path],
+                                                            content: str) -> None:
+    other = write("other.json", content)
+    result = cli("plan", str(ROOT / "manifests"), "--snapshot", str(other), "--skip-secrets")
+    assert (result.code, result.out) == (1, "")
+    assert result.err == (f"Error: {other}: not a snapshot of format 2 (no such 'format_version'); save one with "
+                          "`reconciler plan --save-snapshot`\n")
+
+
 def test_a_snapshot_digest_with_other_scrypt_parameters_is_refused(cli: Cli, write: Callable[[str, str], Path]) -> None:
     cheap = write("cheap.json", json.dumps({"format_version": "2", "region": "cn-hangzhou", "signatures": [
         {"id": "s1", "name": "orders_backend", "key": "ordersKey0123456789",
