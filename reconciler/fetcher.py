@@ -41,11 +41,11 @@ GROUP_PAGE_SIZE = 50  # DescribeApiGroups allows no more
 DEFAULT_CONCURRENCY = 16
 MAX_REREADS = 2
 _GROUP_ID = re.compile(r"[0-9a-f]{32}")
-# The most items one listing is read to: 100,000 (1,000 pages), 200 times the largest listing of the
-# benchmark's tenant (500 signatures; a (group, stage) lists at most its group's APIs). A larger TotalCount
-# is refused before any page past the first is asked for, so a broken or hostile endpoint cannot make the
-# run plan a million requests and hold their pages in memory.
-MAX_LISTING_ITEMS = 100_000
+# The most items one listing is read to: 1,000,000 (10,000 pages), five times every binding of the
+# benchmark's tenant (200,000), which one DescribeApisBySignature could list were a single key bound to
+# every API. A larger TotalCount is refused before any page past the first is asked for, so a broken or
+# hostile endpoint cannot make the run plan half a million requests and hold their pages in memory.
+MAX_LISTING_ITEMS = 1_000_000
 
 
 class InconsistentReadError(ReconcilerError):

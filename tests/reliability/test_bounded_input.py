@@ -224,7 +224,7 @@ def test_an_absurd_total_count_fails_at_its_first_page(cli: Cli, monkeypatch: py
     with running_emulator(STATE) as emulator:
         result = cli("plan", str(ROOT / "manifests"), "--skip-secrets", "--endpoint", emulator.url, "-q")
     assert (result.code, result.out) == (1, "")
-    assert result.err == ("Error: DescribeSignatures: the endpoint claims TotalCount 50000000, more than the 100000 "
+    assert result.err == ("Error: DescribeSignatures: the endpoint claims TotalCount 50000000, more than the 1000000 "
                           "items a listing is read to; nothing was planned\n")
     assert pages == [1]
 
