@@ -96,8 +96,8 @@ _HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 def checked_endpoint(url: str) -> str:
     """`validate_endpoint`, plus what it lets through to fail later as an internal or a connection error:
-    a host name that IDNA refuses (`http://xn--localhost`), one that is not letters, digits and hyphens
-    in dot-separated labels (RFC 1123), and a port outside 1-65535. Each is one line naming the URL."""
+    a host name that IDNA refuses (`http://xn--localhost`), or one that is not letters, digits and
+    hyphens in dot-separated labels (RFC 1123). Each is one line naming the URL."""
     try:
         endpoint = validate_endpoint(url)
     except (UnicodeError, ValueError):  # the idna codec's errors (IDNAError is a UnicodeError)
@@ -109,12 +109,6 @@ def checked_endpoint(url: str) -> str:
     except ValueError:
         if len(host) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in host.split(".")):
             raise InputError(f"endpoint {url!r} is not a URL: {host!r} is not a host name") from None
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port == 0:
-        raise InputError(f"endpoint {url!r} is not a URL: its port is not 1-65535")
     return endpoint
 
 
