@@ -4,6 +4,12 @@ GitHub reads workflow commands (`::error file=F,line=L,title=T::MESSAGE`) from a
 CLI prints one, besides its usual one line on stderr, when `GITHUB_ACTIONS` is `true` (which the
 runner sets) and the error names a manifest file. Only errors: a command that fails has written
 nothing else to stdout, so `-o json` on stdout is never mixed with a workflow command.
+
+Values in an error come from a pull request (file names, keys, values). They are escaped twice over:
+first to one inert line (`reconciler.inert`: no control character reaches the log, where the runner
+would draw ANSI colours), then by GitHub's own rules for workflow commands (those of `@actions/core`:
+`%`, CR and LF in the message and in properties, and also `:` and `,` in properties), so nothing in a
+value can end the command, add a property or start a second one.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from reconciler.errors import ManifestError
+from reconciler.inert import inert
 
 
 def in_github_actions(environ: Mapping[str, str]) -> bool:
@@ -19,7 +26,7 @@ def in_github_actions(environ: Mapping[str, str]) -> bool:
 
 
 def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return inert(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _escape_property(text: str) -> str:

@@ -29,6 +29,7 @@ from reconciler.emulator.cli import emulator_command
 from reconciler.errors import InputError, ManifestError, ManifestErrors, ReconcilerError
 from reconciler.export import DEFAULT_STAGES, Export, export_manifests, header_time
 from reconciler.fetcher import DEFAULT_CONCURRENCY, fetch_for_export, run_fetch
+from reconciler.inert import inert
 from reconciler.inputfile import work_tree_of
 from reconciler.live import Connection, ConnectionOptions, open_connection, read_live_state
 from reconciler.manifest import DesiredState, env_names, load_desired_state, load_env_file, manifest_json_schema
@@ -50,6 +51,19 @@ from reconciler.targets import parse_target, select_targets
 from reconciler.vendor_rules import MANAGED_STAGES
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def say(line: str, *, err: bool = False) -> None:
+    """Print one line that may hold values from outside: escaped, so it stays one inert line."""
+    click.echo(inert(line), err=err)
+
+
+class _InertLog(logging.Filter):
+    """--debug lines carry what the endpoint answered: each message is escaped to one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = inert(record.getMessage()), None
+        return True
 
 
 def manifest_options(*, secrets_optional: bool = True) -> Callable[[F], F]:
@@ -97,6 +111,9 @@ def _enable_debug(ctx: click.Context, param: click.Parameter, value: bool) -> No
     if value:  # given twice (before and after the command), the second call changes nothing
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        for handler in logging.getLogger().handlers:
+            if not any(isinstance(f, _InertLog) for f in handler.filters):
+                handler.addFilter(_InertLog())
 
 
 def debug_option() -> click.Option:
@@ -119,7 +136,7 @@ def no_color_option(func: F) -> F:
 
 
 def warn(message: str) -> None:
-    click.echo(f"Warning: {message}", err=True)
+    say(f"Warning: {message}", err=True)
 
 
 def use_color(no_color: bool) -> bool:
@@ -201,7 +218,7 @@ def validate(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets:
     """Check manifests without reading any live state."""
     desired = load_manifests(paths, env_files, skip_secrets)
     for warning in desired.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+        say(f"Warning: {warning}", err=True)
     signatures = sum(len(r.signatures) for r in desired.regions.values())
     bindings = sum(len(r.bindings) for r in desired.regions.values())
     files = sum(len(r.files) for r in desired.regions.values())
@@ -344,17 +361,17 @@ def apply_command(paths: tuple[Path, ...], env_files: tuple[Path, ...], connecti
         if connection.emulator_states:
             # Said before the question, so that nobody says yes expecting the changes to last.
             states = " ".join(map(str, connection.emulator_states))
-            click.echo(f"Note: the changes go to an embedded emulator and are gone when this command ends; to "
-                       f"keep them, serve {states} with `reconciler emulator --save` and use --endpoint.", err=True)
+            say(f"Note: the changes go to an embedded emulator and are gone when this command ends; to "
+                f"keep them, serve {states} with `reconciler emulator --save` and use --endpoint.", err=True)
         if will_ask:
             answer = click.prompt("Apply these changes? Only 'yes' will be accepted:", default="",
                                   show_default=False, prompt_suffix=" ")
             if answer != "yes":
                 raise ReconcilerError("apply cancelled; nothing was changed")
         outcome = apply_plan(result, desired, snapshots, live.client, concurrency=connection.concurrency,
-                             report=click.echo, warn=lambda line: click.echo(line, err=True))
+                             report=say, warn=lambda line: say(line, err=True))
     for line in outcome.summary():
-        click.echo(line)
+        say(line)
     if outcome.failures:
         raise ReconcilerError("apply stopped at the first failure: " + "; ".join(outcome.failures))
     if outcome.interrupted_by is not None:
@@ -429,8 +446,8 @@ def write_export(result: Export, out_dir: Path | None, *, force: bool) -> None:
                                  f"refusing to write clear secrets there (write outside the repository, add it "
                                  f"to .gitignore, or --force)")
         where = ", ".join(map(str, paths)) or "stdout"
-        click.echo(f"Warning: writing the clear secrets of {result.signatures} signature(s) to {where}; "
-                   f"keep them out of version control.", err=True)
+        say(f"Warning: writing the clear secrets of {result.signatures} signature(s) to {where}; "
+            f"keep them out of version control.", err=True)
     if out_dir is None:
         write_output(result.files[0].text, None)
     else:
@@ -444,13 +461,13 @@ def write_export(result: Export, out_dir: Path | None, *, force: bool) -> None:
                                secret=result.holds_secrets)
         written = {f.name for f in result.files}
         for other in sorted(p for p in out_dir.iterdir() if p.suffix in (".yaml", ".yml") and p.name not in written):
-            click.echo(f"Warning: {other} was not written by this export; plan reads every manifest of the "
-                       f"folder, so remove it if it declares the same signatures.", err=True)
-    click.echo(result.summary("stdout" if out_dir is None else f"{len(result.files)} file(s) in {out_dir}"), err=True)
+            say(f"Warning: {other} was not written by this export; plan reads every manifest of the "
+                f"folder, so remove it if it declares the same signatures.", err=True)
+    say(result.summary("stdout" if out_dir is None else f"{len(result.files)} file(s) in {out_dir}"), err=True)
     if result.secret_variables:
         click.echo("Before plan, set each variable to the live secret of its signature:", err=True)
         for name, variable in sorted(result.secret_variables.items(), key=lambda item: item[1]):
-            click.echo(f"  {variable}  (signature {name})", err=True)
+            say(f"  {variable}  (signature {name})", err=True)
 
 
 cli.add_command(emulator_command)
@@ -464,7 +481,7 @@ cli.params.append(debug_option())
 
 def report_error(exc: ReconcilerError) -> None:
     """One line on stderr; in GitHub Actions a manifest error is also an annotation on its line of the diff."""
-    click.echo(f"Error: {exc}", err=True)
+    say(f"Error: {exc}", err=True)
     if isinstance(exc, ManifestError) and in_github_actions(os.environ):
         click.echo(error_annotation(exc, os.environ.get("GITHUB_WORKSPACE")))
 
@@ -487,7 +504,11 @@ def run(argv: list[str]) -> int:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        # One line, like every other error (click's own would add usage lines, and echo the value as given).
+        message = exc.format_message()
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            message = f"{message if message.endswith('.') else message + '.'} See '{exc.ctx.command_path} --help'."
+        say(f"Error: {message}", err=True)
         code = 1
     except click.Abort:
         click.echo("Aborted.", err=True)
@@ -511,7 +532,7 @@ def run(argv: list[str]) -> int:
     except Exception as exc:  # A bug: still one line, never a traceback (unless --debug).
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             logging.getLogger("reconciler").exception("internal error")
-        click.echo(f"Error: internal error ({type(exc).__name__}: {exc}); please report it", err=True)
+        say(f"Error: internal error ({type(exc).__name__}: {exc}); please report it", err=True)
         code = 1
     return code if isinstance(code, int) else 0
 

@@ -32,10 +32,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, Va
 from pydantic_core import ErrorDetails
 
 from reconciler.errors import InputError, ManifestError, ManifestErrors, raise_collected
+from reconciler.inert import inert
 from reconciler.inputfile import check_link, read_input_text
 from reconciler.snapshot import Stage
 from reconciler.vendor_rules import (
     MANAGED_STAGES,
+    RESOURCE_ID_RULE,
     SIGNATURE_KEY_HINT,
     SIGNATURE_KEY_RULE,
     SIGNATURE_NAME_HINT,
@@ -109,6 +111,14 @@ def _region_field(value: str) -> str:
     return value
 
 
+def _group_id(value: str) -> str:
+    # A group is named by its id, never by its name: the id is what the API takes, and a value that is not
+    # one would only reach the live state (and every message) as text from the pull request.
+    if not RESOURCE_ID_RULE.fullmatch(value):
+        raise ValueError(f"must be an API group id (32 lowercase hex characters), not '{inert(value)}'")
+    return value
+
+
 def _nonempty(what: str) -> AfterValidator:
     def check(value: str) -> str:
         if not value.strip():
@@ -143,7 +153,8 @@ class SignatureSpec(_Strict):
 
 
 class BindingSpec(_Strict):
-    group: Annotated[str, _nonempty("group"), Field(description="API group id.")]
+    group: Annotated[str, _nonempty("group"), AfterValidator(_group_id),
+                     _schema(RESOURCE_ID_RULE, "API group id (32 lowercase hex characters).")]
     stage: Annotated[Stage, AfterValidator(_managed_stage),
                      Field(description="RELEASE or TEST (PRE bindings cannot be read back or removed).",
                            json_schema_extra={"enum": list(MANAGED_STAGES)})]

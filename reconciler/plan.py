@@ -32,8 +32,7 @@ a drift job still sees everything; with --detailed-exitcode it exits 2.
 from __future__ import annotations
 
 import json
-import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import groupby
@@ -43,7 +42,9 @@ import click
 from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler import __version__
+from reconciler.inert import inert, md_code, md_fence, md_text
 from reconciler.snapshot import Stage
+from reconciler.vendor_rules import API_NAME_RULE, RESOURCE_ID_RULE, SIGNATURE_KEY_RULE, SIGNATURE_NAME_RULE
 
 SENSITIVE = "(sensitive value)"
 NOT_CHECKED = "(not checked)"
@@ -173,19 +174,16 @@ def with_group_names(plan: Plan, names: Mapping[str, str | None]) -> Plan:
     return plan.model_copy(update={"group_names": known or None})
 
 
-def _printable(text: str) -> str:
-    """A name from the live state, inert on a terminal: control and format characters become '?'."""
-    return "".join("?" if unicodedata.category(c).startswith("C") else c for c in text)
-
-
 def _group_text(plan: Plan, group: str) -> str:
     name = (plan.group_names or {}).get(group)
-    return f"{group} ({_printable(name)})" if name else group
+    shown = _shown(group, "group id")
+    return f"{shown} ({inert(name)})" if name else shown
 
 
 def _group_markdown(plan: Plan, group: str) -> str:
     name = (plan.group_names or {}).get(group)
-    return f"`{group}` (`{_cell(_printable(name).replace('`', chr(39)))}`)" if name else f"`{group}`"
+    shown = _md_shown(group, "group id")
+    return f"{shown} ({md_code(name)})" if name else shown
 
 
 def summarize(changes: tuple[Change, ...], no_op: int) -> Summary:
@@ -203,6 +201,39 @@ def plan_json_schema() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- renderers
+#
+# Every value of a plan may come from outside (the live state, a pull request's manifests): the text
+# renderers show each through `inert`, the markdown renderer through `md_code`/`md_text`. A value that
+# breaks the vendor's rule for its kind (a live API name, id, signature name or key the vendor would not
+# accept) is shown all the same, followed by a marker such as `(not a valid API name)`, in text, compact
+# and markdown. JSON carries every value exactly, escaped by JSON itself, and unmarked: its readers have
+# the schema's rules.
+
+_RULES = {
+    "signature name": SIGNATURE_NAME_RULE,
+    "key": SIGNATURE_KEY_RULE,
+    "API name": API_NAME_RULE,
+    "API id": RESOURCE_ID_RULE,
+    "group id": RESOURCE_ID_RULE,
+}
+
+
+def _mark(value: str, kind: str) -> str:
+    """` (not a valid KIND)` when `value` breaks the vendor's rule for `kind`, else nothing."""
+    return "" if _RULES[kind].fullmatch(value) else f" (not a valid {kind})"
+
+
+def _shown(value: str, kind: str) -> str:
+    return inert(value) + _mark(value, kind)
+
+
+def _md_shown(value: str, kind: str, *, in_table: bool = False) -> str:
+    return md_code(value, in_table=in_table) + _mark(value, kind)
+
+
+def _raw_marked(value: str, kind: str) -> str:
+    """The value as it is, and its mark: for text that goes into one code span as a whole."""
+    return value + _mark(value, kind)
 
 
 def summary_line(plan: Plan) -> str:
@@ -221,44 +252,51 @@ def summary_line(plan: Plan) -> str:
 BOUND_NAMES_SHOWN = 3
 
 
-def still_bound_scopes(change: Change) -> list[str]:
+def still_bound_scopes(change: Change, show: Callable[[str, str], str] | None = None) -> list[str]:
     """Where a blocked delete's signature is still bound, one entry per (group, stage): "group G, stage S:
-    N APIs (a, b, c and 2 more)"."""
+    N APIs (a, b, c and 2 more)"; `show(value, kind)` renders each group id and API name or id (escaped and
+    marked for a terminal by default)."""
+    show = show or _shown
     scopes: dict[tuple[str, str], list[BindingValues]] = {}
     for binding in change.still_bound or ():
         scopes.setdefault((binding.group, binding.stage), []).append(binding)
     out = []
     for (group, stage), bindings in scopes.items():
-        names = [b.api_name or b.api_id for b in bindings[:BOUND_NAMES_SHOWN]]
+        names = [show(b.api_name, "API name") if b.api_name else show(b.api_id, "API id")
+                 for b in bindings[:BOUND_NAMES_SHOWN]]
         more = f" and {len(bindings) - BOUND_NAMES_SHOWN} more" if len(bindings) > BOUND_NAMES_SHOWN else ""
         count = "1 API" if len(bindings) == 1 else f"{len(bindings)} APIs"
-        out.append(f"group {group}, stage {stage}: {count} ({', '.join(names)}{more})")
+        out.append(f"group {show(group, 'group id')}, stage {stage}: {count} ({', '.join(names)}{more})")
     return out
 
 
-def blocked_line(plan: Plan) -> str | None:
+def blocked_line(plan: Plan, show: Callable[[str], str] | None = None) -> str | None:
+    """The note on blocked deletes; `show` renders each signature name (escaped and marked for a terminal by
+    default)."""
     blocked = plan.blocked
     if not blocked:
         return None
-    names = ", ".join(c.before.name for c in blocked if isinstance(c.before, SignatureValues))
+    show_name = show or _shown_signature
+    names = ", ".join(show_name(c.before.name) for c in blocked if isinstance(c.before, SignatureValues))
     return (f"Apply refuses this plan: {len(blocked)} delete(s) blocked ({names}): each signature is still bound "
             f"in a group and stage no manifest manages. Unbind it there, manage that group and stage in a "
             f"manifest, or list the signature under ignore.")
 
 
-def label_line(plan: Plan) -> str | None:
-    """How the changes split against the base (None when the plan was not compared with one)."""
+def label_line(plan: Plan, show: Callable[[str], str] = inert) -> str | None:
+    """How the changes split against the base (None when the plan was not compared with one); `show` renders the
+    base's name (escaped for a terminal by default)."""
     if plan.base is None:
         return None
     counts = {label: sum(1 for c in plan.changes if c.label is label) for label in Label}
-    return (f"Compared with the base {plan.base}: {counts[Label.INTRODUCED]} introduced, "
+    return (f"Compared with the base {show(plan.base)}: {counts[Label.INTRODUCED]} introduced, "
             f"{counts[Label.DRIFT]} drift (already pending on the base), {counts[Label.RESOLVED]} resolved.")
 
 
-def targets_line(plan: Plan) -> str | None:
+def targets_line(plan: Plan, show: Callable[[str], str] = inert) -> str | None:
     if plan.targets is None:
         return None
-    return f"Only changes to {', '.join(plan.targets)} are shown (--target); other changes may be pending."
+    return f"Only changes to {', '.join(map(show, plan.targets))} are shown (--target); other changes may be pending."
 
 
 SECRETS_NOT_CHECKED = "Secrets were not checked (--skip-secrets): only keys and bindings were compared."
@@ -289,7 +327,7 @@ def _signature_lines(change: Change, color: bool) -> Iterator[str]:
     before, after = change.before, change.after
     values = after or before
     assert isinstance(values, SignatureValues)
-    name = values.name
+    name = f'"{inert(values.name)}"{_mark(values.name, "signature name")}'
     heading = {
         Action.CREATE: "will be created",
         Action.UPDATE: "will be updated in place",
@@ -297,29 +335,39 @@ def _signature_lines(change: Change, color: bool) -> Iterator[str]:
         Action.UNMANAGED: "is unmanaged: live, but in no manifest; left alone (prune is off)",
         Action.DELETE_BLOCKED: "cannot be deleted (prune: true): still bound where no manifest manages bindings",
     }[change.action]
-    source = f"  ({change.source})" if change.source else ""
-    yield f'  # signature "{name}" {heading}{source}{_tag(change)}'
+    source = f"  ({inert(change.source)})" if change.source else ""
+    yield f"  # signature {name} {heading}{source}{_tag(change)}"
     if change.action is Action.UNMANAGED:
-        yield _paint(f'  {mark} signature "{name}"', mark, color)
+        yield _paint(f"  {mark} signature {name}", mark, color)
         return
-    yield _paint(f'  {mark} signature "{name}" {{', mark, color)
+    yield _paint(f"  {mark} signature {name} {{", mark, color)
     if change.action is Action.DELETE_BLOCKED:
-        for scope in still_bound_scopes(change):
+        for scope in still_bound_scopes(change, _shown):
             yield _paint(f"      {mark} bound in {scope}", mark, color)
     elif change.action is Action.UPDATE:
         assert isinstance(before, SignatureValues) and isinstance(after, SignatureValues)
         if "key" in change.changed:
-            yield _paint(f'      ~ key    = "{before.key}" -> "{after.key}"', "~", color)
+            yield _paint(f'      ~ key    = "{inert(before.key)}"{_mark(before.key, "key")} -> '
+                         f'"{inert(after.key)}"{_mark(after.key, "key")}', "~", color)
         if "secret" in change.changed:
             yield _paint("      ~ secret = (sensitive value changed)", "~", color)
     else:
-        yield _paint(f'      {mark} key    = "{values.key}"', mark, color)
+        yield _paint(f'      {mark} key    = "{inert(values.key)}"{_mark(values.key, "key")}', mark, color)
         yield _paint(f"      {mark} secret = {_secret_text(change)}", mark, color)
     yield "    }"
 
 
 def _api_label(values: BindingValues) -> str:
-    return f"{values.api_name} ({values.api_id})" if values.api_name else values.api_id
+    """The API as text: `name (id)`, or the id alone when the name is not known."""
+    api_id = _shown(values.api_id, "API id")
+    return f"{_shown(values.api_name, 'API name')} ({api_id})" if values.api_name else api_id
+
+
+def _md_api_label(values: BindingValues, *, in_table: bool = False) -> str:
+    """The API as markdown: one code span `name (id)`, then the marks of whichever breaks its rule."""
+    text = f"{values.api_name} ({values.api_id})" if values.api_name else values.api_id
+    marks = _mark(values.api_name, "API name") if values.api_name else ""
+    return md_code(text, in_table=in_table) + marks + _mark(values.api_id, "API id")
 
 
 def _binding_sides(change: Change) -> tuple[BindingValues, str | None, str | None]:
@@ -332,14 +380,18 @@ def _binding_sides(change: Change) -> tuple[BindingValues, str | None, str | Non
     return api, old, new
 
 
+def _shown_signature(name: str | None) -> str:
+    return _shown(name or "", "signature name")
+
+
 def _binding_line(change: Change, color: bool) -> str:
     api, old, new = _binding_sides(change)
     if change.action is Action.BIND:
-        text = f"  + bind   {_api_label(api)} -> {new}"
+        text = f"  + bind   {_api_label(api)} -> {_shown_signature(new)}"
     elif change.action is Action.UNBIND:
-        text = f"  - unbind {_api_label(api)} from {old}"
+        text = f"  - unbind {_api_label(api)} from {_shown_signature(old)}"
     else:
-        text = f"  ~ rebind {_api_label(api)}: {old} -> {new}"
+        text = f"  ~ rebind {_api_label(api)}: {_shown_signature(old)} -> {_shown_signature(new)}"
     return _paint(text, _MARK[change.action], color) + _tag(change)
 
 
@@ -359,7 +411,7 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         lines.append("Nothing to change; reported for information:")
     for region, region_changes in groupby(pending, key=lambda c: c.region):
         lines.append("")
-        lines.append(f"Region {region}:")
+        lines.append(f"Region {inert(region)}:")
         changes = list(region_changes)
         for change in changes:
             if change.resource is Resource.SIGNATURE:
@@ -368,7 +420,7 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         bindings = [c for c in changes if c.resource is Resource.BINDING]
         for (group, stage), scope_changes in groupby(bindings, key=_binding_scope):
             lines.append("")
-            lines.append(f"  # bindings in group {_group_text(plan, group)}, stage {stage}")
+            lines.append(f"  # bindings in group {_group_text(plan, group)}, stage {inert(stage)}")
             lines.extend(_binding_line(c, color) for c in scope_changes)
     resolved = [c for c in plan.changes if not c.pending]
     if resolved:
@@ -388,26 +440,36 @@ def _notes(plan: Plan) -> list[str]:
     return [part for note in notes for part in ("", note)]
 
 
+def _address_marks(change: Change) -> str:
+    """The marks of the values the address is made of (the address itself is shown escaped)."""
+    values = change.after or change.before
+    if isinstance(values, SignatureValues):
+        return _mark(values.name, "signature name")
+    assert isinstance(values, BindingValues)
+    return _mark(values.group, "group id") + _mark(values.api_id, "API id")
+
+
 def _compact_detail(change: Change) -> str:
     if change.action is Action.DELETE_BLOCKED:
-        return f" (still bound: {'; '.join(still_bound_scopes(change))})"
+        return f" (still bound: {'; '.join(still_bound_scopes(change, _shown))})"
     if change.resource is Resource.SIGNATURE:
-        return f" ({', '.join(change.changed)})" if change.changed else ""
+        return f" ({', '.join(map(inert, change.changed))})" if change.changed else ""
     api, old, new = _binding_sides(change)
-    name = api.api_name or api.api_id
+    name = _shown(api.api_name, "API name") if api.api_name else inert(api.api_id)
     if change.action is Action.BIND:
-        return f" {name} -> {new}"
+        return f" {name} -> {_shown_signature(new)}"
     if change.action is Action.UNBIND:
-        return f" {name} from {old}"
-    return f" {name}: {old} -> {new}"
+        return f" {name} from {_shown_signature(old)}"
+    return f" {name}: {_shown_signature(old)} -> {_shown_signature(new)}"
 
 
 def _compact_line(change: Change, color: bool) -> str:
     if not change.pending:
         # Not an action of this plan: no +/-/~ that would read (and colour) as one.
-        return f"= {change.action.value:<9} {change.address}{_compact_detail(change)}{_tag(change)}"
+        return (f"= {change.action.value:<9} {inert(change.address)}{_address_marks(change)}"
+                f"{_compact_detail(change)}{_tag(change)}")
     mark = _MARK[change.action]
-    text = f"{mark} {change.action.value:<9} {change.address}{_compact_detail(change)}"
+    text = f"{mark} {change.action.value:<9} {inert(change.address)}{_address_marks(change)}{_compact_detail(change)}"
     return _paint(text, mark, color) + _tag(change)
 
 
@@ -436,35 +498,40 @@ def render_json(plan: Plan) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def _detail(plan: Plan, change: Change) -> str:
+    """The Detail cell of a change's table row (values in code spans, `|` escaped for the table)."""
     before, after = change.before, change.after
     if isinstance(after or before, SignatureValues):
         if change.action is Action.UPDATE:
             parts = []
             if "key" in change.changed:
                 assert isinstance(before, SignatureValues) and isinstance(after, SignatureValues)
-                parts.append(f"key `{before.key}` → `{after.key}`")
+                parts.append(f"key {_md_shown(before.key, 'key', in_table=True)} → "
+                             f"{_md_shown(after.key, 'key', in_table=True)}")
             if "secret" in change.changed:
                 parts.append("secret (sensitive value changed)")
             return ", ".join(parts)
         values = after or before
         assert isinstance(values, SignatureValues)
         if change.action is Action.DELETE_BLOCKED:
-            return "not deleted, still bound: " + "; ".join(f"`{_cell(scope)}`" for scope in still_bound_scopes(change))
-        return f"key `{values.key}`" + ("" if change.action is not Action.UNMANAGED
-                                         else " (in no manifest; left alone)")
+            return "not deleted, still bound: " + "; ".join(
+                md_code(scope, in_table=True) for scope in still_bound_scopes(change, _raw_marked))
+        return f"key {_md_shown(values.key, 'key', in_table=True)}" + (
+            "" if change.action is not Action.UNMANAGED else " (in no manifest; left alone)")
     api, old, new = _binding_sides(change)
+    label = _md_api_label(api, in_table=True)
     name = (plan.group_names or {}).get(api.group)
-    where = f"group `{_printable(name).replace('`', chr(39))}`, {api.stage}" if name else api.stage
+    stage = md_text(api.stage, in_table=True)
+    where = f"group {md_code(name, in_table=True)}, {stage}" if name else stage
     if change.action is Action.BIND:
-        return f"`{_api_label(api)}` → `{new}` ({where})"
+        return f"{label} → {_md_signature(new, in_table=True)} ({where})"
     if change.action is Action.UNBIND:
-        return f"`{_api_label(api)}` from `{old}` ({where})"
-    return f"`{_api_label(api)}`: `{old}` → `{new}` ({where})"
+        return f"{label} from {_md_signature(old, in_table=True)} ({where})"
+    return f"{label}: {_md_signature(old, in_table=True)} → {_md_signature(new, in_table=True)} ({where})"
+
+
+def _md_signature(name: str | None, *, in_table: bool = False) -> str:
+    return _md_shown(name or "", "signature name", in_table=in_table)
 
 
 # GitHub refuses a comment over 65,536 characters; the rest is room for what a CI job wraps around the plan
@@ -483,13 +550,14 @@ class _Table:
 def _destructive_item(plan: Plan, change: Change) -> str:
     # Drift was not brought by the pull request: the reviewer should know it is not the author's doing.
     drift = " - **drift**: already pending on the base, not introduced here" if change.label is Label.DRIFT else ""
+    region = md_text(change.region)
     if change.action is Action.DELETE:
         assert isinstance(change.before, SignatureValues)
-        return f"delete signature `{_cell(change.before.name)}` ({change.region}){drift}"
+        return f"delete signature {_md_signature(change.before.name)} ({region}){drift}"
     assert isinstance(change.before, BindingValues)
     b = change.before
-    return (f"unbind `{_cell(_api_label(b))}` from `{_cell(b.signature)}` "
-            f"(group {_group_markdown(plan, b.group)}, {b.stage}, {change.region}){drift}")
+    return (f"unbind {_md_api_label(b)} from {_md_signature(b.signature)} "
+            f"(group {_group_markdown(plan, b.group)}, {md_text(b.stage)}, {region}){drift}")
 
 
 def _markdown_head(plan: Plan) -> list[str]:
@@ -497,7 +565,7 @@ def _markdown_head(plan: Plan) -> list[str]:
     if plan.pending_changes:
         out.append(f"**{summary_line(plan)}**")
     else:
-        out.append(f"**No changes.** Live state matches the manifests ({', '.join(plan.regions)}).")
+        out.append(f"**No changes.** Live state matches the manifests ({', '.join(map(md_text, plan.regions))}).")
     destructive = [c for c in plan.pending_changes if c.action in (Action.DELETE, Action.UNBIND)]
     if destructive:
         # First thing a reviewer reads: what this plan takes away.
@@ -507,12 +575,12 @@ def _markdown_head(plan: Plan) -> list[str]:
         out += [f"> - {_destructive_item(plan, c)}" for c in destructive[:DESTRUCTIVE_LISTED]]
         if len(destructive) > DESTRUCTIVE_LISTED:
             out.append(f"> - ... and {len(destructive) - DESTRUCTIVE_LISTED} more, listed below")
-    blocked = blocked_line(plan)
+    blocked = blocked_line(plan, _md_signature)
     if blocked is not None:
         out += ["", "> [!WARNING]", f"> {blocked}"]
     if not plan.secrets_checked:
         out += ["", "> [!WARNING]", f"> {SECRETS_NOT_CHECKED}"]
-    targets = targets_line(plan)
+    targets = targets_line(plan, md_text)
     if targets is not None:
         out += ["", "> [!NOTE]", f"> {targets}"]
     return out
@@ -531,7 +599,7 @@ _SECTIONS = {
 def _markdown_tables(plan: Plan) -> list[_Table]:
     """One table per section (label, when there is a base) and, over several regions, per region."""
     sections: list[tuple[list[str], list[Change]]] = []
-    line = label_line(plan)
+    line = label_line(plan, md_text)
     if line is None:
         sections.append(([], list(plan.changes)))
     else:
@@ -545,9 +613,9 @@ def _markdown_tables(plan: Plan) -> list[_Table]:
         for index, (region, region_changes) in enumerate(groupby(changes, key=lambda c: c.region)):
             lead = intro if index == 0 else []
             if len(plan.regions) > 1:
-                lead = [*lead, "", f"**Region {region}**"]
-            rows = [f"| **{c.action.value}** | {c.resource.value} | `{_cell(c.address)}` | {_cell(_detail(plan, c))} |"
-                    for c in region_changes]
+                lead = [*lead, "", f"**Region {md_text(region)}**"]
+            rows = [f"| **{c.action.value}** | {c.resource.value} | {md_code(c.address, in_table=True)}"
+                    f"{_address_marks(c)} | {_detail(plan, c)} |" for c in region_changes]
             tables.append(_Table([*lead, "", "| Action | Resource | Address | Detail |", "|---|---|---|---|"],
                                  rows))
     return tables
@@ -563,7 +631,9 @@ def _markdown_details(plan: Plan) -> list[str]:
             diff_lines.append(marker + line.replace(stripped[0], " ", 1)[1:])
         else:
             diff_lines.append(" " + line if line else "")
-    return ["", "<details><summary>Full plan</summary>", "", "```diff", *diff_lines, "```", "", "</details>"]
+    # Every line of the text plan starts with the renderer's own words, never with a value, and values are
+    # escaped to one line each; the fence is longer than any backtick run all the same.
+    return ["", "<details><summary>Full plan</summary>", "", *md_fence(diff_lines, "diff"), "", "</details>"]
 
 
 def render_markdown(plan: Plan, *, max_chars: int = MARKDOWN_MAX_CHARS) -> str:

@@ -30,3 +30,9 @@ SIGNATURE_SECRET_HINT = "6-30 characters: letters, digits or _ @ # ! *, starting
 MANAGED_STAGES = ("RELEASE", "TEST")
 UNMANAGED_STAGE_HINT = ("the vendor documents reading (DescribeApiSignatures) and removing (RemoveSignatureApis) "
                         "bindings only for RELEASE and TEST")
+
+# API names (the vendor SDK's CreateApiRequest): 4-50 characters, letters, digits or '_', starting with a letter;
+# Chinese characters as for signature names. Ids (GroupId, ApiId) are 32 lowercase hex characters. A live value
+# outside these rules is still shown (escaped, and marked as breaking the rule): the live state is read, not trusted.
+API_NAME_RULE = re.compile(r"[A-Za-z\u4e00-\u9fff][A-Za-z0-9_\u4e00-\u9fff]{3,49}")
+RESOURCE_ID_RULE = re.compile(r"[0-9a-f]{32}")
