@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -221,12 +222,15 @@ def test_manifest_errors_from_any_value_are_one_inert_line(cli: Cli, write: Call
         assert len(result.out.splitlines()) == 1 and result.out.startswith(ANNOTATION)
 
 
-@pytest.mark.parametrize("name", ["newline-error", "stop-commands", "clear-screen", "bidi-override", "quick-approve"])
+@pytest.mark.parametrize("name", ["newline-error", "stop-commands", "clear-screen", "bidi-override", "quick-approve",
+                                  "not-utf-8"])
 def test_file_names_with_newlines_stay_on_one_line(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    name: str) -> None:
     folder = tmp_path / "manifests"
     folder.mkdir()
-    file = folder / (HOSTILE[name].replace("/", "_") + ".yaml")
+    # Bytes that are not UTF-8 come back from the file system as lone surrogates.
+    stem = os.fsdecode(b"bad\xff\n::error::x") if name == "not-utf-8" else HOSTILE[name].replace("/", "_")
+    file = folder / (stem + ".yaml")
     # A literal secret gives a warning naming the file; then a broken group gives an error naming it.
     file.write_text(MANIFEST.replace("${env:ORDERS_SECRET}", "literalSecret01"))
     warned = cli("validate", str(folder))

@@ -183,7 +183,8 @@ def test_inert_escapes_each_kind_of_control_and_leaves_text_alone() -> None:
         assert inert(ordinary) == ordinary
 
 
-_FIELD_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40) | \
+# Any character, lone surrogates included (a file name read with surrogateescape holds them).
+_FIELD_TEXT = st.text(alphabet=st.characters(exclude_categories=()), max_size=40) | \
     st.sampled_from(sorted(HOSTILE.values()))
 
 
