@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from reconciler.snapshot import LiveApi, LiveBinding, LiveGroup, LiveSignature, 
 from tests.data.hostile import HOSTILE, markdown_findings, raw_controls, runner_commands
 
 Cli = Callable[..., CliResult]
+ROOT = Path(__file__).resolve().parent.parent
 ORDERS = "0009db9c828549768a200320714b8930"
 API1, API2, API3 = (f"a{n:031x}" for n in (1, 2, 3))
 CREDENTIALS = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "testid", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "testsecret"}
@@ -292,9 +294,19 @@ def test_api_errors_from_the_endpoint_are_one_inert_line(cli: Cli, manifests: Pa
     url = hostile_endpoint(HOSTILE[name])
     result = cli("plan", str(manifests), "--endpoint", url, "-q", env={**CREDENTIALS, **SECRETS})
     assert_one_error_line(result)
-    debug = cli("--debug", "plan", str(manifests), "--endpoint", url, "-q", env={**CREDENTIALS, **SECRETS})
-    assert debug.code == 1
-    assert_inert(debug)
+
+
+@pytest.mark.parametrize("name", ["newline-error", "clear-screen", "bidi-override", "stop-commands", "c1-csi"])
+def test_debug_logs_show_what_the_endpoint_said_escaped(manifests: Path, hostile_endpoint: Callable[[str], str],
+                                                        name: str) -> None:
+    # A process of its own: in-process, pytest's log capture would take the place of --debug's stderr handler.
+    url = hostile_endpoint(HOSTILE[name])
+    done = subprocess.run([sys.executable, "-m", "reconciler", "--debug", "plan", str(manifests), "--endpoint", url,
+                           "-q"], capture_output=True, text=True, errors="surrogateescape", check=False, timeout=120,
+                          env={**os.environ, **CREDENTIALS, **SECRETS}, cwd=ROOT)
+    assert done.returncode == 1
+    assert f"RequestId {inert(HOSTILE[name])}" in done.stderr  # the endpoint's answer is logged, escaped
+    assert_inert(CliResult(done.returncode, done.stdout, done.stderr))
 
 
 @pytest.mark.parametrize("name", ["newline-error", "clear-screen", "bidi-override", "stop-commands"])

@@ -199,3 +199,13 @@ def test_renderers_never_fail_nor_let_text_out_raw(fields: dict[str, str], targe
     json.loads(render_json(plan))
     assert markdown_findings(render_markdown(plan)) == []
     assert markdown_findings(render_markdown(plan, max_chars=1_200)) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(exclude_categories=())))
+def test_inert_is_one_line_idempotent_and_keeps_printable_text(text: str) -> None:
+    shown = inert(text)
+    assert raw_controls(shown) == [] and "\n" not in shown
+    assert inert(shown) == shown
+    if not raw_controls(text) and "\n" not in text:
+        assert shown == text
