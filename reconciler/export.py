@@ -25,8 +25,10 @@ Decisions where the task was silent:
   A variable that `${env:...}` would refuse as named like a credential gets `SIGNATURE_` in front
   (aliyun_market -> SIGNATURE_ALIYUN_MARKET_SECRET).
 - Quoting is PyYAML's (the pure-Python SafeDumper, the same resolver the loader uses, so output
-  bytes do not depend on whether libyaml is installed). A value with a character that is not
-  printable is forced into double quotes, where it is escaped, so every value stays on its line.
+  bytes do not depend on whether libyaml is installed). A value with a character `inert` escapes
+  (controls, bidi and other format characters, line separators) is forced into double quotes, where
+  each such character is written as a YAML escape (`\\e`, `\\u202e`), so every value stays on its line
+  and the file shows no invisible text.
 - The header's time is given by the caller (`header_time`): the time the live state was read,
   or `SOURCE_DATE_EPOCH` when set, the reproducible-builds convention for pinning it.
 - A file the loader would refuse (over `MAX_FILE_BYTES` or `MAX_NODES`) is an error that
@@ -48,6 +50,7 @@ import yaml
 
 from reconciler.aliyun.auth import format_timestamp
 from reconciler.errors import InputError, ReconcilerError
+from reconciler.inert import inert
 from reconciler.manifest import API_ID, REGION_RULE, allowed_secret_variable, manifest_json_schema
 from reconciler.snapshot import STAGES, LiveBinding, LiveSignature, Snapshot, Stage
 from reconciler.yamlsource import MAX_FILE_BYTES, MAX_NODES
@@ -123,7 +126,7 @@ def header_time(fetched_at: str | None, source_date_epoch: str | None) -> str:
 
 
 class _DoubleQuoted(str):
-    """A value PyYAML must write double-quoted (escaped), because it holds a non-printable character."""
+    """A value PyYAML must write double-quoted (escaped), because it holds a character `inert` escapes."""
 
 
 class _Dumper(yaml.SafeDumper):
@@ -141,15 +144,19 @@ def _yaml_scalars(values: list[str]) -> list[str]:
     """Each value as PyYAML writes it as a block sequence item (quoted where YAML needs it)."""
     if not values:
         return []
-    marked = [value if value.isprintable() else _DoubleQuoted(value) for value in values]
+    marked = [value if inert(value) == value else _DoubleQuoted(value) for value in values]
     text = yaml.dump(marked, Dumper=_Dumper, default_flow_style=False, allow_unicode=True,
                      width=_UNLIMITED_WIDTH, sort_keys=False)
-    return [line.removeprefix("- ") for line in text.split("\n")[:-1]]
+    # PyYAML leaves format characters (U+202E...) raw inside double quotes; inert's escapes (\u202e, \x85)
+    # are YAML's own double-quoted escapes, so they read back as the same characters.
+    lines = [line.removeprefix("- ") for line in text.split("\n")[:-1]]
+    return [inert(line) if isinstance(value, _DoubleQuoted) else line
+            for value, line in zip(marked, lines, strict=True)]
 
 
 def _comment(text: str) -> str:
     """Text safe inside a `#` comment: as is when printable, else escaped like a JSON string."""
-    return text if text.isprintable() else json.dumps(text)
+    return text if text.isprintable() and inert(text) == text else json.dumps(text)
 
 
 @dataclass
