@@ -65,13 +65,15 @@ _PLAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?(?:/[A-Za-z0-9](?
 
 
 def longest_backtick_run(text: str) -> int:
-    return max((len(run) for run in _BACKTICK_RUN.findall(text)), default=0)
+    if "`" not in text:
+        return 0
+    return max(len(run) for run in _BACKTICK_RUN.findall(text))
 
 
 def md_code(value: str, *, in_table: bool = False) -> str:
     """`value` as a markdown code span that no character of it can close or leave."""
     text = inert(value)
-    if in_table:
+    if in_table and "|" in text:
         # GitHub's table extension splits rows at `|` before it sees code spans; `\\|` stays one cell.
         text = text.replace("|", "\\|")
     if not text:
