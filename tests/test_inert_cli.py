@@ -322,3 +322,21 @@ def test_usage_errors_echo_the_value_escaped_on_one_line(cli: Cli, manifests: Pa
                  ("plan", str(manifests), "--target", f"group={value}", "--snapshot", value),
                  ("validate", value)):
         assert_one_error_line(cli(*args, env=SECRETS))
+
+
+def test_a_yaml_escape_in_a_value_is_shown_escaped(cli: Cli, write: Callable[[str, str], Path]) -> None:
+    manifest = write("manifests/m.yaml", MANIFEST.replace("apis: [", 'apis: ["\\e[2J\\e[HNo changes\\a", '))
+    snapshot = write("live.json", "")
+    Snapshot(region="cn-hangzhou", groups=(LiveGroup(id=ORDERS, apis=(LiveApi(id=API1, name="api_one"),)),),
+             scopes=(Scope(group=ORDERS, stage="RELEASE"),)).write_json(snapshot)
+    result = cli("plan", str(manifest), "--snapshot", str(snapshot), env=SECRETS)
+    line = assert_one_error_line(result)
+    assert "\\x1b[2J\\x1b[HNo changes\\x07" in line
+
+
+def test_a_usage_error_is_one_line_with_where_to_look(cli: Cli, manifests: Path) -> None:
+    result = cli("plan", str(manifests), "--zzz")
+    assert (result.code, result.out) == (1, "")
+    # click's wording of the first part varies between its versions; the shape is ours.
+    assert result.err.startswith("Error: No such option") and "--zzz" in result.err
+    assert result.err.endswith("; see 'reconciler plan --help'\n") and result.err.count("\n") == 1
