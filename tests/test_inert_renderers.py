@@ -184,7 +184,9 @@ def test_inert_escapes_each_kind_of_control_and_leaves_text_alone() -> None:
 
 
 # Any character, lone surrogates included (a file name read with surrogateescape holds them).
+# Markdown's own characters, often, to reach the corners of code spans, tables and autolinks.
 _FIELD_TEXT = st.text(alphabet=st.characters(exclude_categories=()), max_size=40) | \
+    st.text(alphabet="`*_[]()<>!@#:/|\\~&;.= \n\twhtps0", max_size=30) | \
     st.sampled_from(sorted(HOSTILE.values()))
 
 
@@ -197,7 +199,10 @@ def test_renderers_never_fail_nor_let_text_out_raw(fields: dict[str, str], targe
     for text in (render_text(plan), render_compact(plan)):
         _assert_terminal_inert(text)
     json.loads(render_json(plan))
-    assert markdown_findings(render_markdown(plan)) == []
+    markdown = render_markdown(plan)
+    assert markdown_findings(markdown) == []
+    _, text, _ = html_text(render_github(markdown))
+    assert inert(fields["name"]) in text and inert(fields["api_name"]) in text
     assert markdown_findings(render_markdown(plan, max_chars=1_200)) == []
 
 

@@ -141,7 +141,7 @@ def html_text(html: str) -> tuple[list[str], str, str]:
 
 _PROSE_HAZARDS = {
     "mention": re.compile(r"(?<![\w`])@[A-Za-z0-9]"),
-    "autolink": re.compile(r"www\.|https?:|mailto:|[\w.]+@[\w-]+\.", re.IGNORECASE),
+    "autolink": re.compile(r"www\.|https?://|mailto:|[\w.]+@[\w-]+\.", re.IGNORECASE),
     "reference": re.compile(r"(?<![\w&])#\d|[\w-]+/[\w.-]+#\d"),
     "emoji shortcode": re.compile(r":[a-z0-9_+-]+:"),
 }
