@@ -74,7 +74,7 @@ def md_code(value: str, *, in_table: bool = False) -> str:
     """`value` as a markdown code span that no character of it can close or leave."""
     text = inert(value)
     if in_table and "|" in text:
-        # GitHub's table extension splits rows at `|` before it sees code spans; `\\|` stays one cell.
+        # GitHub's table extension splits rows at `|` before it sees code spans; `\|` stays in its cell.
         text = text.replace("|", "\\|")
     if not text:
         return "` `"
