@@ -43,8 +43,8 @@ def bound_state() -> EmulatorState:
         "groups": [
             {"name": "managed", "apis": [{"name": "m_one"}, {"name": "m_two"}],
              "bindings": {"RELEASE": {"m_one": "keep_backend", "m_two": "orders_backend"}}},
-            {"name": "other", "apis": [{"name": f"o_{n}"} for n in range(5)],
-             "bindings": {"PRE": {f"o_{n}": "keep_backend" for n in range(4)}, "TEST": {"o_4": "keep_backend"}}},
+            {"name": "other", "apis": [{"name": f"oa_{n}"} for n in range(5)],
+             "bindings": {"PRE": {f"oa_{n}": "keep_backend" for n in range(4)}, "TEST": {"oa_4": "keep_backend"}}},
         ],
     })
 
@@ -78,8 +78,8 @@ def run_args(command: str, manifest: Path, emulator: RunningEmulator, *extra: st
 BLOCKED_TEXT = [
     '  # signature "keep_backend" cannot be deleted (prune: true): still bound where no manifest manages bindings',
     '  ! signature "keep_backend" {',
-    f"      ! bound in group {OTHER}, stage TEST: 1 API (o_4)",
-    f"      ! bound in group {OTHER}, stage PRE: 4 APIs (o_0, o_1, o_2 and 1 more)",
+    f"      ! bound in group {OTHER}, stage TEST: 1 API (oa_4)",
+    f"      ! bound in group {OTHER}, stage PRE: 4 APIs (oa_0, oa_1, oa_2 and 1 more)",
     "    }",
 ]
 BLOCKED_NOTE = ("Apply refuses this plan: 1 delete(s) blocked (keep_backend): each signature is still bound in a group "
@@ -104,7 +104,7 @@ def test_plan_shows_a_blocked_delete_and_the_rest_of_the_plan(cli: Cli, emulator
 
     compact = cli(*run_args("plan", manifest, emulator, "--compact"), env=CREDENTIALS)
     assert (f"! delete_blocked signature.cn-hangzhou.keep_backend (still bound: group {OTHER}, stage TEST: 1 API "
-            f"(o_4); group {OTHER}, stage PRE: 4 APIs (o_0, o_1, o_2 and 1 more))") in compact.out.splitlines()
+            f"(oa_4); group {OTHER}, stage PRE: 4 APIs (oa_0, oa_1, oa_2 and 1 more))") in compact.out.splitlines()
 
 
 def test_the_json_plan_types_and_counts_a_blocked_delete(cli: Cli, emulator: RunningEmulator,
@@ -115,19 +115,20 @@ def test_the_json_plan_types_and_counts_a_blocked_delete(cli: Cli, emulator: Run
     assert document["summary"]["delete"] == 1
     blocked = [c for c in document["changes"] if c["action"] == "delete_blocked"]
     assert [c["address"] for c in blocked] == ["signature.cn-hangzhou.keep_backend"]
-    assert blocked[0]["still_bound"][0] == {"group": OTHER, "stage": "TEST", "api_id": api(OTHER, "o_4"),
-                                           "api_name": "o_4", "signature": "keep_backend"}
+    assert blocked[0]["still_bound"][0] == {"group": OTHER, "stage": "TEST", "api_id": api(OTHER, "oa_4"),
+                                           "api_name": "oa_4", "signature": "keep_backend"}
     assert [(b["stage"], b["api_name"]) for b in blocked[0]["still_bound"]] == [
-        ("TEST", "o_4"), ("PRE", "o_0"), ("PRE", "o_1"), ("PRE", "o_2"), ("PRE", "o_3")]
+        ("TEST", "oa_4"), ("PRE", "oa_0"), ("PRE", "oa_1"), ("PRE", "oa_2"), ("PRE", "oa_3")]
     # Optional fields stay out of a plan without blocked deletes: format "1" is what it was.
     assert all("still_bound" not in c for c in document["changes"] if c["action"] != "delete_blocked")
 
 
 def test_the_markdown_plan_warns_of_a_blocked_delete(cli: Cli, emulator: RunningEmulator, manifest: Path) -> None:
     result = cli(*run_args("plan", manifest, emulator, "-o", "markdown"), env=CREDENTIALS)
-    assert f"> {BLOCKED_NOTE}" in result.out.splitlines()
+    # In markdown the signature's name is a code span, as every value is there.
+    assert f"> {BLOCKED_NOTE.replace('(keep_backend)', '(`keep_backend`)')}" in result.out.splitlines()
     assert (f"| **delete_blocked** | signature | `signature.cn-hangzhou.keep_backend` | not deleted, still bound: "
-            f"`group {OTHER}, stage TEST: 1 API (o_4)`; `group {OTHER}, stage PRE: 4 APIs (o_0, o_1, o_2 and 1 "
+            f"`group {OTHER}, stage TEST: 1 API (oa_4)`; `group {OTHER}, stage PRE: 4 APIs (oa_0, oa_1, oa_2 and 1 "
             f"more)` |") in result.out.splitlines()
 
 
@@ -138,7 +139,8 @@ def test_apply_refuses_a_plan_with_a_blocked_delete_before_any_call(cli: Cli, em
     assert result.code == 1
     assert result.err == (
         f"Error: apply refused: the plan holds 1 delete(s) that cannot be carried out (keep_backend is still bound "
-        f"in group {OTHER}, stage TEST: 1 API (o_4) and group {OTHER}, stage PRE: 4 APIs (o_0, o_1, o_2 and 1 more)); "
+        f"in group {OTHER}, stage TEST: 1 API (oa_4) and group {OTHER}, stage PRE: 4 APIs (oa_0, oa_1, oa_2 and 1 "
+        f"more)); "
         f"nothing was changed; unbind those APIs there, manage that group and stage in a manifest, or list the "
         f"signature under ignore\n")
     assert BLOCKED_TEXT[0] in result.out.splitlines()

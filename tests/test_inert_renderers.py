@@ -4,6 +4,7 @@ exact (JSON), as code (markdown, checked with GitHub's renderer), marked when th
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -42,17 +43,21 @@ def _plan(name: str = "orders_backend", key: str = "ordersKey01", api_name: str 
         return BindingValues(group=group, stage="RELEASE", api_id=api_id, api_name=api_name, signature=to)
 
     def change(action: Action, resource: Resource, before: SignatureValues | BindingValues | None,
-               after: SignatureValues | BindingValues | None, label: Label, changed: tuple[str, ...] = ()) -> Change:
+               after: SignatureValues | BindingValues | None, label: Label, changed: tuple[str, ...] = (),
+               still_bound: tuple[BindingValues, ...] | None = None) -> Change:
         address = (f"signature.{region}.{name}" if resource is Resource.SIGNATURE
                    else f"binding.{region}.{group}.RELEASE.{api_id}")
         return Change(action=action, resource=resource, address=address, region=region, before=before, after=after,
-                      changed=changed, source=source, label=label if base is not None else None)
+                      changed=changed, source=source, label=label if base is not None else None,
+                      still_bound=still_bound)
 
     changes = (
         change(Action.CREATE, Resource.SIGNATURE, None, sig, Label.INTRODUCED),
         change(Action.UPDATE, Resource.SIGNATURE, sig, other, Label.DRIFT, ("key", "secret")),
         change(Action.DELETE, Resource.SIGNATURE, sig, None, Label.INTRODUCED),
         change(Action.UNMANAGED, Resource.SIGNATURE, sig, None, Label.DRIFT),
+        change(Action.DELETE_BLOCKED, Resource.SIGNATURE, sig, None, Label.INTRODUCED,
+               still_bound=(bound(name), bound(signature), bound(name), bound(name))),
         change(Action.REBIND, Resource.BINDING, bound(signature), bound(name), Label.INTRODUCED, ("signature",)),
         change(Action.BIND, Resource.BINDING, None, bound(signature), Label.DRIFT),
         change(Action.UNBIND, Resource.BINDING, bound(signature), None, Label.INTRODUCED),
@@ -69,6 +74,9 @@ def _every_field(value: str) -> Plan:
                  source=value, base=value, targets=(value,))
 
 
+_SGR = re.compile("\x1b\\[[0-9;]*m")
+
+
 def _assert_terminal_inert(text: str) -> None:
     assert raw_controls(text) == []
     assert runner_commands(text) == []
@@ -78,15 +86,11 @@ def _assert_terminal_inert(text: str) -> None:
 def test_text_and_compact_show_every_value_escaped(name: str) -> None:
     value = HOSTILE[name]
     for render in (render_text, render_compact):
-        for color in (False, True):
-            text = render(_every_field(value), color=color)
-            if not color:
-                _assert_terminal_inert(text)
-            else:
-                # Colour adds our own SGR sequences and nothing else.
-                without_colour = text.replace("\x1b[32m", "").replace("\x1b[33m", "").replace("\x1b[31m", "")
-                assert raw_controls(without_colour.replace("\x1b[36m", "").replace("\x1b[0m", "")) == []
-            assert inert(value) in text
+        text = render(_every_field(value), color=False)
+        _assert_terminal_inert(text)
+        assert inert(value) in text
+        # Colour adds our own SGR sequences and nothing else.
+        assert _SGR.sub("", render(_every_field(value), color=True)) == text
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
