@@ -183,7 +183,7 @@ def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _PLAIN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
-def _inert(part: object) -> str:
+def _plain_part(part: object) -> str:
     """A location part from the file, shown only when it is a plain word (the file may have been tampered with)."""
     text = str(part)
     return text if _PLAIN.fullmatch(text) else "<key>"
@@ -211,7 +211,7 @@ def load_saved_plan(path: Path) -> SavedPlan:
         saved = SavedPlan.model_validate_json(text, strict=True)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(_inert(part) for part in err["loc"]) or "(top)"
+        where = ".".join(_plain_part(part) for part in err["loc"]) or "(top)"
         raise InputError(f"{path}: not a valid saved plan: field '{where}': {err['msg']}; {NEW_PLAN_HINT}") from None
     problem = inconsistency(saved)
     if problem:
