@@ -339,4 +339,4 @@ def test_a_usage_error_is_one_line_with_where_to_look(cli: Cli, manifests: Path)
     assert (result.code, result.out) == (1, "")
     # click's wording of the first part varies between its versions; the shape is ours.
     assert result.err.startswith("Error: No such option") and "--zzz" in result.err
-    assert result.err.endswith("; see 'reconciler plan --help'\n") and result.err.count("\n") == 1
+    assert result.err.endswith(". See 'reconciler plan --help'.\n") and result.err.count("\n") == 1
