@@ -226,8 +226,12 @@ def test_manifest_errors_from_any_value_are_one_inert_line(cli: Cli, write: Call
                          if not field_line.startswith("group") else
                          MANIFEST.replace(f"group: {ORDERS}", field_line))
         result = cli("validate", str(manifest), env=SECRETS)
-        assert_one_error_line(result)
-        assert len(result.out.splitlines()) == 1 and result.out.startswith(ANNOTATION)
+        # validate reports every error of the file: each is one line, with its one annotation.
+        errors = result.err.splitlines()
+        assert result.code == 1 and errors and all(line.startswith("Error: ") for line in errors), result.err
+        assert_inert(result)
+        annotations = result.out.splitlines()
+        assert len(annotations) == len(errors) and all(line.startswith(ANNOTATION) for line in annotations)
 
 
 @pytest.mark.parametrize("name", ["newline-error", "stop-commands", "clear-screen", "bidi-override", "quick-approve",

@@ -34,7 +34,7 @@ API = "a0000000000000000000000000000001"
 def _plan(name: str = "orders_backend", key: str = "ordersKey01", api_name: str = "orders_list", api_id: str = API,
           group: str = GROUP, signature: str = "orders_backend", region: str = "cn-hangzhou",
           source: str = "manifests/m.yaml:3", base: str | None = "origin/main",
-          targets: tuple[str, ...] | None = ("group=*",)) -> Plan:
+          targets: tuple[str, ...] | None = ("group=*",), group_name: str | None = "orders") -> Plan:
     """A plan with every action, each field set from the arguments (so a test puts a value in all of them)."""
     sig = SignatureValues(name=name, key=key, secret="(sensitive value)")
     other = SignatureValues(name=name, key=key + "2", secret="(sensitive value)")
@@ -66,12 +66,12 @@ def _plan(name: str = "orders_backend", key: str = "ordersKey01", api_name: str 
     if base is None:
         changes = changes[:-1]
     return Plan(regions=(region,), secrets_checked=False, changes=changes, summary=summarize(changes, 3),
-                base=base, targets=targets)
+                base=base, targets=targets, group_names={group: group_name} if group_name else None)
 
 
 def _every_field(value: str) -> Plan:
     return _plan(name=value, key=value, api_name=value, api_id=value, group=value, signature=value, region=value,
-                 source=value, base=value, targets=(value,))
+                 source=value, base=value, targets=(value,), group_name=value)
 
 
 _SGR = re.compile("\x1b\\[[0-9;]*m")
@@ -133,7 +133,7 @@ def test_the_screen_clearing_api_name_is_shown_not_obeyed() -> None:
 
 
 def test_values_that_break_the_vendor_rules_are_marked_in_every_format() -> None:
-    plan = _plan(name="bad name\u202e", key="k", api_name="x", api_id="not-an-id", group="payments")
+    plan = _plan(name="bad name\u202e", key="k", api_name="x", api_id="not-an-id", group="payments", group_name=None)
     text = render_text(plan)
     assert '  # signature "bad name\\u202e" (not a valid signature name) will be created  (manifests/m.yaml:3)' \
            "  [introduced]" in text
@@ -196,7 +196,7 @@ _FIELD_TEXT = st.text(alphabet=st.characters(exclude_categories=()), max_size=40
 
 @settings(max_examples=150, deadline=None)
 @given(st.fixed_dictionaries({field: _FIELD_TEXT for field in (
-    "name", "key", "api_name", "api_id", "group", "signature", "region", "source", "base")}),
+    "name", "key", "api_name", "api_id", "group", "signature", "region", "source", "base", "group_name")}),
     st.lists(_FIELD_TEXT, max_size=2))
 def test_renderers_never_fail_nor_let_text_out_raw(fields: dict[str, str], targets: list[str]) -> None:
     plan = _plan(**fields, targets=tuple(targets) if targets else None)
