@@ -207,7 +207,7 @@ def test_apply_has_no_skip_secrets(cli: Cli) -> None:
     assert "--skip-secrets" not in cli("apply", "--help").out
     result = cli("apply", str(MANIFESTS), "--skip-secrets")
     assert result.code == 1
-    assert result.err.endswith("Error: No such option '--skip-secrets'.\n")
+    assert result.err.endswith("Error: No such option '--skip-secrets'. See 'reconciler apply --help'.\n")
 
 
 def test_top_level_help_shows_whole_command_descriptions(cli: Cli) -> None:
@@ -692,10 +692,11 @@ def test_a_group_name_from_the_live_state_is_inert_text(cli: Cli, tmp_path: Path
     state.write_text(DEMO_STATE.read_text(encoding="utf-8").replace("name: orders\n", 'name: "ord\\e[31mers|`x`"\n'),
                      encoding="utf-8")
     text = _demo_plan(cli, state=state).out
-    assert "  # bindings in group 0009db9c828549768a200320714b8930 (ord?[31mers|`x`), stage RELEASE" in text
+    assert "  # bindings in group 0009db9c828549768a200320714b8930 (ord\\x1b[31mers|`x`), stage RELEASE" in text
     assert "\x1b" not in text
     markdown = _demo_plan(cli, "-o", "markdown", state=state).out
-    assert "(group `ord?[31mers\\|'x'`, RELEASE) |" in markdown
+    # A code span longer than the name's backtick run; `|` escaped for the table.
+    assert "(group `` ord\\x1b[31mers\\|`x` ``, RELEASE) |" in markdown
 
 
 def test_apply_no_color_takes_the_colour_out_of_the_plan_on_a_terminal(cli: Cli,
