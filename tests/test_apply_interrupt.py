@@ -104,6 +104,34 @@ def test_a_signal_mid_rebind_finishes_the_pair_and_reports(cli: Cli, tmp_path: P
         assert set(state.bindings_of(GROUP, "TEST").values()) == {"new_backend"}
 
 
+def test_a_second_signal_does_not_cut_the_rebind_short(cli: Cli, tmp_path: Path) -> None:
+    """Ctrl-C pressed again, or a CI runner's SIGTERM after the user's SIGINT: the pair in flight still
+    completes. Two different signals are sent, so that neither can merge into the other while pending; the
+    kernel may deliver them in either order, and the first one delivered decides the exit code."""
+    state = big_state()
+    writes: list[tuple[str, float, frozenset[str]]] = []
+
+    def two_signals() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    record_writes(state, writes, on_first_remove=two_signals)
+    with running_emulator(state) as emulator:
+        result = cli("apply", str(manifest(tmp_path)), "--endpoint", emulator.url, "-q", "--auto-approve",
+                     "--concurrency", "1", env=CREDENTIALS)
+    assert [method for method, _, _ in writes] == ["remove_signature_apis", "set_signature_apis"]
+    assert len(state.bindings_of(GROUP, "TEST")) == 250  # no API was left without a signature
+    first, second = result.err.splitlines()[:2]
+    assert {first.split()[0], second.split()[0]} == {"SIGINT", "SIGTERM"}
+    first_signal = signal.Signals[first.split()[0]]
+    assert first == f"{first_signal.name} received: finishing the calls in flight; no new step starts."
+    assert second.endswith(" received: still finishing the calls in flight.")
+    assert result.code == 128 + first_signal.value
+    assert (f"Apply interrupted by {first_signal.name}; the calls in flight were finished. Done: 1 step(s), "
+            f"logged above.") in result.out.splitlines()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_the_unsigned_window_of_a_rebind(cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """SetSignatureApis is not documented to replace another key's binding, so a rebind is Remove then Set and
     the API is unsigned in between. The test pins that the Set follows its Remove with nothing else of the same
