@@ -237,9 +237,11 @@ def test_signature_version_v1_plans_the_same(cli: Cli, demo_plan: str, caplog: p
 # --------------------------------------------------------------------------------- debug logs
 
 
-def test_debug_logs_of_the_embedded_emulator_hold_no_secret() -> None:
-    result = reconciler("--debug", "plan", MANIFESTS, "--emulator", STATE, "--env-file", ENV_FILE,
-                        env=subprocess_env())
+@pytest.mark.parametrize("where", ["before the command name", "after it"])
+def test_debug_logs_of_the_embedded_emulator_hold_no_secret(where: str) -> None:
+    args = ["plan", MANIFESTS, "--emulator", STATE, "--env-file", ENV_FILE]
+    args = ["--debug", *args] if where == "before the command name" else [*args, "--debug"]
+    result = reconciler(*args, env=subprocess_env())
     assert result.returncode == 0, result.stderr
     assert "DescribeSignatures attempt 1: POST http://127.0.0.1:" in result.stderr
     assert leaked(result.stdout + result.stderr, [*demo_secrets(), "testsecret"]) == []
