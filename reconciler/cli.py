@@ -510,9 +510,14 @@ def run(argv: list[str]) -> int:
             message = f"{message if message.endswith('.') else message + '.'} See '{exc.ctx.command_path} --help'."
         say(f"Error: {message}", err=True)
         code = 1
-    except click.Abort:
-        click.echo("Aborted.", err=True)
-        code = 1
+    except click.Abort as exc:
+        # click turns Ctrl-C into Abort; it is still an interruption, with the shell's code for it.
+        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            click.echo("Interrupted.", err=True)
+            code = 130
+        else:
+            click.echo("Aborted.", err=True)
+            code = 1
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         code = 130  # 128 + SIGINT, as a shell reports it

@@ -170,3 +170,28 @@ def test_a_real_process_sent_sigterm_mid_rebind_exits_143(tmp_path: Path) -> Non
     assert len(state.bindings_of(GROUP, "TEST")) == 250
     assert "Apply interrupted by SIGTERM; the calls in flight were finished. Done: 1 step(s), logged above." in out
     assert err.endswith("Error: apply interrupted by SIGTERM: 3 step(s) not done (listed above)\n")
+
+
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_ctrl_c_while_reading_exits_130_in_one_line_and_changes_nothing(tmp_path: Path, command: str) -> None:
+    """Before any write there is nothing to finish: the run ends at once, with the shell's code for SIGINT."""
+    state = big_state()
+    before = state.to_spec()
+    process: list[subprocess.Popen[str]] = []
+    real = state.describe_signatures
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        process[0].send_signal(signal.SIGINT)
+        return real(*args, **kwargs)
+
+    state.describe_signatures = interrupted  # type: ignore[method-assign]
+    with running_emulator(state) as emulator:
+        env = {**CREDENTIALS, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        process.append(subprocess.Popen(
+            [sys.executable, "-m", "reconciler", command, str(manifest(tmp_path)), "--endpoint", emulator.url, "-q",
+             *(["--auto-approve"] if command == "apply" else [])],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+        out, err = process[0].communicate(timeout=60)
+    assert (process[0].returncode, out) == (130, "")
+    assert err.strip() == "Interrupted."
+    assert state.to_spec() == before
