@@ -283,6 +283,8 @@ def inconsistency(saved: SavedPlan) -> str:
         return "a saved plan always compared the secrets"
     if plan.base is not None:
         return "a saved plan is not compared with a base"
+    if plan.group_names is not None:  # apply shows the names it reads live, never the file's
+        return "a saved plan holds no group names"
     seen: set[str] = set()
     for index, change in enumerate(plan.changes):
         if change.region not in plan.regions:

@@ -174,7 +174,12 @@ def _hostile_target(d: dict[str, Any]) -> None:
     d["plan"]["targets"] = ["signature=\u202e*"]
 
 
+def _group_names(d: dict[str, Any]) -> None:
+    d["plan"]["group_names"] = {ORDERS: "\x1b[2Jorders"}
+
+
 @pytest.mark.parametrize(("tamper", "message"), [
+    (_group_names, "not a valid saved plan: a saved plan holds no group names"),
     (_hostile_region, "not a valid saved plan: 'plan.regions' holds something that is not a region"),
     (_hostile_target, "not a valid saved plan: 'plan.targets' holds something that is not a target"),
     (_regions_twice, "not a valid saved plan: 'plan.regions' must list each region once"),
