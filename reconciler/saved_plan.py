@@ -336,4 +336,6 @@ def check_saved_plan(saved: SavedPlan, current: Plan, desired: DesiredState,
     if not hmac.compare_digest(saved.secrets.digest, _scrypt(_secret_material(saved.plan, desired, snapshots), salt)):
         raise StalePlanError(f"stale plan: a secret differs from when the plan was made (a secret the plan sets, "
                              f"from the environment, or a live secret); nothing was changed; {NEW_PLAN_HINT}")
-    return saved.plan
+    # The same changes, but the file's `source`s are not shown: they were not compared (a line may have moved),
+    # and the manifests read now say where each change comes from.
+    return saved.plan.model_copy(update={"changes": tuple(changes)})

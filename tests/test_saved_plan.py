@@ -209,6 +209,21 @@ def test_a_tampered_saved_plan_is_one_line_and_changes_nothing(cli: Cli, demo: R
     assert demo.state.to_spec() == before
 
 
+def test_apply_shows_where_each_change_comes_from_now_never_the_file_s_sources(cli: Cli, demo: RunningEmulator,
+                                                                               tmp_path: Path) -> None:
+    # Sources are left out of the comparison (a manifest line may move), so the file's are not shown either.
+    path = tmp_path / "plan.json"
+    document = saved_plan(cli, demo, path)
+    create = next(c for c in document["plan"]["changes"] if c["action"] == "create")
+    create["source"] = "\x1b[2JNo changes.\nApply these changes? "
+    path.write_text(json.dumps(document))
+    result = cli(*args("apply", demo, "--plan-file", str(path)), env=CREDENTIALS)
+    assert result.code == 0, result.err
+    shown = f'  # signature "inventory_backend" will be created  ({MANIFESTS}/hangzhou.yaml:15)'
+    assert shown in result.out.splitlines()
+    assert "\x1b" not in result.out and "Apply these changes?" not in result.out
+
+
 def test_a_repeated_key_is_refused(cli: Cli, demo: RunningEmulator, tmp_path: Path) -> None:
     path = tmp_path / "plan.json"
     saved_plan(cli, demo, path)
