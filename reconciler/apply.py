@@ -48,6 +48,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from reconciler.aliyun.client import ApiClient
 from reconciler.errors import InputError, ReconcilerError
@@ -369,16 +370,18 @@ def _signals_stop_new_steps(result: ApplyResult, warn: Callable[[str], None]) ->
         else:
             warn(f"{received.name} received: still finishing the calls in flight.")
 
-    installed: list[signal.Signals] = []
+    installed: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():  # the only thread that receives signals
         for each in (signal.SIGINT, signal.SIGTERM):
+            installed[each] = signal.getsignal(each)
             loop.add_signal_handler(each, on_signal, each)
-            installed.append(each)
     try:
         yield
     finally:
-        for each in installed:
+        for each, previous in installed.items():
             loop.remove_signal_handler(each)
+            # asyncio puts back Python's defaults, not what the command had (SIGTERM's clean exit).
+            signal.signal(each, previous)
 
 
 async def apply_plan_async(plan: Plan, desired: DesiredState, snapshots: Mapping[str, Snapshot],
