@@ -351,8 +351,9 @@ def refuse_blocked(plan: Plan) -> None:
     blocked = plan.blocked
     if not blocked:
         return
-    where = "; ".join(f"{c.before.name} is still bound in {' and '.join(still_bound_scopes(c))}"
-                      for c in blocked if isinstance(c.before, SignatureValues))
+    where = "; ".join(
+        f"{c.before.name} is still bound in {' and '.join(still_bound_scopes(c, group_names=plan.group_names))}"
+        for c in blocked if isinstance(c.before, SignatureValues))
     raise BlockedPlanError(f"apply refused: the plan holds {len(blocked)} delete(s) that cannot be carried out "
                            f"({where}); nothing was changed; unbind those APIs there, manage that group and stage in "
                            f"a manifest, or list the signature under ignore")

@@ -356,7 +356,8 @@ def apply_command(paths: tuple[Path, ...], env_files: tuple[Path, ...], connecti
             return 0
         if will_ask and not sys.stdin.isatty():
             raise InputError("apply asks for confirmation but stdin is not a terminal; pass --auto-approve")
-        click.echo(render_text(with_group_names(result, group_names(snapshots)), color=use_color(no_color)))
+        result = with_group_names(result, group_names(snapshots))
+        click.echo(render_text(result, color=use_color(no_color)))
         refuse_blocked(result)
         if connection.emulator_states:
             # Said before the question, so that nobody says yes expecting the changes to last.

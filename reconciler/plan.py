@@ -32,6 +32,7 @@ a drift job still sees everything; with --detailed-exitcode it exits 2.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -170,6 +171,7 @@ def with_group_names(plan: Plan, names: Mapping[str, str | None]) -> Plan:
     """`plan` with the names of the groups its changes mention (the plan grows with the drift, not with the
     number of groups of the tenant)."""
     mentioned = {v.group for c in plan.changes for v in (c.before, c.after) if isinstance(v, BindingValues)}
+    mentioned |= {b.group for c in plan.changes for b in c.still_bound or ()}
     known = {group: name for group in sorted(mentioned) if (name := names.get(group))}
     return plan.model_copy(update={"group_names": known or None})
 
@@ -215,6 +217,9 @@ _RULES = {
     "API name": API_NAME_RULE,
     "API id": RESOURCE_ID_RULE,
     "group id": RESOURCE_ID_RULE,
+    # Group names are shown beside their ids for the reader and never marked: no rule of the vendor's for them
+    # is among the facts this tool relies on.
+    "group name": re.compile(r".*", re.DOTALL),
 }
 
 
@@ -252,11 +257,13 @@ def summary_line(plan: Plan) -> str:
 BOUND_NAMES_SHOWN = 3
 
 
-def still_bound_scopes(change: Change, show: Callable[[str, str], str] | None = None) -> list[str]:
-    """Where a blocked delete's signature is still bound, one entry per (group, stage): "group G, stage S:
-    N APIs (a, b, c and 2 more)"; `show(value, kind)` renders each group id and API name or id (escaped and
-    marked for a terminal by default)."""
+def still_bound_scopes(change: Change, show: Callable[[str, str], str] | None = None,
+                       group_names: Mapping[str, str] | None = None) -> list[str]:
+    """Where a blocked delete's signature is still bound, one entry per (group, stage): "group G (name), stage
+    S: N APIs (a, b, c and 2 more)"; `show(value, kind)` renders each group id, group name and API name or id
+    (escaped and marked for a terminal by default)."""
     show = show or _shown
+    group_names = group_names or {}
     scopes: dict[tuple[str, str], list[BindingValues]] = {}
     for binding in change.still_bound or ():
         scopes.setdefault((binding.group, binding.stage), []).append(binding)
@@ -266,7 +273,9 @@ def still_bound_scopes(change: Change, show: Callable[[str, str], str] | None = 
                  for b in bindings[:BOUND_NAMES_SHOWN]]
         more = f" and {len(bindings) - BOUND_NAMES_SHOWN} more" if len(bindings) > BOUND_NAMES_SHOWN else ""
         count = "1 API" if len(bindings) == 1 else f"{len(bindings)} APIs"
-        out.append(f"group {show(group, 'group id')}, stage {stage}: {count} ({', '.join(names)}{more})")
+        name = group_names.get(group)
+        named = f" ({show(name, 'group name')})" if name else ""
+        out.append(f"group {show(group, 'group id')}{named}, stage {stage}: {count} ({', '.join(names)}{more})")
     return out
 
 
@@ -322,7 +331,7 @@ def _secret_text(change: Change) -> str:
     return values.secret
 
 
-def _signature_lines(change: Change, color: bool) -> Iterator[str]:
+def _signature_lines(change: Change, color: bool, group_names: Mapping[str, str] | None = None) -> Iterator[str]:
     mark = _MARK[change.action]
     before, after = change.before, change.after
     values = after or before
@@ -342,7 +351,7 @@ def _signature_lines(change: Change, color: bool) -> Iterator[str]:
         return
     yield _paint(f"  {mark} signature {name} {{", mark, color)
     if change.action is Action.DELETE_BLOCKED:
-        for scope in still_bound_scopes(change, _shown):
+        for scope in still_bound_scopes(change, _shown, group_names):
             yield _paint(f"      {mark} bound in {scope}", mark, color)
     elif change.action is Action.UPDATE:
         assert isinstance(before, SignatureValues) and isinstance(after, SignatureValues)
@@ -416,7 +425,7 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         for change in changes:
             if change.resource is Resource.SIGNATURE:
                 lines.append("")
-                lines.extend(_signature_lines(change, color))
+                lines.extend(_signature_lines(change, color, plan.group_names))
         bindings = [c for c in changes if c.resource is Resource.BINDING]
         for (group, stage), scope_changes in groupby(bindings, key=_binding_scope):
             lines.append("")
@@ -515,7 +524,7 @@ def _detail(plan: Plan, change: Change) -> str:
         assert isinstance(values, SignatureValues)
         if change.action is Action.DELETE_BLOCKED:
             return "not deleted, still bound: " + "; ".join(
-                md_code(scope, in_table=True) for scope in still_bound_scopes(change, _raw_marked))
+                md_code(scope, in_table=True) for scope in still_bound_scopes(change, _raw_marked, plan.group_names))
         return f"key {_md_shown(values.key, 'key', in_table=True)}" + (
             "" if change.action is not Action.UNMANAGED else " (in no manifest; left alone)")
     api, old, new = _binding_sides(change)

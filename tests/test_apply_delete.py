@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from conftest import CliResult
 
-from reconciler.apply import BlockedPlanError, apply_plan_async
+from reconciler.apply import BlockedPlanError, apply_plan_async, refuse_blocked
 from reconciler.differ import diff
 from reconciler.emulator.server import RunningEmulator, running_emulator
 from reconciler.emulator.state import EmulatorState, derived_id
 from reconciler.manifest import load_desired_state
-from reconciler.plan import Action
+from reconciler.plan import Action, render_markdown, render_text, with_group_names
 from reconciler.snapshot import LiveBinding, LiveSignature, Scope, Snapshot
 
 CREDENTIALS = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "testid", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "testsecret"}
@@ -204,6 +204,21 @@ def test_bindings_the_plan_itself_unbinds_do_not_block(tmp_path: Path) -> None:
     _, _, plan = plan_of(tmp_path, manifest.replace("b2", "b" * 32), old, (managed,),
                          (Scope(group="e" * 32, stage="RELEASE"),))
     assert sorted(c.action.value for c in plan.changes) == ["bind", "create", "delete", "unbind"]
+
+
+def test_a_blocked_delete_names_the_groups_whose_names_the_read_knows(tmp_path: Path) -> None:
+    named, unnamed = "e" * 32, "f" * 32
+    old = LiveSignature(id="id-old", name="old_key", key="oldKey01", secret="oldSecret01",
+                        bindings_in_region=(binding(named, "TEST", "a1"), binding(unnamed, "TEST", "a2")))
+    _, _, plan = plan_of(tmp_path, "region: cn-hangzhou\nprune: true\n", old)
+    plan = with_group_names(plan, {named: "orders", unnamed: None})
+    invalid = "(not a valid API name)"  # the helper's API names carry a hyphen
+    assert (f"      ! bound in group {named} (orders), stage TEST: 1 API (name-a1 {invalid})"
+            in render_text(plan).splitlines())
+    assert (f"`group {named} (orders), stage TEST: 1 API (name-a1 {invalid})`; "
+            f"`group {unnamed}, stage TEST: 1 API (name-a2 {invalid})`" in render_markdown(plan))
+    with pytest.raises(BlockedPlanError, match=rf"still bound in group {named} \(orders\), stage TEST"):
+        refuse_blocked(plan)
 
 
 def test_a_snapshot_without_the_lookup_plans_a_plain_delete(tmp_path: Path) -> None:
