@@ -65,14 +65,19 @@ class Connection:
 @contextmanager
 def open_connection(options: ConnectionOptions, regions: Iterable[str], *, allow_writes: bool = False,
                     wanted_by: str = "the manifests declare",
-                    warn: Callable[[str], None] = lambda message: None) -> Iterator[Connection]:
+                    warn: Callable[[str], None] = lambda message: None,
+                    serve_all_states: bool = False) -> Iterator[Connection]:
     """`wanted_by` says where `regions` came from, in messages about emulator states ("--region is" for
-    export); `warn` gets one line for an emulator state that is not used."""
+    export); `warn` gets one line for an emulator state that is not used. `serve_all_states` serves every
+    emulator state given, `regions` or not (scan reads every region there is)."""
     regions = sorted(set(regions))
     if options.emulator_states:
         if options.endpoint is not None:
             raise InputError("give either --endpoint or --emulator, not both")
-        states = _emulator_states_by_region(options.emulator_states, regions, wanted_by, warn)
+        states = _emulator_states_by_region(options.emulator_states, regions, wanted_by, warn,
+                                            serve_all=serve_all_states)
+        for state in states.values():  # DescribeRegions of each lists every region of the run
+            state.account_regions = tuple(sorted(states))
         # Credentials made up for this run: nothing else on the machine can use the embedded emulators.
         credentials = Credentials(access_key_id=f"embedded-{secrets.token_hex(4)}",
                                   access_key_secret=secrets.token_urlsafe(24))
@@ -113,7 +118,7 @@ def checked_endpoint(url: str) -> str:
 
 
 def _emulator_states_by_region(paths: tuple[Path, ...], regions: list[str], wanted_by: str,
-                               warn: Callable[[str], None]) -> dict[str, EmulatorState]:
+                               warn: Callable[[str], None], *, serve_all: bool = False) -> dict[str, EmulatorState]:
     """Load every state file first, so that a bad one or a missing region fails before any server starts.
     A state of a region nothing asks for is not served (and said so): a wrong file would otherwise pass
     unnoticed."""
@@ -134,6 +139,8 @@ def _emulator_states_by_region(paths: tuple[Path, ...], regions: list[str], want
     if foreign:
         raise InputError(f"no --emulator state file is region {', '.join(foreign)} (they are "
                          f"{', '.join(sorted(by_region))}); give one state file per region")
+    if serve_all:
+        return {region: state for region, (_, state) in by_region.items()}
     for region, (path, _) in sorted(by_region.items()):
         if region not in regions:
             warn(f"the emulator state {path} (region {region}) is not used: {wanted_by} {', '.join(regions)}")

@@ -20,6 +20,20 @@ Parameter rules (vendor templates; HTTP 400 unless noted):
   other parameters are filters: no match is an empty list.
 - ``SignatureId`` / ``SignatureName`` of DescribeSignatures may each be a comma-separated list.
 
+DescribeRegions lists the regions of the account being emulated (`EmulatorState.account_regions`:
+the state file's region, or every region an embedded run was given a state file for), each with
+``RegionId``, ``LocalName`` and ``RegionEndpoint`` as the vendor's reference shows them; any regional
+endpoint answers it. The reference does not say how ``Language`` changes ``LocalName``; the emulator
+takes ``zh-CN``, ``en`` and ``ja`` (anything else is ``InvalidLanguage``) and answers with the region id
+as its name in each.
+
+DescribeApis reports, for each API, ``DeployedInfos.DeployedInfo[]`` {StageName, DeployedStatus,
+EffectiveVersion}: the reference documents StageName RELEASE and TEST and DeployedStatus
+``DEPLOYED`` / ``NONDEPLOYED``. It is silent on whether a stage the API was never published to is
+listed; the emulator lists RELEASE and TEST always (NONDEPLOYED where not published) and PRE only when
+the API is published there. It is silent on EffectiveVersion's format; the emulator sends a fixed
+version for a published stage and an empty string otherwise.
+
 Parameters the emulator does not know are ignored, as the vendor ignores unknown ones.
 """
 
@@ -138,8 +152,23 @@ def _group_attribute(group: GroupRecord, region: str) -> Body:
     }
 
 
+EFFECTIVE_VERSION = "20240101000000000"
+LANGUAGES = ("zh-CN", "en", "ja")
+
+
+def deployed_infos(api: ApiRecord) -> Body:
+    """The ``DeployedInfos`` of one API (see the module docstring)."""
+    stages = [s for s in STAGES if s != "PRE" or s in api.deployed]
+    return {"DeployedInfo": [
+        {"StageName": stage,
+         "DeployedStatus": "DEPLOYED" if stage in api.deployed else "NONDEPLOYED",
+         "EffectiveVersion": EFFECTIVE_VERSION if stage in api.deployed else ""}
+        for stage in stages]}
+
+
 def _api_summary(api: ApiRecord, group: GroupRecord, region: str) -> Body:
     return {
+        "DeployedInfos": deployed_infos(api),
         "RegionId": region,
         "GroupId": group.id,
         "GroupName": group.name,
@@ -198,6 +227,15 @@ def describe_apis(state: EmulatorState, params: Params) -> Body:
     )
     items = [_api_summary(a, state.group_of(a), state.region) for a in apis]
     return _paged(page_number, page_size, total, "ApiSummarys", "ApiSummary", items)
+
+
+def describe_regions(state: EmulatorState, params: Params) -> Body:
+    language = params.optional("Language")
+    if language is not None and language not in LANGUAGES:
+        raise invalid("Language", f"{language!r} is not one of {', '.join(LANGUAGES)}")
+    return {"Regions": {"Region": [
+        {"RegionId": region, "LocalName": region, "RegionEndpoint": f"apigateway.{region}.aliyuncs.com"}
+        for region in state.account_regions]}}
 
 
 def describe_apis_by_signature(state: EmulatorState, params: Params) -> Body:
@@ -263,6 +301,7 @@ OPERATIONS: Mapping[str, Callable[[EmulatorState, Params], Body]] = {
     "DescribeApiGroups": describe_api_groups,
     "DescribeApis": describe_apis,
     "DescribeApisBySignature": describe_apis_by_signature,
+    "DescribeRegions": describe_regions,
     "CreateSignature": create_signature,
     "ModifySignature": modify_signature,
     "DeleteSignature": delete_signature,

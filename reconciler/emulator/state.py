@@ -15,11 +15,15 @@ State file (YAML), validated strictly (unknown fields are errors)::
         id: 0009db9c828549768a200320714b8930   # optional; default: derived from the name
         apis:
           - {name: orders_list, id: 46fbb52840d146f186e38e8e70fc8c90}   # id optional; names unique in the group
+          - {name: orders_get, deployed: [RELEASE, TEST]}   # optional: stages the API is published in
         bindings:                        # per stage (RELEASE, TEST or PRE): API -> signature name
           RELEASE: {orders_list: orders_backend}
 
 The same content may be given as JSON in a file whose name ends in ``.json``: JSON loads some ten
 times faster than YAML, which matters for benchmark-sized states (1,000 groups x 100 APIs).
+
+An API is published in the stages its ``deployed`` lists (none when absent, as a new API is in the
+vendor's service until DeployApi publishes it); DescribeApis reports them in ``DeployedInfos``.
 
 A binding names its API by id or by name (an id is tried first) and its signature by name.
 A missing id is the first 32 hex digits of SHA-256 over ``signature:<name>``, ``group:<name>`` or
@@ -124,6 +128,7 @@ class SignatureSpec(_Strict):
 class ApiSpec(_Strict):
     name: Annotated[str, _rule(re.compile(r"\S{1,128}"), "1-128 characters without spaces")]
     id: _Id | None = None
+    deployed: list[Stage] = []  # stages the API is published in
 
 
 class GroupSpec(_Strict):
@@ -192,6 +197,7 @@ class ApiRecord:
     name: str
     group_id: str
     position: int  # order within its group: the order bindings and APIs are listed in
+    deployed: tuple[Stage, ...] = ()  # stages the API is published in, in STAGES order
 
 
 @dataclass(slots=True)
@@ -236,6 +242,9 @@ class EmulatorState:
 
     def __init__(self, region: str) -> None:
         self.region = region
+        # What DescribeRegions lists: the regions of the account being emulated. One state file is one
+        # region; an embedded run with several state files sets every region it was given.
+        self.account_regions: tuple[str, ...] = (region,)
         self._lock = threading.RLock()
         self._signatures: dict[str, SignatureRecord] = {}
         self._signature_ids_by_name: dict[str, str] = {}
@@ -327,7 +336,10 @@ class EmulatorState:
                 if api_id in all_api_ids:
                     raise fail(f"groups.{g_index}.apis.{a_index}.id", f"API id {api_id!r} is declared twice")
                 all_api_ids.add(api_id)
-                api = ApiRecord(api_id, api_spec.name, group_id, a_index)
+                if len(set(api_spec.deployed)) != len(api_spec.deployed):
+                    raise fail(f"groups.{g_index}.apis.{a_index}.deployed", "a stage is listed twice")
+                deployed = tuple(s for s in STAGES if s in api_spec.deployed)
+                api = ApiRecord(api_id, api_spec.name, group_id, a_index, deployed)
                 group.apis[api_id] = api
                 group.api_ids_by_name[api_spec.name] = api_id
                 state._all_apis.append(api)
@@ -363,7 +375,7 @@ class EmulatorState:
                         bindings[stage] = {b.api.name: b.signature.name for b in scope}
                 groups.append(GroupSpec(
                     name=group.name, id=group.id,
-                    apis=[ApiSpec(name=a.name, id=a.id) for a in group.apis.values()],
+                    apis=[ApiSpec(name=a.name, id=a.id, deployed=list(a.deployed)) for a in group.apis.values()],
                     bindings=bindings,
                 ))
             return StateFile(region=self.region, signatures=signatures, groups=groups)
