@@ -31,7 +31,7 @@ from reconciler.export import DEFAULT_STAGES, Export, export_manifests, header_t
 from reconciler.fetcher import DEFAULT_CONCURRENCY, fetch_for_export, run_fetch
 from reconciler.inert import inert
 from reconciler.inputfile import work_tree_of
-from reconciler.live import Connection, ConnectionOptions, open_connection, read_live_state
+from reconciler.live import Connection, ConnectionOptions, open_connection, read_account, read_live_state
 from reconciler.manifest import DesiredState, env_names, load_desired_state, load_env_file, manifest_json_schema
 from reconciler.output import write_files_atomically, write_output
 from reconciler.plan import (
@@ -44,8 +44,13 @@ from reconciler.plan import (
     summary_line,
     with_group_names,
 )
+from reconciler.policy import with_policy
 from reconciler.progress import progress_on_stderr
 from reconciler.saved_plan import check_saved_plan, load_saved_plan, save_plan
+from reconciler.scan import build_scan, scan_json_schema
+from reconciler.scan import render_json as render_scan_json
+from reconciler.scan import render_markdown as render_scan_markdown
+from reconciler.scan import render_text as render_scan_text
 from reconciler.snapshot import STAGES, Snapshot, check_secrets_ahead, load_snapshot_file, snapshots_file_text
 from reconciler.targets import parse_target, select_targets
 from reconciler.vendor_rules import MANAGED_STAGES
@@ -312,22 +317,51 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
         save_plan(select_targets(result, chosen_targets, desired) if chosen_targets else result, desired,
                   snapshots, out_plan)
     shown = result if base is None else compare_with_base(result, desired, base, snapshots)
+    violations = with_policy(shown, desired, snapshots).violations
     if chosen_targets:
         shown = select_targets(shown, chosen_targets, desired)
     shown = with_group_names(shown, group_names(snapshots))
+    shown = shown.model_copy(update={"violations": violations})
     color = out_file is None and use_color(no_color)
     write_output(render(shown, output_format, color=color, compact=compact), out_file)
     if out_file is not None:
         # The plan went to a file: the CI log still gets the one line a reader looks for.
         click.echo(summary_line(shown), err=True)
-    return 2 if detailed_exitcode and shown.has_changes else 0
+    return 2 if detailed_exitcode and (shown.has_changes or shown.violations) else 0
+
+
+@cli.command("scan")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@connection_options
+@click.option("-o", "--output", "output_format", type=click.Choice(["text", "json", "markdown"]),
+              default="text", show_default=True)
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the scan to FILE instead of stdout.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 2 on a finding: a signature policy violation or a signature in no manifest.")
+def scan_command(paths: tuple[Path, ...], connection: ConnectionOptions, quiet: bool, output_format: str,
+                 out_file: Path | None, detailed_exitcode: bool) -> int:
+    """Read every region of the account: signatures in no manifest, and backend-signature coverage of the
+    published APIs per group and stage (the manifests' signature policy marks the required ones)."""
+    desired = (load_desired_state(paths, env=None) if paths
+               else DesiredState(regions={}, secrets_checked=False))
+    with (open_connection(connection, desired.regions, serve_all_states=True) as live,
+          progress_on_stderr(quiet) as progress):
+        snapshots = read_account(live, desired.regions, progress)
+    result = build_scan(desired, snapshots)
+    rendered = {"json": render_scan_json, "markdown": render_scan_markdown}.get(output_format, render_scan_text)
+    write_output(rendered(result), out_file)
+    return 2 if detailed_exitcode and result.has_findings else 0
 
 
 @cli.command()
 @click.option("--plan", "plan_schema", is_flag=True, help="Print the JSON Schema of `plan -o json` instead.")
-def schema(plan_schema: bool) -> int:
+@click.option("--scan", "scan_schema", is_flag=True, help="Print the JSON Schema of `scan -o json` instead.")
+def schema(plan_schema: bool, scan_schema: bool) -> int:
     """Print the JSON Schema of manifest files (manifests/schema.json)."""
-    document = plan_json_schema() if plan_schema else manifest_json_schema()
+    if plan_schema and scan_schema:
+        raise InputError("give --plan or --scan, not both")
+    document = plan_json_schema() if plan_schema else scan_json_schema() if scan_schema else manifest_json_schema()
     click.echo(json.dumps(document, indent=2))
     return 0
 

@@ -146,6 +146,10 @@ def fetch_view(*states: DesiredState) -> DesiredState:
         for name, region in state.regions.items():
             merged = regions.setdefault(name, RegionDesired(region=name))
             merged.bindings.extend(region.bindings)
+            if state is states[0]:  # the signature policy checked is the manifests' own, never the base's
+                merged.require_signature = region.require_signature
+                merged.require_signature_by_group = dict(region.require_signature_by_group)
+                merged.policy_sources = dict(region.policy_sources)
     # Signatures any of them may delete (prune): a superset is read; a signature declared by every pruning
     # state is deleted by none of them.
     for name, merged in regions.items():

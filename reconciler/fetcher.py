@@ -34,7 +34,7 @@ from reconciler.aliyun.auth import format_timestamp, utc_now
 from reconciler.aliyun.client import ApiClient, ApiResponse
 from reconciler.errors import ReconcilerError
 from reconciler.gcrelax import fewer_cyclic_collections
-from reconciler.snapshot import LiveBinding, LiveGroup, LiveSignature, Scope, Snapshot, Stage
+from reconciler.snapshot import STAGES, LiveBinding, LiveGroup, LiveSignature, Scope, Snapshot, Stage
 
 PAGE_SIZE = 100
 GROUP_PAGE_SIZE = 50  # DescribeApiGroups allows no more
@@ -90,10 +90,31 @@ class ApiInfo(_Item):
     bound_time: str | None = Field(default=None, alias="BoundTime")
 
 
+class DeployedInfo(_Item):
+    stage: str = Field(alias="StageName")
+    status: str | None = Field(default=None, alias="DeployedStatus")
+
+
 class ApiSummary(_Item):
     id: str = Field(alias="ApiId")
     name: str = Field(alias="ApiName")
     group_name: str | None = Field(default=None, alias="GroupName")
+    deployed_infos: list[DeployedInfo] = Field(default_factory=list,
+                                               validation_alias=AliasPath("DeployedInfos", "DeployedInfo"))
+
+    def deployed(self) -> list[Stage]:
+        """Stages the API is published in: a DeployedInfo with DeployedStatus DEPLOYED (the documented values
+        are DEPLOYED and NONDEPLOYED); a stage name outside RELEASE, TEST and PRE is not one we can read."""
+        published = {i.stage for i in self.deployed_infos if i.status == "DEPLOYED"}
+        return [s for s in STAGES if s in published]
+
+
+class RegionItem(_Item):
+    id: str = Field(alias="RegionId")
+
+
+class RegionsResponse(ApiResponse):
+    regions: list[RegionItem] = Field(default_factory=list, validation_alias=AliasPath("Regions", "Region"))
 
 
 class ApiGroupAttribute(_Item):
@@ -297,7 +318,8 @@ class Fetcher:
         # Each API names its group: the plan shows that name beside the group's id, at no extra request.
         name = next((a.group_name for a in apis if a.group_name), None)
         return LiveGroup.model_validate({"id": group, "name": name,
-                                         "apis": [{"id": a.id, "name": a.name} for a in apis]})
+                                         "apis": [{"id": a.id, "name": a.name, "deployed": a.deployed()}
+                                                  for a in apis]})
 
     async def groups(self) -> list[LiveGroup]:
         """Every API group of the region (for export --all-groups)."""
@@ -417,3 +439,49 @@ async def fetch_for_export(client_for: Callable[[str], ApiClient], region: str, 
         groups=tuple(LiveGroup(id=g.id, name=listed[g.id].name, apis=g.apis) for g in api_lists),
         scopes=tuple(Scope(group=g, stage=s) for g, s in scopes), bindings=tuple(bindings),
     )
+
+
+async def list_regions(client: ApiClient) -> list[str]:
+    """Every region of the account that has API Gateway (DescribeRegions; any regional endpoint answers it).
+    Not paged: the vendor documents no paging for it."""
+    response = await client.call_model("DescribeRegions", {}, RegionsResponse)
+    return list(dict.fromkeys(r.id for r in response.regions))
+
+
+async def fetch_for_scan(client_for: Callable[[str], ApiClient], regions: Sequence[str], *,
+                         concurrency: int = DEFAULT_CONCURRENCY,
+                         progress: PageProgress | None = None) -> dict[str, Snapshot]:
+    """What `scan` needs of each region: every signature; every API group (DescribeApiGroups); the APIs of
+    each group with the stages each is published in (DescribeApis' DeployedInfos); and the bindings of each
+    (group, stage) in which at least one API is published. A stage with no published API has no coverage
+    to measure, so its bindings are not read: the request count is 1 + signatures + groups + one per group +
+    one per (group, published stage), at pages of 100 (50 for groups)."""
+    slots = request_slots(concurrency)
+
+    async def one(region: str) -> Snapshot:
+        async with client_for(region) as client:
+            fetcher = Fetcher(client, concurrency=concurrency, progress=progress, slots=slots)
+
+            async def group_state(group: LiveGroup) -> tuple[LiveGroup, list[Stage], list[LiveBinding]]:
+                listed = await fetcher.apis(group.id)
+                stages = [s for s in STAGES if any(s in api.deployed for api in listed.apis)]
+                bound = await asyncio.gather(*(fetcher.bindings(group.id, s) for s in stages))
+                return (LiveGroup(id=group.id, name=group.name, apis=listed.apis), stages,
+                        [b for scope in bound for b in scope])
+
+            signatures_task = asyncio.ensure_future(fetcher.signatures())
+            tasks: list[asyncio.Future[Any]] = [signatures_task]
+            async with _cancelled_on_failure(tasks):
+                group_tasks = [asyncio.ensure_future(group_state(g)) for g in await fetcher.groups()]
+                tasks += group_tasks
+                groups = await asyncio.gather(*group_tasks)
+                signatures = await signatures_task
+            endpoint = client.endpoint
+        return Snapshot(
+            region=region, endpoint=endpoint, fetched_at=format_timestamp(utc_now()), signatures=signatures,
+            groups=tuple(g for g, _, _ in groups),
+            scopes=tuple(Scope(group=g.id, stage=s) for g, stages, _ in groups for s in stages),
+            bindings=tuple(b for _, _, bound in groups for b in bound))
+
+    snapshots = await asyncio.gather(*(one(r) for r in regions))
+    return {s.region: s for s in snapshots}

@@ -27,9 +27,18 @@ from reconciler.aliyun.credentials import Credentials, CredentialSource, resolve
 from reconciler.emulator.server import running_emulator
 from reconciler.emulator.state import EmulatorState
 from reconciler.errors import InputError
-from reconciler.fetcher import DEFAULT_CONCURRENCY, FetchTarget, PageProgress, fetch_snapshots, run_fetch
+from reconciler.fetcher import (
+    DEFAULT_CONCURRENCY,
+    FetchTarget,
+    PageProgress,
+    fetch_for_scan,
+    fetch_snapshots,
+    list_regions,
+    run_fetch,
+)
 from reconciler.manifest import DesiredState, RegionDesired
-from reconciler.snapshot import Snapshot
+from reconciler.scan_text import shown
+from reconciler.snapshot import Snapshot, Stage
 
 
 @dataclass(frozen=True)
@@ -156,10 +165,21 @@ def delete_candidates(region: RegionDesired) -> Callable[[str], bool] | None:
 
 
 def fetch_targets(desired: DesiredState) -> list[FetchTarget]:
-    return [FetchTarget(region=r.region, scopes=tuple(r.scopes()),
-                        api_groups=tuple(dict.fromkeys(group for group, _ in r.scopes())),
+    return [FetchTarget(region=r.region, scopes=tuple(scopes),
+                        api_groups=tuple(dict.fromkeys(group for group, _ in scopes)),
                         may_delete=delete_candidates(r))
-            for r in (desired.regions[name] for name in sorted(desired.regions))]
+            for r, scopes in ((desired.regions[name], _scopes_to_read(desired.regions[name]))
+                              for name in sorted(desired.regions))]
+
+
+def _scopes_to_read(region: RegionDesired) -> list[tuple[str, Stage]]:
+    """The (group, stage) pairs the manifests mention and, under a signature policy, each required stage of
+    every group the plan reads or the policy names (to tell which published APIs stay unsigned)."""
+    scopes = region.scopes()
+    if region.has_policy:
+        groups = dict.fromkeys([*(g for g, _ in scopes), *region.require_signature_by_group])
+        scopes = list(dict.fromkeys([*scopes, *((g, s) for g in groups for s in region.required_stages(g))]))
+    return scopes
 
 
 def read_live_state(desired: DesiredState, connection: Connection,
@@ -167,3 +187,37 @@ def read_live_state(desired: DesiredState, connection: Connection,
     """Fetch what the manifests need to be planned, every region concurrently."""
     return run_fetch(fetch_snapshots(fetch_targets(desired), connection.client,
                                      concurrency=connection.options.concurrency, progress=progress))
+
+
+# Where DescribeRegions is asked when no manifest declares a region (any regional endpoint answers it).
+DEFAULT_REGION = "cn-hangzhou"
+_REGION_ID = re.compile(r"[a-z]{2,}(-[a-z0-9]+)+")
+
+
+def read_account(connection: Connection, declared: Iterable[str],
+                 progress: PageProgress | None = None) -> dict[str, Snapshot]:
+    """What `scan` reads: DescribeRegions (from the first declared region's endpoint, or an embedded
+    emulator's), then every listed region and every declared one, concurrently.
+
+    The endpoint of each region is `apigateway.<region>.aliyuncs.com`, built from the region id, never the
+    `RegionEndpoint` the answer carries: a request signed with the account's credentials goes only to a host
+    of the vendor's pattern. A fixed `--endpoint` serves one region, so an answer listing several is an error.
+    """
+    declared = sorted(set(declared))
+
+    async def main() -> dict[str, Snapshot]:
+        first = (sorted(connection.emulator_endpoints)[0] if connection.emulator_endpoints
+                 else declared[0] if declared else DEFAULT_REGION)
+        async with connection.client(first) as client:
+            listed = await list_regions(client)
+        for region in listed:
+            if not _REGION_ID.fullmatch(region):
+                raise InputError(f"DescribeRegions listed '{shown(region)}', which is not a region id")
+        regions = sorted({*listed, *declared})
+        if connection.fixed_endpoint is not None and len(regions) > 1:
+            raise InputError(f"--endpoint serves one region; the account has {', '.join(regions)}: scan without "
+                             f"--endpoint")
+        return await fetch_for_scan(connection.client, regions, concurrency=connection.options.concurrency,
+                                    progress=progress)
+
+    return run_fetch(main())

@@ -16,6 +16,10 @@ Decisions where the design was silent:
   the manifest would both manage and ignore it.
 - `prune` must agree across the files of one region (an explicit `true` in
   one file and `false` in another is an error); an absent `prune` defers.
+- Signature policy: `require_signature: [STAGE, ...]` applies to every API group
+  of the region; `require_signature_by_group: {GROUP_ID: [STAGE, ...]}` replaces
+  it for one group (`[]` exempts the group). Like `prune`, the region-level list
+  must agree across files; a group given in two files is an error naming both.
 """
 
 from __future__ import annotations
@@ -174,6 +178,13 @@ class ManifestFile(_Strict):
         default=[], description="Signature names or globs never reported (nor their bindings unbound).")
     signatures: list[SignatureSpec] = []
     bindings: list[BindingSpec] = []
+    require_signature: list[Stage] | None = Field(
+        default=None, description="Stages in which every published API of every group of the region must have a "
+                                  "backend signature bound (plan and scan report each one that does not).")
+    require_signature_by_group: dict[str, list[Stage]] = Field(
+        default={}, description="Per API group id: the stages that replace require_signature for that group "
+                                "([] exempts it).",
+        json_schema_extra={"propertyNames": {"pattern": f"^{API_ID.pattern}$"}})
 
 
 # ---------------------------------------------------------------- desired state
@@ -218,6 +229,17 @@ class RegionDesired:
     files: list[str] = field(default_factory=list)
     # (group, stage) -> the first binding entry that mentions it: where an unbind there comes from.
     scope_sources: dict[tuple[str, Stage], Location] = field(default_factory=dict)
+    require_signature: tuple[Stage, ...] = ()
+    require_signature_by_group: dict[str, tuple[Stage, ...]] = field(default_factory=dict)
+    policy_sources: dict[str, Location] = field(default_factory=dict)  # group id ("" = region) -> where set
+
+    def required_stages(self, group: str) -> tuple[Stage, ...]:
+        """Stages in which the published APIs of `group` must be signed (the signature policy)."""
+        return self.require_signature_by_group.get(group, self.require_signature)
+
+    @property
+    def has_policy(self) -> bool:
+        return bool(self.require_signature) or any(self.require_signature_by_group.values())
 
     def is_ignored(self, signature_name: str) -> bool:
         return any(fnmatch.fnmatchcase(signature_name, pattern) for pattern in self.ignore)
@@ -411,6 +433,10 @@ def load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None) 
                 prune_source[manifest.region] = (manifest.prune, here)
                 region.prune = manifest.prune
         region.ignore = tuple(dict.fromkeys((*region.ignore, *manifest.ignore)))
+        try:
+            _merge_policy(doc, manifest, region)
+        except ManifestError as exc:  # reported with the others; the rest of the file is still checked
+            errors.append(exc)
 
         for index, spec in enumerate(manifest.signatures):
             location = Location(doc.path, doc.line_of(("signatures", index, "name")))
@@ -465,6 +491,41 @@ def load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None) 
             errors += _reference_errors(region)
     raise_collected(errors)
     return DesiredState(regions=regions, secrets_checked=env is not None, warnings=warnings)
+
+
+def _stages(doc: YamlDocument, loc: tuple[str, ...], stages: list[Stage]) -> tuple[Stage, ...]:
+    for index, stage in enumerate(stages):
+        if stage in stages[:index]:
+            raise ManifestError(doc.path, doc.line_of((*loc, index)), _field_path((*loc, index)),
+                                f"stage {stage} is listed twice")
+    return tuple(stages)
+
+
+def _merge_policy(doc: YamlDocument, manifest: ManifestFile, region: RegionDesired) -> None:
+    """Add one file's signature policy to its region (see the module docstring)."""
+    if manifest.require_signature is not None:
+        stages = _stages(doc, ("require_signature",), manifest.require_signature)
+        here = Location(doc.path, doc.line_of(("require_signature",)))
+        earlier = region.policy_sources.get("")
+        if earlier is not None and set(stages) != set(region.require_signature):
+            raise ManifestError(doc.path, here.line, "require_signature",
+                                f"[{', '.join(stages)}] conflicts with [{', '.join(region.require_signature)}] "
+                                f"in {earlier} (same region)")
+        region.policy_sources[""] = here
+        region.require_signature = stages
+    for group, group_stages in manifest.require_signature_by_group.items():
+        loc = ("require_signature_by_group", group)
+        here = Location(doc.path, doc.line_of(loc))
+        if not API_ID.fullmatch(group):
+            raise ManifestError(doc.path, here.line, "require_signature_by_group",
+                                "a key must be an API group id (32 lowercase hex characters)")
+        stages = _stages(doc, loc, group_stages)
+        earlier = region.policy_sources.get(group)
+        if earlier is not None:
+            raise ManifestError(doc.path, here.line, f"require_signature_by_group.{group}",
+                                f"group {group} is already given a policy at {earlier}")
+        region.policy_sources[group] = here
+        region.require_signature_by_group[group] = stages
 
 
 def env_names(desired: DesiredState) -> list[str]:

@@ -14,7 +14,8 @@ Optional fields, added within version "1" (a reader of the first documents
 keeps working, and a plan made without these options is byte for byte what it
 was): `base` and each change's `label` (plan --base/--base-ref), `targets`
 (plan --target), `group_names` (the names of the API groups the changes
-mention, as the live state gave them). They are left out of the document when
+mention, as the live state gave them), `violations` (a signature policy left
+unmet; see policy.py). They are left out of the document when
 unset rather than written as null. A change labelled `resolved` is pending only on the base: it
 is listed for the reviewer but is not counted in `summary`, and does not make
 the plan have changes.
@@ -135,6 +136,19 @@ class Summary(_Model):
     no_op: int = Field(default=0, description="Managed signatures and bindings that already match")
 
 
+class Violation(_Model):
+    """A published API left without a backend signature in a stage the signature policy requires, once the plan
+    is applied. Reported, never applied: a plan does not choose a key for an API."""
+
+    address: str = Field(description="policy.REGION.GROUP.STAGE.API_ID")
+    region: str
+    group: str
+    stage: Stage
+    api_id: str
+    api_name: str
+    source: str | None = Field(default=None, description="FILE:LINE of the require_signature that applies")
+
+
 class Plan(_Model):
     format_version: Literal["1"] = "1"
     tool_version: str = __version__
@@ -150,6 +164,10 @@ class Plan(_Model):
     group_names: dict[str, str] | None = Field(
         default=None, description="API group id -> the group's name, for the groups the changes mention whose "
                                   "name the live state gave (absent when none did)")
+    violations: tuple[Violation, ...] | None = Field(
+        default=None, description="Only when there are any (a manifest sets require_signature): published APIs "
+                                  "that stay unsigned in a required stage after this plan (never applied; exit "
+                                  "code 2 under --detailed-exitcode)")
 
     @property
     def has_changes(self) -> bool:
@@ -435,11 +453,32 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
     if resolved:
         lines += ["", "Pending on the base, resolved by these manifests:"]
         lines.extend("  " + _compact_line(c, color) for c in resolved)
+    lines += violation_lines(plan)
     lines += _notes(plan)
     if lines:
         lines.append("")
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
+
+
+def violation_lines(plan: Plan) -> list[str]:
+    """The policy section of the text plan (nothing when no published API is left unsigned), count line last."""
+    if not plan.violations:
+        return []
+    lines = ["", "Signature policy violations (reported, never applied):"]
+    for v in plan.violations:
+        source = f"  ({inert(v.source)})" if v.source else ""
+        name = f"{inert(v.api_name)} ({inert(v.api_id)})" if v.api_name else inert(v.api_id)
+        lines.append(f"  ! {name} in group {inert(v.group)}, stage {v.stage}: published, no backend "
+                     f"signature{source}")
+    return [*lines, "", policy_line(plan.violations)]
+
+
+def policy_line(violations: tuple[Violation, ...]) -> str:
+    if not violations:
+        return "Signature policy: every published API in a required stage has a backend signature."
+    return (f"Signature policy: {len(violations)} published API(s) without a backend signature in a required "
+            f"stage.")
 
 
 def _notes(plan: Plan) -> list[str]:
@@ -485,6 +524,8 @@ def _compact_line(change: Change, color: bool) -> str:
 def render_compact(plan: Plan, *, color: bool = False) -> str:
     """One line per change (`--compact`), then the notes and the summary line of the text view."""
     lines = [_compact_line(c, color) for c in (*plan.pending_changes, *(c for c in plan.changes if not c.pending))]
+    lines += [f"! violation {inert(v.address)}" for v in plan.violations or ()]
+    lines += ["", policy_line(plan.violations)] if plan.violations else []
     lines += _notes(plan)
     if lines:
         lines.append("")
@@ -495,7 +536,7 @@ def render_compact(plan: Plan, *, color: bool = False) -> str:
 def render_json(plan: Plan) -> str:
     document = plan.model_dump(mode="json")
     # Optional fields added within format "1" are left out when unset (see the module docstring).
-    for name in ("base", "targets", "group_names"):
+    for name in ("base", "targets", "group_names", "violations"):
         if document[name] is None:
             del document[name]
     if not document["summary"]["delete_blocked"]:
@@ -592,6 +633,12 @@ def _markdown_head(plan: Plan) -> list[str]:
     targets = targets_line(plan, md_text)
     if targets is not None:
         out += ["", "> [!NOTE]", f"> {targets}"]
+    if plan.violations:
+        out += ["", "> [!IMPORTANT]", f"> {policy_line(plan.violations)} Reported, never applied:"]
+        out += [f"> - {md_code(v.api_name or v.api_id)} ({md_code(v.api_id)}) in group {md_code(v.group)}, "
+                f"{v.stage}, {v.region}" for v in plan.violations[:DESTRUCTIVE_LISTED]]
+        if len(plan.violations) > DESTRUCTIVE_LISTED:
+            out.append(f"> - ... and {len(plan.violations) - DESTRUCTIVE_LISTED} more (`-o json` lists them all)")
     return out
 
 
@@ -652,7 +699,7 @@ def render_markdown(plan: Plan, *, max_chars: int = MARKDOWN_MAX_CHARS) -> str:
     Longer than `max_chars`, the folded full plan is left out, then table rows from the end, and a note
     says how many changes are listed."""
     head = _markdown_head(plan)
-    if not plan.changes:
+    if not plan.changes and not plan.violations:
         return "\n".join(head) + "\n"
     tables = _markdown_tables(plan)
     text = "\n".join([*head, *(line for t in tables for line in (*t.intro, *t.rows)),

@@ -137,6 +137,7 @@ class LiveApi:
 
     id: str
     name: str
+    deployed: tuple[Stage, ...] = ()  # stages the API is published in (DescribeApis' DeployedInfos)
 
 
 class LiveGroup(_Frozen):
