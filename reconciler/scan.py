@@ -280,11 +280,12 @@ def render_markdown(scan: Scan, *, max_chars: int = MARKDOWN_MAX_CHARS) -> str:
             rows_of_stage = sorted((r for r in region.coverage if r.stage == stage),
                                    key=lambda r: (r.percent, r.group))
             if rows_of_stage:
-                blocks.append((0, ["", f"Coverage in {stage}" + (" (required)" if all(r.required for r in
-                                                                                    rows_of_stage) else "") + ":",
+                every = all(r.required for r in rows_of_stage)
+                blocks.append((0, ["", f"Coverage in {stage}" + (" (required)" if every else "") + ":",
                                    "", "| Group | Signed | Published | Coverage |", "|---|---:|---:|---:|"],
                                [f"| {_md_cell(r.group_name or r.group)} | {r.signed} | {r.published} | "
-                                f"{r.percent:.1f}%{' (required)' if r.required else ''} |" for r in rows_of_stage]))
+                                f"{r.percent:.1f}%{' (required)' if r.required and not every else ''} |"
+                                for r in rows_of_stage]))
     text = _join(head, blocks, None)
     if len(text) <= max_chars:
         return text
