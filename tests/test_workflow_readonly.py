@@ -19,7 +19,7 @@ DEMO_ENV = str(ROOT / "examples" / "demo.env")
 MANIFESTS = str(ROOT / "manifests")
 # The actions the read-only RAM policy in the README grants, and nothing else.
 POLICY_ACTIONS = {"DescribeSignatures", "DescribeApiSignatures", "DescribeApis", "DescribeApiGroups",
-                  "DescribeApisBySignature"}
+                  "DescribeApisBySignature", "DescribeRegions"}
 
 Cli = Callable[..., CliResult]
 
@@ -29,7 +29,8 @@ Cli = Callable[..., CliResult]
     ("plan", MANIFESTS, "--skip-secrets", "--emulator", STATE, "--signature-version", "v1", "-o", "json"),
     ("plan", MANIFESTS, "--env-file", DEMO_ENV, "--emulator", STATE, "--base", MANIFESTS, "-o", "markdown"),
     ("export", "--region", "cn-hangzhou", "--all-groups", "--emulator", STATE),
-], ids=["plan", "plan-v1-skip-secrets", "plan-with-base", "export"])
+    ("scan", MANIFESTS, "--emulator", STATE),
+], ids=["plan", "plan-v1-skip-secrets", "plan-with-base", "export", "scan"])
 def test_reading_commands_send_only_describe_requests(cli: Cli, monkeypatch: pytest.MonkeyPatch,
                                                       args: tuple[str, ...]) -> None:
     actions = record_actions(monkeypatch)
