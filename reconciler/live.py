@@ -167,7 +167,7 @@ def delete_candidates(region: RegionDesired) -> Callable[[str], bool] | None:
 def fetch_targets(desired: DesiredState) -> list[FetchTarget]:
     return [FetchTarget(region=r.region, scopes=tuple(scopes),
                         api_groups=tuple(dict.fromkeys(group for group, _ in scopes)),
-                        may_delete=delete_candidates(r))
+                        may_delete=delete_candidates(r), deployment=r.has_policy)
             for r, scopes in ((desired.regions[name], _scopes_to_read(desired.regions[name]))
                               for name in sorted(desired.regions))]
 
