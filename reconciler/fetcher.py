@@ -34,7 +34,7 @@ from reconciler.aliyun.auth import format_timestamp, utc_now
 from reconciler.aliyun.client import ApiClient, ApiResponse
 from reconciler.errors import ReconcilerError
 from reconciler.gcrelax import fewer_cyclic_collections
-from reconciler.snapshot import STAGES, LiveBinding, LiveGroup, LiveSignature, Scope, Snapshot, Stage
+from reconciler.snapshot import READABLE_STAGES, STAGES, LiveBinding, LiveGroup, LiveSignature, Scope, Snapshot, Stage
 
 PAGE_SIZE = 100
 GROUP_PAGE_SIZE = 50  # DescribeApiGroups allows no more
@@ -464,8 +464,9 @@ async def fetch_for_scan(client_for: Callable[[str], ApiClient], regions: Sequen
                          progress: PageProgress | None = None) -> dict[str, Snapshot]:
     """What `scan` needs of each region: every signature; every API group (DescribeApiGroups); the APIs of
     each group with the stages each is published in (DescribeApis' DeployedInfos); and the bindings of each
-    (group, stage) in which at least one API is published. A stage with no published API has no coverage
-    to measure, so its bindings are not read: the request count is 1 + signatures + groups + one per group +
+    (group, stage) in which at least one API is published, in RELEASE and TEST (the stages whose bindings the
+    vendor documents reading; PRE is not measured). A stage with no published API has no coverage to
+    measure, so its bindings are not read: the request count is 1 + signatures + groups + one per group +
     one per (group, published stage), at pages of 100 (50 for groups)."""
     slots = request_slots(concurrency)
 
@@ -475,7 +476,7 @@ async def fetch_for_scan(client_for: Callable[[str], ApiClient], regions: Sequen
 
             async def group_state(group: LiveGroup) -> tuple[LiveGroup, list[Stage], list[LiveBinding]]:
                 listed = await fetcher.apis(group.id, deployment=True)
-                stages = [s for s in STAGES if any(s in api.deployed for api in listed.apis)]
+                stages = [s for s in READABLE_STAGES if any(s in api.deployed for api in listed.apis)]
                 bound = await asyncio.gather(*(fetcher.bindings(group.id, s) for s in stages))
                 return (LiveGroup(id=group.id, name=group.name, apis=listed.apis), stages,
                         [b for scope in bound for b in scope])

@@ -18,7 +18,8 @@ Decisions where the design was silent:
   one file and `false` in another is an error); an absent `prune` defers.
 - Signature policy: `require_signature: [STAGE, ...]` applies to every API group
   of the region; `require_signature_by_group: {GROUP_ID: [STAGE, ...]}` replaces
-  it for one group (`[]` exempts the group). Like `prune`, the region-level list
+  it for one group (`[]` exempts the group); RELEASE and TEST only, the stages whose
+  bindings the vendor documents reading. Like `prune`, the region-level list
   must agree across files; a group given in two files is an error naming both.
 """
 
@@ -167,6 +168,10 @@ class BindingSpec(_Strict):
                     Field(min_length=1, description="API ids (32 hex characters) or API names in the group.")]
 
 
+# What the JSON Schema offers editors for a required stage: PRE is refused with a FILE:LINE error (see _stages).
+_REQUIRABLE_STAGES: dict[str, Any] = {"enum": ["RELEASE", "TEST"], "type": "string"}
+
+
 class ManifestFile(_Strict):
     """One manifest file as written; the JSON Schema of manifests is generated from this model."""
 
@@ -178,13 +183,16 @@ class ManifestFile(_Strict):
         default=[], description="Signature names or globs never reported (nor their bindings unbound).")
     signatures: list[SignatureSpec] = []
     bindings: list[BindingSpec] = []
-    require_signature: list[Stage] | None = Field(
-        default=None, description="Stages in which every published API of every group of the region must have a "
-                                  "backend signature bound (plan and scan report each one that does not).")
+    require_signature: list[Stage] = Field(
+        default=[], description="Stages (RELEASE, TEST) in which every published API of every group of the region "
+                                "must have a backend signature bound (plan and scan report each one that does not).",
+        json_schema_extra={"items": _REQUIRABLE_STAGES, "uniqueItems": True})
     require_signature_by_group: dict[str, list[Stage]] = Field(
         default={}, description="Per API group id: the stages that replace require_signature for that group "
                                 "([] exempts it).",
-        json_schema_extra={"propertyNames": {"pattern": f"^{API_ID.pattern}$"}})
+        json_schema_extra={"propertyNames": {"pattern": f"^{API_ID.pattern}$"},
+                           "additionalProperties": {"type": "array", "items": _REQUIRABLE_STAGES,
+                                                    "uniqueItems": True}})
 
 
 # ---------------------------------------------------------------- desired state
@@ -495,6 +503,10 @@ def load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None) 
 
 def _stages(doc: YamlDocument, loc: tuple[str, ...], stages: list[Stage]) -> tuple[Stage, ...]:
     for index, stage in enumerate(stages):
+        if stage == "PRE":
+            raise ManifestError(doc.path, doc.line_of((*loc, index)), _field_path((*loc, index)),
+                                "PRE cannot be required: the vendor documents reading bindings in RELEASE and "
+                                "TEST only")
         if stage in stages[:index]:
             raise ManifestError(doc.path, doc.line_of((*loc, index)), _field_path((*loc, index)),
                                 f"stage {stage} is listed twice")
@@ -503,7 +515,7 @@ def _stages(doc: YamlDocument, loc: tuple[str, ...], stages: list[Stage]) -> tup
 
 def _merge_policy(doc: YamlDocument, manifest: ManifestFile, region: RegionDesired) -> None:
     """Add one file's signature policy to its region (see the module docstring)."""
-    if manifest.require_signature is not None:
+    if "require_signature" in manifest.model_fields_set:
         stages = _stages(doc, ("require_signature",), manifest.require_signature)
         here = Location(doc.path, doc.line_of(("require_signature",)))
         earlier = region.policy_sources.get("")

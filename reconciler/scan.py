@@ -13,7 +13,8 @@ Decisions:
 - Published = DescribeApis' DeployedInfos say DEPLOYED for that stage. Signed = a backend signature is
   bound to the API in that (group, stage), whatever the signature (an ignored or unmanaged one counts).
 - Coverage rows exist for each (group, stage) with at least one published API; percent = signed /
-  published x 100, one decimal.
+  published x 100, one decimal. Only RELEASE and TEST are measured: the vendor documents reading bindings
+  (DescribeApiSignatures) in those two stages only, so an API published in PRE is not counted.
 - Signatures in no manifest: in a declared region, a live signature that no manifest declares and no
   `ignore` glob matches; in a region no manifest declares, every signature.
 - Findings (exit code 2 under --detailed-exitcode): a signature policy violation (an unsigned API published
@@ -37,7 +38,7 @@ from reconciler import __version__
 from reconciler.manifest import DesiredState, RegionDesired
 from reconciler.plan import GITHUB_COMMENT_LIMIT, Violation
 from reconciler.scan_text import md_code, shown
-from reconciler.snapshot import LiveGroup, Snapshot, Stage
+from reconciler.snapshot import READABLE_STAGES, LiveGroup, Snapshot, Stage
 
 SCAN_FORMAT_VERSION = "1"
 
@@ -168,8 +169,7 @@ def _published_by_stage(group: LiveGroup) -> list[tuple[Stage, list[Any]]]:
     for api in sorted(group.apis, key=lambda a: (a.name, a.id)):
         for stage in api.deployed:
             by_stage.setdefault(stage, []).append(api)
-    order = {"RELEASE": 0, "TEST": 1, "PRE": 2}
-    return sorted(by_stage.items(), key=lambda item: order[item[0]])
+    return [(stage, by_stage[stage]) for stage in READABLE_STAGES if stage in by_stage]
 
 
 # ---------------------------------------------------------------- renderers
@@ -276,7 +276,7 @@ def render_markdown(scan: Scan, *, max_chars: int = MARKDOWN_MAX_CHARS) -> str:
                            else "Unsigned published APIs (no policy requires them):")
                 blocks.append((3 if required else 1, ["", heading, "", "| API | API id | Group | Stage |",
                                                       "|---|---|---|---|"], rows))
-        for stage in ("RELEASE", "TEST", "PRE"):
+        for stage in READABLE_STAGES:
             rows_of_stage = sorted((r for r in region.coverage if r.stage == stage),
                                    key=lambda r: (r.percent, r.group))
             if rows_of_stage:

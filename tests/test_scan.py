@@ -170,6 +170,9 @@ def test_policy_errors_name_file_line_and_field(cli: Cli, tmp_path: Path) -> Non
         "Error: a.yaml:2: require_signature[1]: must be one of RELEASE, TEST, PRE (got 'LIVE')")
     assert error("region: cn-hangzhou\nrequire_signature:\n  - TEST\n  - TEST\n") == (
         "Error: a.yaml:4: require_signature[1]: stage TEST is listed twice")
+    assert error("region: cn-hangzhou\nrequire_signature: [RELEASE, PRE]\n") == (
+        "Error: a.yaml:2: require_signature[1]: PRE cannot be required: the vendor documents reading bindings in "
+        "RELEASE and TEST only")
     assert error("region: cn-hangzhou\nrequire_signature_by_group:\n  orders: [RELEASE]\n") == (
         "Error: a.yaml:3: require_signature_by_group: a key must be an API group id (32 lowercase hex characters)")
     assert error("region: cn-hangzhou\nrequire_signature: [RELEASE]\n",
@@ -246,3 +249,16 @@ def test_scan_through_a_standalone_emulator_reads_its_one_region(cli: Cli, tmp_p
     assert result.code == 0, result.err
     document = json.loads(result.out)
     assert [(r["region"], r["declared"]) for r in document["regions"]] == [("cn-shanghai", False)]
+
+
+def test_an_api_published_only_in_pre_is_not_counted_and_pre_bindings_are_not_read(
+        cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "state.yaml"
+    state.write_text("region: cn-hangzhou\ngroups:\n  - name: shop\n"
+                     "    apis: [{name: cart, deployed: [PRE]}, {name: cart_put, deployed: [TEST, PRE]}]\n")
+    actions = record_actions(monkeypatch)
+    result = cli("scan", "--emulator", str(state), "-q", "-o", "json")
+    document = json.loads(result.out)
+    [row] = document["regions"][0]["coverage"]
+    assert (row["stage"], row["published"], [a["api_name"] for a in row["unsigned"]]) == ("TEST", 1, ["cart_put"])
+    assert actions.count("DescribeApiSignatures") == 1
