@@ -262,3 +262,20 @@ def test_an_api_published_only_in_pre_is_not_counted_and_pre_bindings_are_not_re
     [row] = document["regions"][0]["coverage"]
     assert (row["stage"], row["published"], [a["api_name"] for a in row["unsigned"]]) == ("TEST", 1, ["cart_put"])
     assert actions.count("DescribeApiSignatures") == 1
+
+
+@pytest.mark.parametrize(("regions", "expected"), [
+    (("cn-hangzhou", "cn-shanghai"), "Error: --endpoint serves one region; the account has cn-hangzhou, cn-shanghai: "
+                                     "scan without --endpoint\n"),
+    (("cn-hangzhou", "x\x1b[2J\nEvil"), "Error: DescribeRegions listed 'x\\x1b[2J\\nEvil', which is not a region id\n"),
+], ids=["several-regions", "hostile-region-id"])
+def test_scan_fails_in_one_inert_line_on_what_it_cannot_read(cli: Cli, regions: tuple[str, ...], expected: str) -> None:
+    from reconciler.emulator.server import running_emulator
+    from reconciler.emulator.state import EmulatorState
+    state = EmulatorState.from_file(Path(STATE))
+    state.account_regions = regions
+    with running_emulator(state) as emulator:
+        result = cli("scan", "--endpoint", emulator.url, "-q",
+                     env={"ALIBABA_CLOUD_ACCESS_KEY_ID": emulator.access_key_id,
+                          "ALIBABA_CLOUD_ACCESS_KEY_SECRET": emulator.access_key_secret})
+    assert (result.code, result.out, result.err) == (1, "", expected)
