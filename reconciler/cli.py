@@ -337,10 +337,12 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
               default="text", show_default=True)
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the scan to FILE instead of stdout.")
+@click.option("--save-json", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the scan as JSON to FILE (one read for the issue and the artifact).")
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 2 on a finding: a signature policy violation or a signature in no manifest.")
 def scan_command(paths: tuple[Path, ...], connection: ConnectionOptions, quiet: bool, output_format: str,
-                 out_file: Path | None, detailed_exitcode: bool) -> int:
+                 out_file: Path | None, save_json: Path | None, detailed_exitcode: bool) -> int:
     """Read every region of the account: signatures in no manifest, and backend-signature coverage of the
     published APIs per group and stage (the manifests' signature policy marks the required ones)."""
     desired = (load_desired_state(paths, env=None) if paths
@@ -350,6 +352,8 @@ def scan_command(paths: tuple[Path, ...], connection: ConnectionOptions, quiet: 
         snapshots = read_account(live, desired.regions, progress)
     result = build_scan(desired, snapshots)
     rendered = {"json": render_scan_json, "markdown": render_scan_markdown}.get(output_format, render_scan_text)
+    if save_json is not None:
+        write_output(render_scan_json(result), save_json)
     write_output(rendered(result), out_file)
     return 2 if detailed_exitcode and result.has_findings else 0
 

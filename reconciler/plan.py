@@ -15,10 +15,10 @@ keeps working, and a plan made without these options is byte for byte what it
 was): `base` and each change's `label` (plan --base/--base-ref), `targets`
 (plan --target), `group_names` (the names of the API groups the changes
 mention, as the live state gave them), `violations` (a signature policy left
-unmet; see policy.py). They are left out of the document when
-unset rather than written as null. A change labelled `resolved` is pending only on the base: it
-is listed for the reviewer but is not counted in `summary`, and does not make
-the plan have changes.
+unmet; see policy.py). They are left out of the document when unset rather
+than written as null. A change labelled `resolved` is pending only on the base:
+it is listed for the reviewer but is not counted in `summary`, and does not
+make the plan have changes.
 
 Blocked deletes (also within version "1"): under `prune: true`, a signature in
 no manifest that is still bound in a (group, stage) this plan does not unbind
@@ -475,8 +475,6 @@ def violation_lines(plan: Plan) -> list[str]:
 
 
 def policy_line(violations: tuple[Violation, ...]) -> str:
-    if not violations:
-        return "Signature policy: every published API in a required stage has a backend signature."
     return (f"Signature policy: {len(violations)} published API(s) without a backend signature in a required "
             f"stage.")
 

@@ -83,9 +83,15 @@ def test_scan_exits_0_without_detailed_exitcode_and_0_when_nothing_is_found(cli:
                                            "1 of 1 published APIs signed (100.0%), 0 policy violation(s).")
 
 
-def test_scan_json_validates_against_the_committed_schema(cli: Cli) -> None:
+def test_scan_json_validates_against_the_committed_schema(cli: Cli, tmp_path: Path) -> None:
     result = cli("scan", MANIFESTS, "--emulator", STATE, "--emulator", SHANGHAI, "-o", "json")
     document = json.loads(result.out)
+    # The drift job's one read: markdown for the issue, JSON for the artifact.
+    saved = cli("scan", MANIFESTS, "--emulator", STATE, "--emulator", SHANGHAI, "-o", "markdown",
+                "--out", str(tmp_path / "scan.md"), "--save-json", str(tmp_path / "scan.json"), "-q")
+    assert (saved.code, saved.out) == (0, "")
+    assert json.loads((tmp_path / "scan.json").read_text())["summary"] == document["summary"]
+    assert (tmp_path / "scan.md").read_text().startswith("### reconciler scan\n")
     committed = json.loads((ROOT / "docs" / "scan.schema.json").read_text())
     assert committed == scan_json_schema() == json.loads(cli("schema", "--scan").out)
     jsonschema.validate(document, committed)
@@ -193,6 +199,12 @@ def test_plan_reports_a_published_api_its_changes_leave_unsigned_and_exits_2(cli
     (folder / "policy.yaml").write_text((ROOT / "manifests" / "policy.yaml").read_text())
     result = cli("plan", str(folder), "--emulator", STATE, "--env-file", DEMO_ENV, "--detailed-exitcode")
     assert result.code == 2
+    compact = cli("plan", str(folder), "--emulator", STATE, "--env-file", DEMO_ENV, "--compact").out.splitlines()
+    assert f"! violation policy.cn-hangzhou.{ORDERS}.RELEASE.46fbb52840d146f186e38e8e70fc8c94" in compact
+    # Judged on the whole plan: a --target view that leaves the orders group out still reports it.
+    targeted = cli("plan", str(folder), "--emulator", STATE, "--env-file", DEMO_ENV, "--detailed-exitcode",
+                   "--target", "signature=inventory_backend")
+    assert targeted.code == 2 and "  ! orders_update (46fbb52840d146f186e38e8e70fc8c94)" in targeted.out
     lines = result.out.splitlines()
     assert lines[-6:] == [
         "Signature policy violations (reported, never applied):",
