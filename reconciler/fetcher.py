@@ -453,7 +453,7 @@ async def fetch_for_export(client_for: Callable[[str], ApiClient], region: str, 
 
 
 async def list_regions(client: ApiClient) -> list[str]:
-    """Every region of the account that has API Gateway (DescribeRegions; any regional endpoint answers it).
+    """Every region where API Gateway is offered (DescribeRegions; any regional endpoint answers it).
     Not paged: the vendor documents no paging for it."""
     response = await client.call_model("DescribeRegions", {}, RegionsResponse)
     return list(dict.fromkeys(r.id for r in response.regions))
