@@ -34,7 +34,8 @@ from reconciler.aliyun.auth import format_timestamp, utc_now
 from reconciler.aliyun.client import ApiClient, ApiResponse
 from reconciler.errors import ReconcilerError
 from reconciler.gcrelax import fewer_cyclic_collections
-from reconciler.snapshot import READABLE_STAGES, STAGES, LiveBinding, LiveGroup, LiveSignature, Scope, Snapshot, Stage
+from reconciler.snapshot import STAGES, LiveBinding, LiveGroup, LiveSignature, Scope, Snapshot, Stage
+from reconciler.vendor_rules import MANAGED_STAGES
 
 PAGE_SIZE = 100
 GROUP_PAGE_SIZE = 50  # DescribeApiGroups allows no more
@@ -476,7 +477,7 @@ async def fetch_for_scan(client_for: Callable[[str], ApiClient], regions: Sequen
 
             async def group_state(group: LiveGroup) -> tuple[LiveGroup, list[Stage], list[LiveBinding]]:
                 listed = await fetcher.apis(group.id, deployment=True)
-                stages = [s for s in READABLE_STAGES if any(s in api.deployed for api in listed.apis)]
+                stages = [s for s in STAGES if s in MANAGED_STAGES and any(s in api.deployed for api in listed.apis)]
                 bound = await asyncio.gather(*(fetcher.bindings(group.id, s) for s in stages))
                 return (LiveGroup(id=group.id, name=group.name, apis=listed.apis), stages,
                         [b for scope in bound for b in scope])

@@ -169,7 +169,7 @@ class BindingSpec(_Strict):
 
 
 # What the JSON Schema offers editors for a required stage: PRE is refused with a FILE:LINE error (see _stages).
-_REQUIRABLE_STAGES: dict[str, Any] = {"enum": ["RELEASE", "TEST"], "type": "string"}
+_REQUIRABLE_STAGES: dict[str, Any] = {"enum": list(MANAGED_STAGES), "type": "string"}
 
 
 class ManifestFile(_Strict):
@@ -505,8 +505,7 @@ def _stages(doc: YamlDocument, loc: tuple[str, ...], stages: list[Stage]) -> tup
     for index, stage in enumerate(stages):
         if stage == "PRE":
             raise ManifestError(doc.path, doc.line_of((*loc, index)), _field_path((*loc, index)),
-                                "PRE cannot be required: the vendor documents reading bindings in RELEASE and "
-                                "TEST only")
+                                f"stage PRE cannot be required: {UNMANAGED_STAGE_HINT}")
         if stage in stages[:index]:
             raise ManifestError(doc.path, doc.line_of((*loc, index)), _field_path((*loc, index)),
                                 f"stage {stage} is listed twice")

@@ -38,7 +38,8 @@ from reconciler import __version__
 from reconciler.manifest import DesiredState, RegionDesired
 from reconciler.plan import GITHUB_COMMENT_LIMIT, Violation
 from reconciler.scan_text import md_code, shown
-from reconciler.snapshot import READABLE_STAGES, LiveGroup, Snapshot, Stage
+from reconciler.snapshot import STAGES, LiveGroup, Snapshot, Stage
+from reconciler.vendor_rules import MANAGED_STAGES
 
 SCAN_FORMAT_VERSION = "1"
 
@@ -169,7 +170,7 @@ def _published_by_stage(group: LiveGroup) -> list[tuple[Stage, list[Any]]]:
     for api in sorted(group.apis, key=lambda a: (a.name, a.id)):
         for stage in api.deployed:
             by_stage.setdefault(stage, []).append(api)
-    return [(stage, by_stage[stage]) for stage in READABLE_STAGES if stage in by_stage]
+    return [(stage, by_stage[stage]) for stage in STAGES if stage in MANAGED_STAGES and stage in by_stage]
 
 
 # ---------------------------------------------------------------- renderers
@@ -276,7 +277,7 @@ def render_markdown(scan: Scan, *, max_chars: int = MARKDOWN_MAX_CHARS) -> str:
                            else "Unsigned published APIs (no policy requires them):")
                 blocks.append((3 if required else 1, ["", heading, "", "| API | API id | Group | Stage |",
                                                       "|---|---|---|---|"], rows))
-        for stage in READABLE_STAGES:
+        for stage in (s for s in STAGES if s in MANAGED_STAGES):
             rows_of_stage = sorted((r for r in region.coverage if r.stage == stage),
                                    key=lambda r: (r.percent, r.group))
             if rows_of_stage:

@@ -45,9 +45,6 @@ from reconciler.output import write_atomically
 
 Stage = Literal["RELEASE", "TEST", "PRE"]
 STAGES: tuple[Stage, ...] = ("RELEASE", "TEST", "PRE")
-# The stages whose bindings the vendor documents reading (DescribeApiSignatures): coverage and the signature
-# policy are measured in these only.
-READABLE_STAGES: tuple[Stage, ...] = ("RELEASE", "TEST")
 
 SNAPSHOT_FORMAT_VERSION = "2"
 # Large enough for 2,000,000 bindings (about 250 bytes each as indented JSON).

@@ -173,12 +173,12 @@ def test_policy_errors_name_file_line_and_field(cli: Cli, tmp_path: Path) -> Non
         return result.err.strip().replace(str(folder) + "/", "")
 
     assert error("region: cn-hangzhou\nrequire_signature: [RELEASE, LIVE]\n") == (
-        "Error: a.yaml:2: require_signature[1]: must be one of RELEASE, TEST, PRE (got 'LIVE')")
+        "Error: a.yaml:2: require_signature[1]: must be RELEASE or TEST (got 'LIVE')")
     assert error("region: cn-hangzhou\nrequire_signature:\n  - TEST\n  - TEST\n") == (
         "Error: a.yaml:4: require_signature[1]: stage TEST is listed twice")
     assert error("region: cn-hangzhou\nrequire_signature: [RELEASE, PRE]\n") == (
-        "Error: a.yaml:2: require_signature[1]: PRE cannot be required: the vendor documents reading bindings in "
-        "RELEASE and TEST only")
+        "Error: a.yaml:2: require_signature[1]: stage PRE cannot be required: the vendor documents reading "
+        "(DescribeApiSignatures) and removing (RemoveSignatureApis) bindings only for RELEASE and TEST")
     assert error("region: cn-hangzhou\nrequire_signature_by_group:\n  orders: [RELEASE]\n") == (
         "Error: a.yaml:3: require_signature_by_group: a key must be an API group id (32 lowercase hex characters)")
     assert error("region: cn-hangzhou\nrequire_signature: [RELEASE]\n",

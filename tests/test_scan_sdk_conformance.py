@@ -74,9 +74,10 @@ def test_embedded_emulators_each_list_every_region_of_the_run(tmp_path: Path) ->
     shanghai.write_text("region: cn-shanghai\n")
     options = ConnectionOptions(emulator_states=(hangzhou, shanghai))
     with open_connection(options, ["cn-hangzhou"], serve_all_states=True) as connection:
+        credentials = connection.credentials.peek()
         for region in ("cn-hangzhou", "cn-shanghai"):
-            client = Client(Config(access_key_id=connection.credentials.access_key_id,
-                                   access_key_secret=connection.credentials.access_key_secret.get_secret_value(),
+            client = Client(Config(access_key_id=credentials.access_key_id,
+                                   access_key_secret=credentials.access_key_secret.get_secret_value(),
                                    endpoint=connection.endpoint(region).removeprefix("http://"), protocol="http"))
             listed = client.describe_regions(models.DescribeRegionsRequest()).body.regions.region
             assert [r.region_id for r in listed] == ["cn-hangzhou", "cn-shanghai"]

@@ -87,7 +87,9 @@ def test_describe_apis(sdk: tuple[Client, RunningEmulator, str | None]) -> None:
     first = summaries[0]
     assert None not in (first.deployed_infos, first.tag_list, first.api_method, first.api_path, first.visibility,
                         first.created_time, first.modified_time, first.region_id, first.description)
-    assert [d.stage_name for d in first.deployed_infos.deployed_info] == ["RELEASE", "TEST", "PRE"]
+    # An API the state publishes nowhere: RELEASE and TEST (the documented stage names) read NONDEPLOYED.
+    assert [(d.stage_name, d.deployed_status) for d in first.deployed_infos.deployed_info] == [
+        ("RELEASE", "NONDEPLOYED"), ("TEST", "NONDEPLOYED")]
     assert first.tag_list.tag == []
 
 

@@ -168,7 +168,6 @@ def deployed_infos(api: ApiRecord) -> Body:
 
 def _api_summary(api: ApiRecord, group: GroupRecord, region: str) -> Body:
     return {
-        "DeployedInfos": deployed_infos(api),
         "RegionId": region,
         "GroupId": group.id,
         "GroupName": group.name,
@@ -180,9 +179,8 @@ def _api_summary(api: ApiRecord, group: GroupRecord, region: str) -> Body:
         "Description": "",
         "CreatedTime": DEFAULT_TIME,
         "ModifiedTime": DEFAULT_TIME,
-        # The emulator has no deployments: every API reads as deployed to every stage (an emulator choice).
-        "DeployedInfos": {"DeployedInfo": [{"StageName": stage, "DeployedStatus": "DEPLOYED", "EffectiveVersion": ""}
-                                           for stage in STAGES]},
+        # The stages the state file says the API is published in (see the module docstring).
+        "DeployedInfos": deployed_infos(api),
         "TagList": {"Tag": []},
     }
 
