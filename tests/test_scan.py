@@ -291,3 +291,20 @@ def test_scan_fails_in_one_inert_line_on_what_it_cannot_read(cli: Cli, regions: 
                      env={"ALIBABA_CLOUD_ACCESS_KEY_ID": emulator.access_key_id,
                           "ALIBABA_CLOUD_ACCESS_KEY_SECRET": emulator.access_key_secret})
     assert (result.code, result.out, result.err) == (1, "", expected)
+
+
+def test_a_hostile_live_api_name_stays_inert_in_the_plan_s_policy_section(cli: Cli, tmp_path: Path) -> None:
+    name = "x`@org/team<img_src=x>[a](http://e)"
+    state = tmp_path / "state.yaml"
+    state.write_text("region: cn-hangzhou\nsignatures:\n  - {name: only_key, key: onlyKey01, secret: onlySecret01}\n"
+                     f"groups:\n  - name: shop\n    id: {ORDERS}\n"
+                     f"    apis: [{{name: cart, deployed: [RELEASE]}}, {{name: '{name}', deployed: [RELEASE]}}]\n")
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("region: cn-hangzhou\nrequire_signature: [RELEASE]\nsignatures:\n"
+                        "  - {name: only_key, key: onlyKey01, secret: onlySecret01}\n"
+                        f"bindings:\n  - {{group: {ORDERS}, stage: RELEASE, signature: only_key, apis: [cart]}}\n")
+    result = cli("plan", str(manifest), "--emulator", str(state), "-o", "markdown", "--detailed-exitcode")
+    assert result.code == 2
+    html = cmarkgfm.github_flavored_markdown_to_html(result.out)
+    assert "<img" not in html and "<a " not in html
+    assert "<code>x`@org/team&lt;img_src=x&gt;[a](http://e)</code>" in html
