@@ -202,6 +202,10 @@ def _file_dicts(snapshots: Iterable[Snapshot], *, include_secrets: bool) -> list
                 entry["secret_scrypt"] = sig.secret_scrypt
             signatures.append(entry)
         data["signatures"] = signatures
+        for group in data["groups"]:  # read only under a signature policy: a file without it is what it was
+            for api in group["apis"]:
+                if not api["deployed"]:
+                    del api["deployed"]
         out.append(data)
     return out
 

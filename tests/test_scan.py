@@ -308,3 +308,19 @@ def test_a_hostile_live_api_name_stays_inert_in_the_plan_s_policy_section(cli: C
     html = cmarkgfm.github_flavored_markdown_to_html(result.out)
     assert "<img" not in html and "<a " not in html
     assert "<code>x`@org/team&lt;img_src=x&gt;[a](http://e)</code>" in html
+
+
+def test_a_snapshot_keeps_published_stages_only_where_they_were_read(cli: Cli, tmp_path: Path) -> None:
+    cli("plan", MANIFESTS, "--emulator", STATE, "--env-file", DEMO_ENV, "--save-snapshot", str(tmp_path / "s.json"))
+    [snapshot] = json.loads((tmp_path / "s.json").read_text())
+    apis = {a["name"]: a.get("deployed") for g in snapshot["groups"] for a in g["apis"]}
+    # The demo's policy makes plan read them; an API published nowhere has no key, as before policies.
+    assert (apis["orders_list"], apis["orders_delete"]) == (["RELEASE", "TEST"], None)
+    # Read back offline, the snapshot lets plan judge the policy: a change that unbinds a published API is one.
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    demo = (ROOT / "manifests" / "hangzhou.yaml").read_text()
+    (folder / "hangzhou.yaml").write_text(demo.replace(", 46fbb52840d146f186e38e8e70fc8c94]", "]"))
+    (folder / "policy.yaml").write_text((ROOT / "manifests" / "policy.yaml").read_text())
+    offline = cli("plan", str(folder), "--snapshot", str(tmp_path / "s.json"), "--env-file", DEMO_ENV, "-o", "json")
+    assert [v["api_name"] for v in json.loads(offline.out)["violations"]] == ["orders_update"]
