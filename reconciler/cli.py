@@ -343,8 +343,8 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
               help="Exit 2 on a finding: a signature policy violation or a signature in no manifest.")
 def scan_command(paths: tuple[Path, ...], connection: ConnectionOptions, quiet: bool, output_format: str,
                  out_file: Path | None, save_json: Path | None, detailed_exitcode: bool) -> int:
-    """Read every region of the account: signatures in no manifest, and backend-signature coverage of the
-    published APIs per group and stage (the manifests' signature policy marks the required ones)."""
+    """Read every region (DescribeRegions) and report signatures in no manifest and the backend-signature
+    coverage of published APIs per group and stage (the manifests' signature policy marks required stages)."""
     desired = (load_desired_state(paths, env=None) if paths
                else DesiredState(regions={}, secrets_checked=False))
     with (open_connection(connection, desired.regions, serve_all_states=True) as live,
