@@ -36,8 +36,8 @@ from reconciler.fetcher import (
     list_regions,
     run_fetch,
 )
+from reconciler.inert import inert
 from reconciler.manifest import DesiredState, RegionDesired
-from reconciler.scan_text import shown
 from reconciler.snapshot import Snapshot, Stage
 
 
@@ -212,7 +212,7 @@ def read_account(connection: Connection, declared: Iterable[str],
             listed = await list_regions(client)
         for region in listed:
             if not _REGION_ID.fullmatch(region):
-                raise InputError(f"DescribeRegions listed '{shown(region)}', which is not a region id")
+                raise InputError(f"DescribeRegions listed '{inert(region)}', which is not a region id")
         regions = sorted({*listed, *declared})
         if connection.fixed_endpoint is not None and len(regions) > 1:
             raise InputError(f"--endpoint serves one region; the account has {', '.join(regions)}: scan without "

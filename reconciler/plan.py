@@ -254,6 +254,17 @@ def _md_shown(value: str, kind: str, *, in_table: bool = False) -> str:
     return md_code(value, in_table=in_table) + _mark(value, kind)
 
 
+def marked(value: str, kind: str) -> str:
+    """A live value for a terminal: inert, and marked when it breaks the vendor's rule for `kind` (the scan's
+    renderers show values as the plan's do)."""
+    return _shown(value, kind)
+
+
+def md_marked(value: str, kind: str, *, in_table: bool = False) -> str:
+    """A live value for markdown: a code span, and marked when it breaks the vendor's rule for `kind`."""
+    return _md_shown(value, kind, in_table=in_table)
+
+
 def _raw_marked(value: str, kind: str) -> str:
     """The value as it is, and its mark: for text that goes into one code span as a whole."""
     return value + _mark(value, kind)
@@ -468,8 +479,9 @@ def violation_lines(plan: Plan) -> list[str]:
     lines = ["", "Signature policy violations (reported, never applied):"]
     for v in plan.violations:
         source = f"  ({inert(v.source)})" if v.source else ""
-        name = f"{inert(v.api_name)} ({inert(v.api_id)})" if v.api_name else inert(v.api_id)
-        lines.append(f"  ! {name} in group {inert(v.group)}, stage {v.stage}: published, no backend "
+        api = _shown(v.api_id, "API id")
+        name = f"{_shown(v.api_name, 'API name')} ({api})" if v.api_name else api
+        lines.append(f"  ! {name} in group {_shown(v.group, 'group id')}, stage {v.stage}: published, no backend "
                      f"signature{source}")
     return [*lines, "", policy_line(plan.violations)]
 
@@ -522,7 +534,7 @@ def _compact_line(change: Change, color: bool) -> str:
 def render_compact(plan: Plan, *, color: bool = False) -> str:
     """One line per change (`--compact`), then the notes and the summary line of the text view."""
     lines = [_compact_line(c, color) for c in (*plan.pending_changes, *(c for c in plan.changes if not c.pending))]
-    lines += [f"! violation {inert(v.address)}" for v in plan.violations or ()]
+    lines += [f"! violation {inert(v.address)}" for v in plan.violations or ()]  # an address: escaped, unmarked
     lines += ["", policy_line(plan.violations)] if plan.violations else []
     lines += _notes(plan)
     if lines:
@@ -633,8 +645,9 @@ def _markdown_head(plan: Plan) -> list[str]:
         out += ["", "> [!NOTE]", f"> {targets}"]
     if plan.violations:
         out += ["", "> [!IMPORTANT]", f"> {policy_line(plan.violations)} Reported, never applied:"]
-        out += [f"> - {md_code(v.api_name or v.api_id)} ({md_code(v.api_id)}) in group {md_code(v.group)}, "
-                f"{v.stage}, {v.region}" for v in plan.violations[:DESTRUCTIVE_LISTED]]
+        out += [f"> - {_md_shown(v.api_name, 'API name') if v.api_name else _md_shown(v.api_id, 'API id')} "
+                f"({_md_shown(v.api_id, 'API id')}) in group {_md_shown(v.group, 'group id')}, {v.stage}, "
+                f"{md_text(v.region)}" for v in plan.violations[:DESTRUCTIVE_LISTED]]
         if len(plan.violations) > DESTRUCTIVE_LISTED:
             out.append(f"> - ... and {len(plan.violations) - DESTRUCTIVE_LISTED} more (`-o json` lists them all)")
     return out

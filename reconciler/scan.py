@@ -22,6 +22,9 @@ Decisions:
   no policy covers are reported in the coverage and are not findings, so coverage can be raised step by
   step without a red drift job every morning.
 
+Outside text: every live value is shown as the plan shows it, through `inert` in text and as a code span
+in markdown, marked when it breaks the vendor's rule for its kind (`plan.marked` / `plan.md_marked`).
+
 JSON format (`scan -o json`), version "1": the serialisation of `Scan`; its JSON Schema is
 `scan_json_schema()` (kept in `docs/scan.schema.json`).
 """
@@ -35,9 +38,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler import __version__
+from reconciler.inert import inert, md_code
 from reconciler.manifest import DesiredState, RegionDesired
-from reconciler.plan import GITHUB_COMMENT_LIMIT, Violation
-from reconciler.scan_text import md_code, shown
+from reconciler.plan import GITHUB_COMMENT_LIMIT, Violation, marked, md_marked
 from reconciler.snapshot import STAGES, LiveGroup, Snapshot, Stage
 from reconciler.vendor_rules import MANAGED_STAGES
 
@@ -185,11 +188,12 @@ def summary_line(scan: Scan) -> str:
 
 
 def _group_label(group: str, name: str | None) -> str:
-    return f"{shown(group)} ({shown(name)})" if name else shown(group)
+    return f"{marked(group, 'group id')} ({inert(name)})" if name else marked(group, "group id")
 
 
 def _api_label(api: ApiRef) -> str:
-    return f"{shown(api.api_name)} ({shown(api.api_id)})" if api.api_name else shown(api.api_id)
+    api_id = marked(api.api_id, "API id")
+    return f"{marked(api.api_name, 'API name')} ({api_id})" if api.api_name else api_id
 
 
 def render_text(scan: Scan) -> str:
@@ -198,10 +202,11 @@ def render_text(scan: Scan) -> str:
     lines: list[str] = []
     violating = {v.address for v in scan.violations}
     for region in scan.regions:
-        lines += ["", f"Region {shown(region.region)}" + ("" if region.declared else " (in no manifest)") + ":"]
+        lines += ["", f"Region {inert(region.region)}" + ("" if region.declared else " (in no manifest)") + ":"]
         if region.unmanaged_signatures:
             lines.append("  Signatures in no manifest:")
-            lines += [f"    ? {shown(s.name)} ({shown(s.signature_id)})" for s in region.unmanaged_signatures]
+            lines += [f"    ? {marked(s.name, 'signature name')} ({inert(s.signature_id)})"
+                      for s in region.unmanaged_signatures]
         if not region.coverage:
             lines.append(f"  No published APIs ({region.groups} API group(s)).")
             continue
@@ -241,6 +246,11 @@ def _md_cell(value: str) -> str:
     return md_code(value, in_table=True)
 
 
+def _md_api(api: ApiRef) -> str:
+    return (md_marked(api.api_name, "API name", in_table=True) if api.api_name
+            else md_marked(api.api_id, "API id", in_table=True))
+
+
 def render_markdown(scan: Scan, *, max_chars: int = MARKDOWN_MAX_CHARS) -> str:
     """For the drift issue: the summary, policy violations, then per region the signatures in no manifest,
     the unsigned published APIs and a coverage table per stage (lowest coverage first).
@@ -263,12 +273,13 @@ def render_markdown(scan: Scan, *, max_chars: int = MARKDOWN_MAX_CHARS) -> str:
         blocks.append((9, ["", title, "", totals], []))
         if region.unmanaged_signatures:
             blocks.append((2, ["", "Signatures in no manifest:", ""],
-                           [f"- {md_code(s.name)} ({md_code(s.signature_id)})" for s in region.unmanaged_signatures]))
+                           [f"- {md_marked(s.name, 'signature name')} ({md_code(s.signature_id)})"
+                            for s in region.unmanaged_signatures]))
         unsigned = [(row, api) for row in region.coverage for api in row.unsigned]
         unsigned.sort(key=lambda item: f"policy.{region.region}.{item[0].group}.{item[0].stage}."
                                        f"{item[1].api_id}" not in violating)
         for required in (True, False):
-            rows = [f"| {_md_cell(api.api_name or api.api_id)} | {_md_cell(api.api_id)} | "
+            rows = [f"| {_md_api(api)} | {md_marked(api.api_id, 'API id', in_table=True)} | "
                     f"{_md_cell(row.group_name or row.group)} | {row.stage} |"
                     for row, api in unsigned
                     if (f"policy.{region.region}.{row.group}.{row.stage}.{api.api_id}" in violating) is required]
