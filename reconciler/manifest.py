@@ -69,8 +69,12 @@ CREDENTIAL_VARIABLES = (
 ENV_FILE_MAX_BYTES = 1024 * 1024
 
 
+# The globs as one expression: 21 fnmatch calls a signature took an eighth of loading 20,000 of them.
+_CREDENTIAL_VARIABLE = re.compile("|".join(fnmatch.translate(pattern) for pattern in CREDENTIAL_VARIABLES))
+
+
 def is_credential_variable(name: str) -> bool:
-    return any(fnmatch.fnmatchcase(name.upper(), pattern) for pattern in CREDENTIAL_VARIABLES)
+    return _CREDENTIAL_VARIABLE.match(name.upper()) is not None
 
 
 def allowed_secret_variable(variable: str) -> str:
