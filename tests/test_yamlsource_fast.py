@@ -120,7 +120,8 @@ def test_a_large_manifest_is_read_fast_and_its_lines_found_when_asked(tmp_path: 
 
 def test_an_error_in_a_large_manifest_names_its_exact_line(tmp_path: Path) -> None:
     path = tmp_path / "bindings.yaml"
-    entries = [f"- group: g{i}\n  stage: RELEASE\n  signature: sig{i:05d}\n  apis: [api{i}]\n" for i in range(5000)]
+    entries = [f"- group: a{i:031x}\n  stage: RELEASE\n  signature: sig{i:05d}\n  apis: [api{i}]\n"
+               for i in range(5000)]
     entries[4000] = entries[4000].replace("RELEASE", "release")
     path.write_text("region: cn-hangzhou\nsignatures: []\nbindings:\n" + "".join(entries), encoding="utf-8")
     with pytest.raises(ManifestError) as caught:
