@@ -42,7 +42,8 @@ import httpx
 from benchmarks.emulator_process import STATS_PATH
 from benchmarks.workload import UNMANAGED, Size, expected_changes, in_memory, write_tenant
 from reconciler.emulator.server import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
-from reconciler.fetcher import DEFAULT_CONCURRENCY, PAGE_SIZE
+from reconciler.fetcher import PAGE_SIZE
+from reconciler.limits import DEFAULT_CONCURRENCY
 
 RESULTS = Path(__file__).parent / "results"
 

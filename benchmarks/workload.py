@@ -40,6 +40,9 @@ class Size:
     apis: int = 100
     stages: tuple[Stage, ...] = ("RELEASE", "TEST")
     signatures: int = 500
+    # APIs of a group in a row that share one signature (and one manifest entry); 1 = every API its own
+    # signature and its own entry, as a team that gives each backend its own key writes them.
+    signature_run: int = APIS_PER_SIGNATURE_RUN
 
     @property
     def bindings(self) -> int:
@@ -71,7 +74,9 @@ def _key(index: int) -> str:
 
 
 def _desired_signature_index(size: Size, group: int, api: int) -> int:
-    return (group * 7 + api // APIS_PER_SIGNATURE_RUN) % size.signatures
+    if size.signature_run == 1:
+        return (group * size.apis + api) % size.signatures
+    return (group * 7 + api // size.signature_run) % size.signatures
 
 
 def _live_signature_index(size: Size, group: int, stage_index: int, api: int) -> int | None:
@@ -115,16 +120,20 @@ def emulator_state(size: Size) -> dict[str, Any]:
 
 def _binding_entries(size: Size, group: int, stage: Stage) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
-    for start in range(0, size.apis, APIS_PER_SIGNATURE_RUN):
-        apis = list(range(start, min(size.apis, start + APIS_PER_SIGNATURE_RUN)))
+    for start in range(0, size.apis, size.signature_run):
+        apis = list(range(start, min(size.apis, start + size.signature_run)))
         entries.append({"group": hex_id("group", group), "stage": stage,
                         "signature": signature_name(_desired_signature_index(size, group, start)),
                         "apis": [hex_id("api", group, a) for a in apis]})
     return entries
 
 
-def write_tenant(size: Size, folder: Path) -> tuple[Path, Path, dict[str, str]]:
-    """Write `state.json` and `manifests/*.yaml` into `folder`; return their paths and the secrets' environment."""
+def write_tenant(size: Size, folder: Path, *, groups_per_manifest: int = GROUPS_PER_MANIFEST
+                 ) -> tuple[Path, Path, dict[str, str]]:
+    """Write `state.json` and `manifests/*.yaml` into `folder`; return their paths and the secrets' environment.
+
+    The signatures go to `signatures.yaml`, the bindings of each `groups_per_manifest` groups to one
+    `bindings-*.yaml`."""
     folder.mkdir(parents=True, exist_ok=True)
     state_path = folder / "state.json"
     state_path.write_text(json.dumps(emulator_state(size)), encoding="utf-8")
@@ -135,8 +144,8 @@ def write_tenant(size: Size, folder: Path) -> tuple[Path, Path, dict[str, str]]:
     signatures = [{"name": signature_name(i), "key": _key(i), "secret": f"${{env:{secret_variable(i)}}}"}
                   for i in range(size.signatures)]
     _write_yaml(manifests / "signatures.yaml", {"region": REGION, "signatures": signatures})
-    for first in range(0, size.groups, GROUPS_PER_MANIFEST):
-        bindings = [entry for g in range(first, min(size.groups, first + GROUPS_PER_MANIFEST))
+    for first in range(0, size.groups, groups_per_manifest):
+        bindings = [entry for g in range(first, min(size.groups, first + groups_per_manifest))
                     for stage in size.stages for entry in _binding_entries(size, g, stage)]
         _write_yaml(manifests / f"bindings-{first:05d}.yaml", {"region": REGION, "bindings": bindings})
     env = {secret_variable(i): _secret(i) for i in range(size.signatures)}

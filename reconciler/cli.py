@@ -8,52 +8,31 @@ click would otherwise report with 2 and so be mistaken for "changes present".
 from __future__ import annotations
 
 import functools
+import importlib
 import json
-import logging
 import os
-import signal
-import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import click
 
 from reconciler import __version__
-from reconciler.annotations import error_annotation, in_github_actions
-from reconciler.apply import ApplyInterrupted, apply_plan, refuse_blocked
-from reconciler.differ import diff
-from reconciler.drift import compare_with_base, fetch_view, read_base
-from reconciler.emulator.cli import emulator_command
 from reconciler.errors import InputError, ManifestError, ManifestErrors, ReconcilerError
-from reconciler.export import DEFAULT_STAGES, Export, export_manifests, header_time
-from reconciler.fetcher import DEFAULT_CONCURRENCY, fetch_for_export, run_fetch
 from reconciler.inert import inert
-from reconciler.inputfile import work_tree_of
-from reconciler.live import Connection, ConnectionOptions, open_connection, read_account, read_live_state
-from reconciler.manifest import DesiredState, env_names, load_desired_state, load_env_file, manifest_json_schema
-from reconciler.output import write_files_atomically, write_output
-from reconciler.plan import (
-    Plan,
-    plan_json_schema,
-    render_compact,
-    render_json,
-    render_markdown,
-    render_text,
-    summary_line,
-    with_group_names,
-)
-from reconciler.policy import with_policy
-from reconciler.progress import progress_on_stderr
-from reconciler.saved_plan import check_saved_plan, load_saved_plan, save_plan
-from reconciler.scan import build_scan, scan_json_schema
-from reconciler.scan import render_json as render_scan_json
-from reconciler.scan import render_markdown as render_scan_markdown
-from reconciler.scan import render_text as render_scan_text
-from reconciler.snapshot import STAGES, Snapshot, check_secrets_ahead, load_snapshot_file, snapshots_file_text
-from reconciler.targets import parse_target, select_targets
-from reconciler.vendor_rules import MANAGED_STAGES
+from reconciler.limits import DEFAULT_CONCURRENCY
+from reconciler.vendor_rules import MANAGED_STAGES, STAGES
+
+if TYPE_CHECKING:
+    from logging import LogRecord
+
+    from reconciler.export import Export
+    from reconciler.live import Connection, ConnectionOptions
+    from reconciler.manifest import DesiredState
+    from reconciler.plan import Plan
+    from reconciler.snapshot import Snapshot
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,10 +42,11 @@ def say(line: str, *, err: bool = False) -> None:
     click.echo(inert(line), err=err)
 
 
-class _InertLog(logging.Filter):
-    """--debug lines carry what the endpoint answered: each message is escaped to one line."""
+class _InertLog:
+    """--debug lines carry what the endpoint answered: each message is escaped to one line. (A filter is
+    anything with this method; not subclassing logging.Filter keeps logging out of start-up.)"""
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def filter(self, record: LogRecord) -> bool:
         record.msg, record.args = inert(record.getMessage()), None
         return True
 
@@ -93,6 +73,8 @@ def manifest_options(*, secrets_optional: bool = True) -> Callable[[F], F]:
 
 def _complete_target(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """`--target` completion: the two kinds, then the signature names or group ids the manifests declare."""
+    from reconciler.manifest import load_desired_state
+
     kinds = ["signature=", "group="]
     kind, sep, _ = incomplete.partition("=")
     if not sep:
@@ -114,11 +96,19 @@ def _complete_target(ctx: click.Context, param: click.Parameter, incomplete: str
 
 def _enable_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if value:  # given twice (before and after the command), the second call changes nothing
+        import logging
+
+        ctx.find_root().meta["reconciler.debug"] = True
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         for handler in logging.getLogger().handlers:
             if not any(isinstance(f, _InertLog) for f in handler.filters):
                 handler.addFilter(_InertLog())
+
+
+def _debugging() -> bool:
+    """Whether --debug was given, before or after the command."""
+    return bool(click.get_current_context().find_root().meta.get("reconciler.debug"))
 
 
 def debug_option() -> click.Option:
@@ -162,6 +152,8 @@ def connection_options(func: Callable[..., int]) -> Callable[..., int]:
             # command line would otherwise look as if it had been.
             raise InputError("give --profile or --emulator, not both: the embedded emulator uses credentials made "
                              "up for the run")
+        from reconciler.live import ConnectionOptions
+
         connection = ConnectionOptions(endpoint=endpoint, emulator_states=emulator_states, profile=profile,
                                        signature_version="v1" if signature_version == "v1" else "v3",
                                        concurrency=concurrency, max_rps=max_rps, timeout=timeout)
@@ -196,6 +188,8 @@ def connection_options(func: Callable[..., int]) -> Callable[..., int]:
 def manifest_env(env_files: tuple[Path, ...], skip_secrets: bool) -> dict[str, str] | None:
     """Variables for ${env:...}; None under --skip-secrets (no reference is resolved). Every --env-file in
     the order given, a later one winning, and the environment over all of them."""
+    from reconciler.manifest import load_env_file
+
     if skip_secrets:
         return None
     variables: dict[str, str] = {}
@@ -205,13 +199,31 @@ def manifest_env(env_files: tuple[Path, ...], skip_secrets: bool) -> dict[str, s
 
 
 def load_manifests(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: bool) -> DesiredState:
+    from reconciler.manifest import load_desired_state
+
     desired = load_desired_state(paths, env=manifest_env(env_files, skip_secrets))
     if not desired.regions:
         raise ReconcilerError("the manifests declare no region")
     return desired
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
+class _LazyGroup(click.Group):
+    """A group whose commands named in `lazy` are imported only when used (or listed by --help)."""
+
+    lazy: ClassVar[dict[str, str]] = {"emulator": "reconciler.emulator.cli:emulator_command"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, _, name = self.lazy[cmd_name].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), name)
+            self.add_command(_finished(command), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
 @click.version_option(__version__, prog_name="reconciler")
 def cli() -> None:
     """Declarative state for Alibaba Cloud API Gateway backend signature keys and their API bindings."""
@@ -221,9 +233,11 @@ def cli() -> None:
 @manifest_options()
 def validate(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: bool) -> int:
     """Check manifests without reading any live state."""
+    from reconciler.manifest import warning_lines
+
     desired = load_manifests(paths, env_files, skip_secrets)
-    for warning in desired.warnings:
-        say(f"Warning: {warning}", err=True)
+    for line in warning_lines(desired.warnings, each=_debugging()):
+        say(f"Warning: {line}", err=True)
     signatures = sum(len(r.signatures) for r in desired.regions.values())
     bindings = sum(len(r.bindings) for r in desired.regions.values())
     files = sum(len(r.files) for r in desired.regions.values())
@@ -238,13 +252,19 @@ def validate(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def env_names_command(paths: tuple[Path, ...]) -> int:
     """Print the environment variables the manifests' ${env:...} secrets read, one a line (none are read)."""
+    from reconciler.manifest import env_names
+
     for name in env_names(load_manifests(paths, (), skip_secrets=True)):
         click.echo(name)
     return 0
 
 
 def live_state(desired: DesiredState, snapshot_file: Path | None, options: ConnectionOptions,
-               quiet: bool) -> dict[str, Snapshot]:
+               quiet: bool, signature_names: Mapping[str, frozenset[str] | None] | None = None
+               ) -> dict[str, Snapshot]:
+    from reconciler.live import open_connection
+    from reconciler.snapshot import check_secrets_ahead, load_snapshot_file
+
     if snapshot_file is not None:
         if options.endpoint or options.emulator_states:
             raise InputError("give --snapshot, or --endpoint/--emulator, not both")
@@ -252,13 +272,19 @@ def live_state(desired: DesiredState, snapshot_file: Path | None, options: Conne
         check_secrets_ahead(snapshots, {r.region: {s.name: s.secret.get_secret_value() for s in r.signatures.values()
                                                    if s.secret is not None} for r in desired.regions.values()})
         return snapshots
+    if not desired.regions:  # --changed-only with nothing changed: nothing to read
+        return {}
     with open_connection(options, desired.regions, warn=warn) as connection:
-        return read_with_progress(desired, connection, quiet)
+        return read_with_progress(desired, connection, quiet, signature_names)
 
 
-def read_with_progress(desired: DesiredState, connection: Connection, quiet: bool) -> dict[str, Snapshot]:
+def read_with_progress(desired: DesiredState, connection: Connection, quiet: bool,
+                       signature_names: Mapping[str, frozenset[str] | None] | None = None) -> dict[str, Snapshot]:
+    from reconciler.live import read_live_state
+    from reconciler.progress import progress_on_stderr
+
     with progress_on_stderr(quiet) as progress:
-        return read_live_state(desired, connection, progress)
+        return read_live_state(desired, connection, progress, signature_names=signature_names)
 
 
 def group_names(snapshots: dict[str, Snapshot]) -> dict[str, str | None]:
@@ -266,6 +292,8 @@ def group_names(snapshots: dict[str, Snapshot]) -> dict[str, str | None]:
 
 
 def render(result: Plan, output_format: str, *, color: bool, compact: bool = False) -> str:
+    from reconciler.plan import render_compact, render_json, render_markdown, render_text
+
     if output_format == "json":
         return render_json(result)
     if output_format == "markdown":
@@ -294,21 +322,44 @@ def render(result: Plan, output_format: str, *, color: bool, compact: bool = Fal
                                                "manifest paths at git REF (e.g. origin/main).")
 @click.option("--base", "base_path", type=click.Path(path_type=Path), metavar="PATH",
               help="Like --base-ref, with the base's manifests in PATH.")
+@click.option("--changed-only", is_flag=True,
+              help="With --base-ref/--base: read and plan only the signatures and (group, stage) scopes whose "
+                   "declarations differ from the base (drift elsewhere is not shown).")
 def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: bool, connection: ConnectionOptions,
          quiet: bool, snapshot_file: Path | None, save_snapshot: Path | None,
          output_format: str, out_file: Path | None, detailed_exitcode: bool, out_plan: Path | None,
          no_color: bool, compact: bool, targets: tuple[str, ...], base_ref: str | None,
-         base_path: Path | None) -> int:
+         base_path: Path | None, changed_only: bool) -> int:
     """Compare manifests with the live state and print what would change."""
+    from reconciler.differ import diff
+    from reconciler.drift import compare_with_base, fetch_view, narrow_to_change, read_base
+    from reconciler.output import write_output
+    from reconciler.plan import summary_line, with_group_names
+    from reconciler.policy import with_policy
+    from reconciler.saved_plan import save_plan
+    from reconciler.snapshot import snapshots_file_text
+    from reconciler.targets import parse_target, select_targets
+
     chosen_targets = [parse_target(t) for t in targets]
     output_format = output_format.lower()
     if compact and output_format != "text":
         raise InputError(f"--compact is a text view; it does not go with -o {output_format}")
     desired = load_manifests(paths, env_files, skip_secrets)
     base = read_base(ref=base_ref, folder=base_path, paths=paths, env=manifest_env(env_files, skip_secrets))
+    change = None
+    if changed_only:
+        if base is None:
+            raise InputError("--changed-only plans what differs from a base: give --base-ref REF or --base PATH")
+        if out_plan is not None or save_snapshot is not None:
+            raise InputError("--changed-only reads part of the live state; --out-plan and --save-snapshot need "
+                             "all of it")
+        change = narrow_to_change(desired, base)
+        desired, base = change.desired, change.base
     # One read of the live state serves both plans.
     snapshots = live_state(desired if base is None else fetch_view(desired, base.desired), snapshot_file,
-                           connection, quiet)
+                           connection, quiet, None if change is None else change.signature_names)
+    if change is not None:
+        snapshots = change.snapshots(snapshots)
     if save_snapshot is not None:
         write_output(snapshots_file_text(snapshots.values()), save_snapshot)
     result = diff(desired, snapshots)
@@ -318,6 +369,8 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
                   snapshots, out_plan)
     shown = result if base is None else compare_with_base(result, desired, base, snapshots)
     violations = with_policy(shown, desired, snapshots).violations
+    if change is not None:
+        shown = shown.model_copy(update={"changed_only": True})
     if chosen_targets:
         shown = select_targets(shown, chosen_targets, desired)
     shown = with_group_names(shown, group_names(snapshots))
@@ -345,6 +398,15 @@ def scan_command(paths: tuple[Path, ...], connection: ConnectionOptions, quiet: 
                  out_file: Path | None, save_json: Path | None, detailed_exitcode: bool) -> int:
     """Read every region (DescribeRegions) and report signatures in no manifest and the backend-signature
     coverage of published APIs per group and stage (the manifests' signature policy marks required stages)."""
+    from reconciler.live import open_connection, read_account
+    from reconciler.manifest import DesiredState, load_desired_state
+    from reconciler.output import write_output
+    from reconciler.progress import progress_on_stderr
+    from reconciler.scan import build_scan
+    from reconciler.scan import render_json as render_scan_json
+    from reconciler.scan import render_markdown as render_scan_markdown
+    from reconciler.scan import render_text as render_scan_text
+
     desired = (load_desired_state(paths, env=None) if paths
                else DesiredState(regions={}, secrets_checked=False))
     with (open_connection(connection, desired.regions, serve_all_states=True) as live,
@@ -363,6 +425,10 @@ def scan_command(paths: tuple[Path, ...], connection: ConnectionOptions, quiet: 
 @click.option("--scan", "scan_schema", is_flag=True, help="Print the JSON Schema of `scan -o json` instead.")
 def schema(plan_schema: bool, scan_schema: bool) -> int:
     """Print the JSON Schema of manifest files (manifests/schema.json)."""
+    from reconciler.manifest import manifest_json_schema
+    from reconciler.plan import plan_json_schema
+    from reconciler.scan import scan_json_schema
+
     if plan_schema and scan_schema:
         raise InputError("give --plan or --scan, not both")
     document = plan_json_schema() if plan_schema else scan_json_schema() if scan_schema else manifest_json_schema()
@@ -381,6 +447,12 @@ def schema(plan_schema: bool, scan_schema: bool) -> int:
 def apply_command(paths: tuple[Path, ...], env_files: tuple[Path, ...], connection: ConnectionOptions,
                   quiet: bool, no_color: bool, auto_approve: bool, plan_file: Path | None) -> int:
     """Make the live state match the manifests: create, update, rebind, bind, unbind, delete (prune: true)."""
+    from reconciler.apply import ApplyInterrupted, apply_plan, refuse_blocked
+    from reconciler.differ import diff
+    from reconciler.live import open_connection
+    from reconciler.plan import render_text, with_group_names
+    from reconciler.saved_plan import check_saved_plan, load_saved_plan
+
     will_ask = not auto_approve and plan_file is None
     desired = load_manifests(paths, env_files, skip_secrets=False)
     saved = load_saved_plan(plan_file) if plan_file is not None else None
@@ -438,6 +510,11 @@ def export_command(connection: ConnectionOptions, quiet: bool, region: str, grou
                    all_groups: bool, stages: tuple[str, ...], out: str, split_by: str, include_secrets: bool,
                    force: bool) -> int:
     """Write the live state of a region as manifests; a plan of them shows no changes."""
+    from reconciler.export import DEFAULT_STAGES, export_manifests, header_time
+    from reconciler.fetcher import fetch_for_export, run_fetch
+    from reconciler.live import open_connection
+    from reconciler.progress import progress_on_stderr
+
     if bool(groups) == all_groups:
         raise InputError("give either --group ID (repeatable) or --all-groups")
     if out == "-" and split_by == "group":
@@ -459,6 +536,10 @@ def export_command(connection: ConnectionOptions, quiet: bool, region: str, grou
 def work_tree_exposing(path: Path) -> Path | None:
     """The git work tree `path` is in when git does not ignore it there (so `git add -A` would take it);
     None outside any work tree or when ignored. Without a working git, a folder holding `.git` counts."""
+    import subprocess
+
+    from reconciler.inputfile import work_tree_of
+
     folder = path.absolute().parent
     while not folder.is_dir():
         folder = folder.parent
@@ -476,6 +557,8 @@ def work_tree_exposing(path: Path) -> Path | None:
 def write_export(result: Export, out_dir: Path | None, *, force: bool) -> None:
     """Write every file (or the one file to stdout) and tell, on stderr, what was written and what to set.
     Several files are written all or none (`write_files_atomically`); with clear secrets, mode 0600."""
+    from reconciler.output import write_files_atomically, write_output
+
     paths = [out_dir / f.name for f in result.files] if out_dir is not None else []
     if result.holds_secrets:
         if not force:
@@ -509,17 +592,23 @@ def write_export(result: Export, out_dir: Path | None, *, force: bool) -> None:
             say(f"  {variable}  (signature {name})", err=True)
 
 
-cli.add_command(emulator_command)
-for _command in cli.commands.values():
-    _command.params.append(debug_option())
+def _finished(command: click.Command) -> click.Command:
+    command.params.append(debug_option())
     # The top-level help lists each command with its whole first sentence, not click's 45 characters.
-    if _command.help and not _command.short_help:
-        _command.short_help = _command.help.split("\n\n", 1)[0].replace("\n", " ")
+    if command.help and not command.short_help:
+        command.short_help = command.help.split("\n\n", 1)[0].replace("\n", " ")
+    return command
+
+
+for _command in cli.commands.values():
+    _finished(_command)
 cli.params.append(debug_option())
 
 
 def report_error(exc: ReconcilerError) -> None:
     """One line on stderr; in GitHub Actions a manifest error is also an annotation on its line of the diff."""
+    from reconciler.annotations import error_annotation, in_github_actions
+
     say(f"Error: {exc}", err=True)
     if isinstance(exc, ManifestError) and in_github_actions(os.environ):
         click.echo(error_annotation(exc, os.environ.get("GITHUB_WORKSPACE")))
@@ -538,6 +627,8 @@ def _terminate(signum: int, frame: object) -> None:
 
 def run(argv: list[str]) -> int:
     """Run one command line; return its exit code. Every error becomes one line on stderr."""
+    import signal
+
     try:
         code = cli.main(args=argv, prog_name="reconciler", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -572,8 +663,10 @@ def run(argv: list[str]) -> int:
         code = 128 + signal.SIGTERM
     except ReconcilerError as exc:
         report_error(exc)
-        code = exc.exit_code if isinstance(exc, ApplyInterrupted) else 1
+        code = getattr(exc, "exit_code", 1)  # 128 + the signal number for ApplyInterrupted, else 1
     except Exception as exc:  # A bug: still one line, never a traceback (unless --debug).
+        import logging
+
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             logging.getLogger("reconciler").exception("internal error")
         say(f"Error: internal error ({type(exc).__name__}: {exc}); please report it", err=True)
@@ -582,5 +675,7 @@ def run(argv: list[str]) -> int:
 
 
 def main() -> None:
+    import signal
+
     signal.signal(signal.SIGTERM, _terminate)
     sys.exit(run(sys.argv[1:]))

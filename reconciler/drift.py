@@ -20,6 +20,16 @@ Decisions where the issue was silent:
 - Errors in the base's manifests are reported with `base REF:` before them and the base's path in
   the repository, and they fail the run: a label computed from a broken base would mislead.
 - A region only the base declares is read as well; its changes come out `resolved`.
+
+`--changed-only` (`changed_scope`): a pull request's plan then costs what its change costs. Only
+what can differ between the two plans is read and planned: the signatures whose declaration (key,
+secret or its reference) differs, and the (group, stage) scopes whose declared bindings differ,
+with the API lists of their groups (to resolve API names). Both plans are restricted to that, so
+the labels mean what they mean without it; what lies outside is drift, the scheduled drift job's
+work. A region whose `prune` or `ignore` differs is read and planned whole (they change how every
+live signature is reported), and so is a region only one side declares. Signatures are read by
+name (DescribeSignatures' SignatureName, one request each, the result filtered to the exact name)
+when at most ten changed (`fetcher.NAMED_SIGNATURE_READS`), else listed whole.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from reconciler.differ import diff
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.manifest import DesiredState, RegionDesired, load_desired_state
 from reconciler.plan import Action, Change, Label, Plan, summarize
-from reconciler.snapshot import Snapshot
+from reconciler.snapshot import Snapshot, Stage
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 _SYMLINK_MODE = "120000"
@@ -208,3 +218,100 @@ def label_changes(plan: Plan, base_plan: Plan, *, base: str, secret_changed: Set
     return plan.model_copy(update={"changes": changes, "base": base,
                                    "regions": tuple(sorted({*plan.regions, *base_plan.regions})),
                                    "summary": summarize(changes, plan.summary.no_op)})
+
+
+@dataclass(frozen=True)
+class RegionScope:
+    """What of one region a `--changed-only` plan covers: these signatures (None: all of them) and scopes."""
+
+    signatures: frozenset[str] | None
+    scopes: frozenset[tuple[str, Stage]]
+
+
+
+_Declared = tuple[dict[str, tuple[str, str | None, str | None]], dict[tuple[str, Stage], set[tuple[str, str]]]]
+
+
+def _declared(region: RegionDesired | None) -> _Declared:
+    """A region's declarations as comparable values (no lines): signature name -> (key, secret or its
+    reference), and (group, stage) -> {(api, signature)}."""
+    if region is None:
+        return {}, {}
+    signatures = {s.name: (s.key, s.secret_variable, s.secret.get_secret_value() if s.secret is not None else None)
+                  for s in region.signatures.values()}
+    scopes: dict[tuple[str, Stage], set[tuple[str, str]]] = {}
+    for b in region.bindings:
+        scopes.setdefault((b.group, b.stage), set()).add((b.api, b.signature))
+    return signatures, scopes
+
+
+def changed_scope(desired: DesiredState, base: DesiredState) -> dict[str, RegionScope]:
+    """Per region, what differs between the pull request's declarations and the base's (see the module
+    docstring); a region where nothing differs is absent."""
+    changed: dict[str, RegionScope] = {}
+    for name in sorted({*desired.regions, *base.regions}):
+        head_region, base_region = desired.regions.get(name), base.regions.get(name)
+        head_signatures, head_scopes = _declared(head_region)
+        base_signatures, base_scopes = _declared(base_region)
+        whole = (head_region is None or base_region is None
+                 or (head_region.prune, set(head_region.ignore)) != (base_region.prune, set(base_region.ignore)))
+        if whole:
+            changed[name] = RegionScope(None, frozenset({*head_scopes, *base_scopes}))
+            continue
+        scopes = frozenset(s for s in {*head_scopes, *base_scopes} if head_scopes.get(s) != base_scopes.get(s))
+        names = frozenset(n for n in {*head_signatures, *base_signatures}
+                          if head_signatures.get(n) != base_signatures.get(n))
+        if names or scopes:
+            changed[name] = RegionScope(names, scopes)
+    return changed
+
+
+def restrict(state: DesiredState, scope: Mapping[str, RegionScope]) -> DesiredState:
+    """`state` with only the regions, signatures and binding scopes of `scope`."""
+    regions: dict[str, RegionDesired] = {}
+    for name, region_scope in scope.items():
+        region = state.regions.get(name)
+        if region is None:
+            continue
+        wanted = region_scope.signatures
+        regions[name] = RegionDesired(
+            region=name, prune=region.prune, ignore=region.ignore, files=region.files,
+            signatures={n: s for n, s in region.signatures.items() if wanted is None or n in wanted},
+            bindings=[b for b in region.bindings if (b.group, b.stage) in region_scope.scopes])
+    return DesiredState(regions=regions, secrets_checked=state.secrets_checked, warnings=state.warnings)
+
+
+def restrict_snapshots(snapshots: Mapping[str, Snapshot], scope: Mapping[str, RegionScope]) -> dict[str, Snapshot]:
+    """The regions of `scope`, with the live signatures of `scope` only (a listing read whole holds the others
+    too, and so does a snapshot file)."""
+    narrowed: dict[str, Snapshot] = {}
+    for region, snapshot in snapshots.items():
+        if region not in scope:
+            continue
+        wanted = scope[region].signatures
+        narrowed[region] = snapshot if wanted is None else snapshot.model_copy(
+            update={"signatures": tuple(s for s in snapshot.signatures if s.name in wanted)})
+    return narrowed
+
+
+@dataclass(frozen=True)
+class ChangeView:
+    """Both sets of manifests narrowed to what differs between them, and how to read the live state for it."""
+
+    desired: DesiredState
+    base: Base
+    scope: Mapping[str, RegionScope]
+
+    @property
+    def signature_names(self) -> dict[str, frozenset[str] | None]:
+        """Per region, the signatures to read (None: all of them)."""
+        return {region: scope.signatures for region, scope in self.scope.items()}
+
+    def snapshots(self, snapshots: Mapping[str, Snapshot]) -> dict[str, Snapshot]:
+        return restrict_snapshots(snapshots, self.scope)
+
+
+def narrow_to_change(desired: DesiredState, base: Base) -> ChangeView:
+    """`plan --changed-only`: see the module docstring."""
+    scope = changed_scope(desired, base.desired)
+    return ChangeView(restrict(desired, scope), Base(base.name, restrict(base.desired, scope), base.root), scope)

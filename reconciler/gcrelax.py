@@ -27,3 +27,19 @@ def fewer_cyclic_collections() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*threshold)
+
+
+@contextmanager
+def no_cyclic_collections() -> Iterator[None]:
+    """No cyclic collection at all, for work that allocates millions of objects and makes no cycles.
+
+    Loading 40,000 manifest entries allocates about three million objects; even relaxed, the collector
+    re-scanned the growing heap and took a fifth of the load (0.17 s of 0.95 s).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -19,26 +19,20 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from reconciler.aliyun.client import AdaptiveRate, ApiClient, endpoint_for_region, validate_endpoint
 from reconciler.aliyun.credentials import Credentials, CredentialSource, resolve_credential_source, static_source
-from reconciler.emulator.server import running_emulator
-from reconciler.emulator.state import EmulatorState
 from reconciler.errors import InputError
-from reconciler.fetcher import (
-    DEFAULT_CONCURRENCY,
-    FetchTarget,
-    PageProgress,
-    fetch_for_scan,
-    fetch_snapshots,
-    list_regions,
-    run_fetch,
-)
+from reconciler.fetcher import FetchTarget, PageProgress, fetch_for_scan, fetch_snapshots, list_regions, run_fetch
 from reconciler.inert import inert
+from reconciler.limits import DEFAULT_CONCURRENCY
 from reconciler.manifest import DesiredState, RegionDesired
 from reconciler.snapshot import Snapshot, Stage
+
+if TYPE_CHECKING:
+    from reconciler.emulator.state import EmulatorState
 
 
 @dataclass(frozen=True)
@@ -81,6 +75,8 @@ def open_connection(options: ConnectionOptions, regions: Iterable[str], *, allow
     emulator state given, `regions` or not (scan reads every region there is)."""
     regions = sorted(set(regions))
     if options.emulator_states:
+        from reconciler.emulator.server import running_emulator  # the emulator's server only when asked for
+
         if options.endpoint is not None:
             raise InputError("give either --endpoint or --emulator, not both")
         states = _emulator_states_by_region(options.emulator_states, regions, wanted_by, warn,
@@ -131,6 +127,8 @@ def _emulator_states_by_region(paths: tuple[Path, ...], regions: list[str], want
     """Load every state file first, so that a bad one or a missing region fails before any server starts.
     A state of a region nothing asks for is not served (and said so): a wrong file would otherwise pass
     unnoticed."""
+    from reconciler.emulator.state import EmulatorState
+
     by_region: dict[str, tuple[Path, EmulatorState]] = {}
     for path in paths:
         state = EmulatorState.from_file(path)
@@ -164,12 +162,22 @@ def delete_candidates(region: RegionDesired) -> Callable[[str], bool] | None:
     return lambda name: name not in region.signatures and not region.is_ignored(name)
 
 
-def fetch_targets(desired: DesiredState) -> list[FetchTarget]:
-    return [FetchTarget(region=r.region, scopes=tuple(scopes),
-                        api_groups=tuple(dict.fromkeys(group for group, _ in scopes)),
-                        may_delete=delete_candidates(r), deployment=r.has_policy)
-            for r, scopes in ((desired.regions[name], _scopes_to_read(desired.regions[name]))
-                              for name in sorted(desired.regions))]
+def fetch_targets(desired: DesiredState,
+                  signature_names: Mapping[str, frozenset[str] | None] | None = None) -> list[FetchTarget]:
+    """What to read for `desired`: per region, its scopes (see `_scopes_to_read`), the API lists of their
+    groups, and every signature (or only `signature_names[region]`, when that is given and not None:
+    `plan --changed-only`)."""
+    targets = []
+    for region in (desired.regions[name] for name in sorted(desired.regions)):
+        names = (signature_names or {}).get(region.region)
+        may_delete = delete_candidates(region)
+        if names is not None and may_delete is not None:
+            may_delete = _among(names, may_delete)
+        scopes = _scopes_to_read(region)
+        targets.append(FetchTarget(region=region.region, scopes=tuple(scopes),
+                                   api_groups=tuple(dict.fromkeys(group for group, _ in scopes)),
+                                   may_delete=may_delete, deployment=region.has_policy, signature_names=names))
+    return targets
 
 
 def _scopes_to_read(region: RegionDesired) -> list[tuple[str, Stage]]:
@@ -182,10 +190,14 @@ def _scopes_to_read(region: RegionDesired) -> list[tuple[str, Stage]]:
     return scopes
 
 
-def read_live_state(desired: DesiredState, connection: Connection,
-                    progress: PageProgress | None = None) -> dict[str, Snapshot]:
+def _among(names: frozenset[str], may_delete: Callable[[str], bool]) -> Callable[[str], bool]:
+    return lambda name: name in names and may_delete(name)
+
+
+def read_live_state(desired: DesiredState, connection: Connection, progress: PageProgress | None = None, *,
+                    signature_names: Mapping[str, frozenset[str] | None] | None = None) -> dict[str, Snapshot]:
     """Fetch what the manifests need to be planned, every region concurrently."""
-    return run_fetch(fetch_snapshots(fetch_targets(desired), connection.client,
+    return run_fetch(fetch_snapshots(fetch_targets(desired, signature_names), connection.client,
                                      concurrency=connection.options.concurrency, progress=progress))
 
 

@@ -15,10 +15,10 @@ keeps working, and a plan made without these options is byte for byte what it
 was): `base` and each change's `label` (plan --base/--base-ref), `targets`
 (plan --target), `group_names` (the names of the API groups the changes
 mention, as the live state gave them), `violations` (a signature policy left
-unmet; see policy.py). They are left out of the document when unset rather
-than written as null. A change labelled `resolved` is pending only on the base:
-it is listed for the reviewer but is not counted in `summary`, and does not
-make the plan have changes.
+unmet; see policy.py), `changed_only` (plan --changed-only). They are left out
+of the document when unset rather than written as null. A change labelled
+`resolved` is pending only on the base: it is listed for the reviewer but is
+not counted in `summary`, and does not make the plan have changes.
 
 Blocked deletes (also within version "1"): under `prune: true`, a signature in
 no manifest that is still bound in a (group, stage) this plan does not unbind
@@ -168,6 +168,10 @@ class Plan(_Model):
         default=None, description="Only when there are any (a manifest sets require_signature): published APIs "
                                   "that stay unsigned in a required stage after this plan (never applied; exit "
                                   "code 2 under --detailed-exitcode)")
+    changed_only: bool | None = Field(
+        default=None, description="Only with plan --changed-only: only the signatures and (group, stage) scopes "
+                                  "whose declarations differ from the base were read and planned; drift elsewhere "
+                                  "is not shown")
 
     @property
     def has_changes(self) -> bool:
@@ -331,6 +335,15 @@ def label_line(plan: Plan, show: Callable[[str], str] = inert) -> str | None:
             f"{counts[Label.DRIFT]} drift (already pending on the base), {counts[Label.RESOLVED]} resolved.")
 
 
+CHANGED_ONLY = ("Only what this change touches was read (--changed-only): the signatures and (group, stage) "
+                "scopes whose declarations differ from the base. Drift elsewhere is not shown; the scheduled drift "
+                "job reports it.")
+
+
+def changed_only_line(plan: Plan) -> str | None:
+    return CHANGED_ONLY if plan.changed_only else None
+
+
 def targets_line(plan: Plan, show: Callable[[str], str] = inert) -> str | None:
     if plan.targets is None:
         return None
@@ -492,7 +505,8 @@ def policy_line(violations: tuple[Violation, ...]) -> str:
 
 
 def _notes(plan: Plan) -> list[str]:
-    notes = [line for line in (blocked_line(plan), targets_line(plan), label_line(plan)) if line is not None]
+    notes = [line for line in (blocked_line(plan), changed_only_line(plan), targets_line(plan), label_line(plan))
+             if line is not None]
     if not plan.secrets_checked:
         notes.append(f"Note: {SECRETS_NOT_CHECKED}")
     return [part for note in notes for part in ("", note)]
@@ -546,7 +560,7 @@ def render_compact(plan: Plan, *, color: bool = False) -> str:
 def render_json(plan: Plan) -> str:
     document = plan.model_dump(mode="json")
     # Optional fields added within format "1" are left out when unset (see the module docstring).
-    for name in ("base", "targets", "group_names", "violations"):
+    for name in ("base", "targets", "group_names", "violations", "changed_only"):
         if document[name] is None:
             del document[name]
     if not document["summary"]["delete_blocked"]:
@@ -640,9 +654,9 @@ def _markdown_head(plan: Plan) -> list[str]:
         out += ["", "> [!WARNING]", f"> {blocked}"]
     if not plan.secrets_checked:
         out += ["", "> [!WARNING]", f"> {SECRETS_NOT_CHECKED}"]
-    targets = targets_line(plan, md_text)
-    if targets is not None:
-        out += ["", "> [!NOTE]", f"> {targets}"]
+    for note in (changed_only_line(plan), targets_line(plan, md_text)):
+        if note is not None:
+            out += ["", "> [!NOTE]", f"> {note}"]
     if plan.violations:
         out += ["", "> [!IMPORTANT]", f"> {policy_line(plan.violations)} Reported, never applied:"]
         out += [f"> - {_md_shown(v.api_name, 'API name') if v.api_name else _md_shown(v.api_id, 'API id')} "

@@ -34,7 +34,7 @@ import re
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
@@ -42,9 +42,9 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from reconciler.errors import InputError
 from reconciler.inputfile import read_input_text
 from reconciler.output import write_atomically
+from reconciler.vendor_rules import STAGES, Stage  # re-exported: the live state's stages
 
-Stage = Literal["RELEASE", "TEST", "PRE"]
-STAGES: tuple[Stage, ...] = ("RELEASE", "TEST", "PRE")
+__all__ = ["STAGES", "Stage"]
 
 SNAPSHOT_FORMAT_VERSION = "2"
 # Large enough for 2,000,000 bindings (about 250 bytes each as indented JSON).

@@ -16,6 +16,11 @@ nor removed through a documented call: the product manages RELEASE and TEST only
 from __future__ import annotations
 
 import re
+from typing import Literal
+
+# The stages of an API group (DescribeApiSignatures' StageName).
+Stage = Literal["RELEASE", "TEST", "PRE"]
+STAGES: tuple[Stage, ...] = ("RELEASE", "TEST", "PRE")
 
 SIGNATURE_NAME_RULE = re.compile(r"[A-Za-z\u4e00-\u9fff][A-Za-z0-9_\u4e00-\u9fff]{3,49}")
 SIGNATURE_KEY_RULE = re.compile(r"[A-Za-z][A-Za-z0-9_]{5,19}")

@@ -80,6 +80,10 @@ def test_json_matches_its_schema_and_the_committed_schema(cli: Callable[..., Cli
     committed = json.loads((Path(__file__).parent.parent / "docs" / "plan.schema.json").read_text())
     assert committed == plan_json_schema(), "docs/plan.schema.json is stale: run `reconciler schema --plan`"
     assert document["format_version"] == "1"
+    # Optional fields within format "1" (--base, --target, --changed-only) are absent when not asked for.
+    assert not {"base", "targets", "changed_only"} & document.keys()
+    assert not {"base", "targets", "changed_only"} & set(plan_json_schema()["required"])
+    assert plan_json_schema()["properties"]["changed_only"]["anyOf"] == [{"type": "boolean"}, {"type": "null"}]
     assert document["summary"] == {"create": 1, "update": 1, "delete": 0, "bind": 1, "unbind": 1, "rebind": 1,
                                    "unmanaged": 1, "no_op": 2}
     update = next(c for c in document["changes"] if c["action"] == "update")

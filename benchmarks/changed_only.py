@@ -1,0 +1,98 @@
+"""A pull request that changes one binding of one group: `plan --base PATH` with and without `--changed-only`.
+
+Usage (from the repository root)::
+
+    .venv/bin/python -m benchmarks.changed_only [--groups 1000] [--latency-ms 50]
+
+The tenant is the benchmark's (`workload.py`: 1,000 groups x 2 stages x 100 bindings, 500 signatures, 25
+APIs to a manifest entry), served by one emulator process at 50 ms latency. The base is the manifests as
+written; the pull request moves one API of group 0, stage RELEASE, from its entry to the next one (one
+binding changes signature). Each plan runs once as a child process against the same emulator state;
+figures are the requests the emulator counted, the process's wall and CPU time, and the labels of the
+changes it printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.plan_benchmark import emulator, run_plan
+from benchmarks.workload import Size, hex_id, write_tenant
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def change_one_binding(base: Path, head: Path) -> str:
+    """Copy `base` to `head` and move the first API of group 0's first RELEASE entry to its second entry."""
+    shutil.copytree(base, head)
+    manifest = head / "bindings-00000.yaml"
+    text = manifest.read_text(encoding="utf-8")
+    api = hex_id("api", 0, 0)
+    moved = text.replace(f"apis: [{api}, ", "apis: [", 1)
+    second = hex_id("api", 0, 25)
+    moved = moved.replace(f"apis: [{second}, ", f"apis: [{api}, {second}, ", 1)
+    assert moved != text and moved.count(api) == text.count(api), "the workload's layout changed"
+    manifest.write_text(moved, encoding="utf-8")
+    return api
+
+
+def labels(plan_file: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for change in json.loads(plan_file.read_text(encoding="utf-8"))["changes"]:
+        counts[change["label"]] = counts.get(change["label"], 0) + 1
+    return counts
+
+
+def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    size = Size(groups=args.groups)
+    report: dict[str, Any] = {"size": size.describe(), "latency_ms": args.latency_ms, "cpus": os.cpu_count(),
+                              "concurrency": args.concurrency, "runs": {}}
+    with tempfile.TemporaryDirectory() as scratch:
+        state, base, env = write_tenant(size, Path(scratch) / "tenant")
+        head = Path(scratch) / "head"
+        report["moved_api"] = change_one_binding(base, head)
+        with emulator(state, args.latency_ms) as server:
+            for name, extra in (("--base", ()), ("--base --changed-only", ("--changed-only",))):
+                out = Path(scratch) / "plan.json"
+                run = run_plan(head, env, server, args.concurrency,
+                               ("--base", str(base), "-o", "json", "--out", str(out), *extra))
+                report["runs"][name] = {"requests": run.requests, "process_seconds": run.process_seconds,
+                                        "cpu_seconds": run.cpu_seconds, "fetch_seconds": run.fetch_seconds,
+                                        "labels": labels(out)}
+    return report
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = [f"{report['size']}, {report['latency_ms']:g} ms latency, concurrency {report['concurrency']}; "
+             f"a pull request that rebinds one API ({report['moved_api']}) of one group", "",
+             f"{'plan':<24}{'requests':>9}{'wall s':>8}{'CPU s':>8}  labels"]
+    for name, r in report["runs"].items():
+        shown = ", ".join(f"{count} {label}" for label, count in sorted(r["labels"].items()))
+        lines.append(f"{name:<24}{r['requests']:>9}{r['process_seconds']:>8.2f}{r['cpu_seconds']:>8.2f}  {shown}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--groups", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=RESULTS / "changed_only.json")
+    args = parser.parse_args()
+    report = benchmark(args)
+    report["command"] = " ".join(sys.argv)
+    print(table(report))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

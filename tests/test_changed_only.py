@@ -1,0 +1,124 @@
+"""`plan --changed-only`: a pull request's plan reads only what its change can affect, labelled as without it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import jsonschema
+import pytest
+from conftest import CliResult
+
+from reconciler.plan import CHANGED_ONLY, plan_json_schema
+from tests.workflow_fakes.requests import record_actions
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = str(ROOT / "examples" / "emulator-state.yaml")
+DEMO_ENV = str(ROOT / "examples" / "demo.env")
+DEMO = (ROOT / "manifests" / "hangzhou.yaml").read_text()
+ORDERS_RELEASE = "apis: [orders_list, orders_get, orders_create, 46fbb52840d146f186e38e8e70fc8c94]"
+ORDERS = "binding.cn-hangzhou.0009db9c828549768a200320714b8930.RELEASE"
+
+Cli = Callable[..., CliResult]
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A git repository whose `main` holds the demo manifests; the working tree is the pull request."""
+    root = tmp_path / "repo"
+    (root / "manifests").mkdir(parents=True)
+    (root / "manifests" / "hangzhou.yaml").write_text(DEMO)
+    for args in (("init", "-q", "-b", "main"), ("add", "."), ("commit", "-q", "-m", "base")):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=root, check=True,
+                       capture_output=True)
+    monkeypatch.chdir(root)
+    return root
+
+
+def plan(cli: Cli, *extra: str) -> CliResult:
+    return cli("plan", "manifests/", "--base-ref", "main", "--emulator", STATE, "--env-file", DEMO_ENV, *extra)
+
+
+def labels(result: CliResult) -> dict[str, tuple[str, str]]:
+    document = json.loads(result.out)
+    jsonschema.validate(document, plan_json_schema())
+    return {c["address"]: (c["action"], c["label"]) for c in document["changes"]}
+
+
+def test_one_binding_changed_reads_its_scope_and_group_only(cli: Cli, repo: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    (repo / "manifests" / "hangzhou.yaml").write_text(
+        DEMO.replace(ORDERS_RELEASE, "apis: [orders_list, orders_get, orders_create]"))
+    actions = record_actions(monkeypatch)
+    result = plan(cli, "--changed-only", "-o", "json")
+    assert (result.code, result.err) == (0, "")
+    assert sorted(actions) == ["DescribeApiSignatures", "DescribeApis"]
+    # The scope's drift keeps its label; signatures and the other scopes are not read, so not shown.
+    assert labels(result) == {
+        f"{ORDERS}.46fbb52840d146f186e38e8e70fc8c91": ("rebind", "drift"),
+        f"{ORDERS}.46fbb52840d146f186e38e8e70fc8c92": ("bind", "drift"),
+        f"{ORDERS}.46fbb52840d146f186e38e8e70fc8c93": ("unbind", "drift"),
+        f"{ORDERS}.46fbb52840d146f186e38e8e70fc8c94": ("unbind", "introduced"),
+    }
+    assert json.loads(result.out)["changed_only"] is True
+
+
+def test_the_same_change_without_the_flag_reads_everything_as_before(cli: Cli, repo: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    (repo / "manifests" / "hangzhou.yaml").write_text(
+        DEMO.replace(ORDERS_RELEASE, "apis: [orders_list, orders_get, orders_create]"))
+    actions = record_actions(monkeypatch)
+    result = plan(cli, "-o", "json")
+    assert result.code == 0
+    assert sorted(set(actions)) == ["DescribeApiSignatures", "DescribeApis", "DescribeSignatures"]
+    assert len(actions) > 2
+    assert "changed_only" not in json.loads(result.out)
+    assert len(labels(result)) == 8
+
+
+def test_a_changed_key_reads_that_signature_by_name(cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (repo / "manifests" / "hangzhou.yaml").write_text(DEMO.replace("paymentsKey2026", "paymentsKey2027"))
+    actions = record_actions(monkeypatch)
+    result = plan(cli, "--changed-only", "-o", "json")
+    assert result.code == 0
+    assert actions == ["DescribeSignatures"]
+    assert labels(result) == {"signature.cn-hangzhou.payments_backend": ("update", "introduced")}
+
+
+def test_text_and_markdown_say_that_drift_elsewhere_is_not_shown(cli: Cli, repo: Path) -> None:
+    (repo / "manifests" / "hangzhou.yaml").write_text(
+        DEMO.replace(ORDERS_RELEASE, "apis: [orders_list, orders_get, orders_create]"))
+    text = plan(cli, "--changed-only", "--no-color")
+    assert f"\n{CHANGED_ONLY}\n" in text.out
+    assert "drift job" in CHANGED_ONLY
+    markdown = plan(cli, "--changed-only", "-o", "markdown")
+    assert f"> [!NOTE]\n> {CHANGED_ONLY}\n" in markdown.out
+
+
+def test_nothing_changed_reads_nothing(cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    actions = record_actions(monkeypatch)
+    result = plan(cli, "--changed-only", "--detailed-exitcode")
+    assert (result.code, actions) == (0, [])
+    assert result.out.endswith("No changes. Live state matches the manifests.\n")
+
+
+def test_a_changed_prune_reads_the_region_whole(cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (repo / "manifests" / "hangzhou.yaml").write_text(DEMO.replace("prune: false", "prune: true"))
+    actions = record_actions(monkeypatch)
+    result = plan(cli, "--changed-only", "-o", "json")
+    assert result.code == 0
+    assert "DescribeSignatures" in actions
+    assert labels(result)["signature.cn-hangzhou.debug_temp_key"] == ("delete", "introduced")
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ((), "Error: --changed-only plans what differs from a base: give --base-ref REF or --base PATH\n"),
+    (("--base-ref", "main", "--out-plan", "p.json"),
+     "Error: --changed-only reads part of the live state; --out-plan and --save-snapshot need all of it\n"),
+])
+def test_refused_without_a_base_or_with_a_saved_plan(cli: Cli, repo: Path, extra: tuple[str, ...],
+                                                      message: str) -> None:
+    result = cli("plan", "manifests/", "--emulator", STATE, "--env-file", DEMO_ENV, "--changed-only", *extra)
+    assert (result.code, result.err) == (1, message)
