@@ -41,7 +41,7 @@ class YamlDocument:
 
     def item_lines(self, loc: Sequence[str | int], count: int) -> list[int]:
         """`line_of(loc + (i,))` for each i below `count`, walking to the sequence once (a manifest
-        can list 100,000 APIs, and walking from the root for each took a fifth of loading it)."""
+        can list 100,000 APIs, and walking from the root for each was a large share of loading it)."""
         node = self._deepest_node(loc)
         items = node.value if isinstance(node, SequenceNode) else []
         own = node.start_mark.line + 1

@@ -4,7 +4,7 @@
 query, empty body), signed by ``AcsV3Auth`` or ``RpcV1Auth``, and returns the JSON body or raises a
 typed ``ApiError``.
 
-Decisions where the task is silent:
+Design notes:
 
 - Reads (``Describe*``) are retried on throttling, 429, 500, 502, 503, 504 and any broken
   exchange (connection error, timeout, dropped connection): 502 and 504 are what proxies in front
@@ -237,7 +237,7 @@ class AdaptiveRate:
 
 
 class _NoCookies(httpx.Cookies):
-    """A jar that keeps nothing: the API sets no cookies, and looking costs 0.03 ms a response."""
+    """A jar that keeps nothing: the API sets no cookies, and looking for them costs CPU on every response."""
 
     def extract_cookies(self, response: httpx.Response) -> None:
         return None
@@ -263,12 +263,12 @@ KEEPALIVE_SECONDS = 5.0  # httpx's default expiry of an idle pooled connection
 def http_transport(endpoint: str, environ: Mapping[str, str] | None = None) -> httpx.AsyncBaseTransport:
     """The transport under the client: aiohttp's connection pool and C HTTP parser, through httpx-aiohttp.
 
-    Profile (3,012 requests, 32 in flight, py-spy): httpx's default transport (httpcore, h11 and anyio,
-    all pure Python) took 45% of the client's CPU, 0.95 ms a request, and the client's CPU, not the
-    round trip, set the fetch's pace. aiohttp cut the whole client from 5.8 s to 4.5 s of CPU. The
-    vendor's own async SDK sends its requests through aiohttp as well (so the way aiohttp normalises
-    the percent-encoding of a query, e.g. ``%2A`` to ``*``, is known to be accepted; values are
-    unchanged). httpx stays the client: auth flow, timeouts, event hooks and in-process test transports.
+    httpx's default transport (httpcore, h11 and anyio, all pure Python) took the largest share of the
+    client's CPU, and at high concurrency the client's CPU, not the round trip, sets a fetch's pace
+    (figures: "Profile notes" in benchmarks/README.md). The vendor's own async SDK sends its requests
+    through aiohttp as well (so the way aiohttp normalises the percent-encoding of a query, e.g. ``%2A``
+    to ``*``, is known to be accepted; values are unchanged). httpx stays the client: auth flow,
+    timeouts, event hooks and in-process test transports.
 
     What goes on the wire is exactly what is signed: aiohttp would add ``Content-Type:
     application/octet-stream`` to a POST without a body (the vendor's async SDK sends it, unsigned), and
