@@ -32,6 +32,20 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
     return invoke
 
 
+# The client's documented retry settings (see reconciler.aliyun.client.RetryTiming), shortened: the same
+# retry decisions, waits about 20 times shorter; the pacing floor is raised because the emulator's injected
+# throttling is random, not a rate limit, and at 30 % it would pace a run down to one request a second.
+QUICK_RETRIES = {"RECONCILER_RETRY_BASE_DELAY": "0.01", "RECONCILER_RETRY_MAX_DELAY": "0.5",
+                 "RECONCILER_MIN_RPS": "200"}
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short retry waits for the CLI run in-process and for every child process that inherits the environment."""
+    for name, value in QUICK_RETRIES.items():
+        monkeypatch.setenv(name, value)
+
+
 @pytest.fixture
 def write(tmp_path: Path) -> Callable[[str, str], Path]:
     def write_file(name: str, text: str) -> Path:

@@ -91,7 +91,8 @@ def faulty_emulator_process() -> Iterator[str]:
 # ------------------------------------------------------------------------------------------ faults
 
 
-def test_cli_plan_under_injected_faults_is_the_fault_free_plan(demo_plan: str, faulty_emulator_process: str) -> None:
+def test_cli_plan_under_injected_faults_is_the_fault_free_plan(demo_plan: str, faulty_emulator_process: str,
+                                                               quick_retries: None) -> None:
     env = subprocess_env(**EMULATOR_ENV)
     plan = reconciler("plan", MANIFESTS, "--endpoint", faulty_emulator_process, "--env-file", ENV_FILE, env=env)
     assert (plan.returncode, plan.stdout, plan.stderr) == (0, demo_plan, "")
