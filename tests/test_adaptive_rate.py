@@ -99,6 +99,7 @@ async def _read_signatures(url: str, rate: AdaptiveRate, calls: int) -> ApiClien
     return client
 
 
+@pytest.mark.slow  # paced in real time against a real rate limit
 def test_against_a_qps_limit_few_requests_are_throttled() -> None:
     # 8 in flight against an endpoint taking 20 a second (burst 20): unpaced, ~70% would be refused.
     with running_emulator(_state(), faults=FaultConfig(qps_limit=20)) as emulator:
@@ -107,6 +108,7 @@ def test_against_a_qps_limit_few_requests_are_throttled() -> None:
     assert client.stats.throttled <= 10
 
 
+@pytest.mark.slow  # paced in real time against a real rate limit
 def test_max_rps_keeps_below_the_limit_without_any_throttling() -> None:
     with running_emulator(_state(), faults=FaultConfig(qps_limit=20)) as emulator:
         started = time.monotonic()

@@ -207,6 +207,7 @@ def faulty_emulator_process(tmp_path: Path, request: pytest.FixtureRequest) -> I
         assert not has_traceback(emulator_err), emulator_err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("faulty_emulator_process", [3, 5], indirect=True)
 def test_plan_in_a_real_process_never_shows_a_traceback(faulty_emulator_process: str, manifests: Path, cli: Cli
                                                         ) -> None:

@@ -81,6 +81,7 @@ def reconciler(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           env=env, cwd=cwd, timeout=60, check=False)
 
 
+@pytest.mark.slow  # nine commands, each in its own process, as a user runs them
 def test_no_command_shows_or_writes_a_planted_secret(workspace: Path, emulator_url: str) -> None:
     endpoint = ["--endpoint", emulator_url]
     commands = [
@@ -113,6 +114,7 @@ def test_no_command_shows_or_writes_a_planted_secret(workspace: Path, emulator_u
     assert not found, found
 
 
+@pytest.mark.slow  # the emulator and three plans, each in its own process
 def test_the_emulator_never_prints_its_access_key_secret(tmp_path: Path) -> None:
     state_file = tmp_path / "state.yaml"
     live_state().dump_state(state_file)
