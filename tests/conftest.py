@@ -65,6 +65,30 @@ def api_id(n: int) -> str:
     return f"a{n:031x}"
 
 
+# The manifest the plan tests plan against `demo_snapshot()`, and the secrets its ${env:...} read.
+DEMO_MANIFEST = f"""\
+region: cn-hangzhou
+ignore: [legacy_*]
+signatures:
+  - name: orders_backend
+    key: ordersKey01
+    secret: ${{env:ORDERS_SECRET}}
+  - name: payments_backend
+    key: paymentsNew
+    secret: ${{env:PAYMENTS_SECRET}}
+  - name: inventory_backend
+    key: inventoryKey1
+    secret: ${{env:INVENTORY_SECRET}}
+bindings:
+  - group: {ORDERS}
+    stage: RELEASE
+    signature: orders_backend
+    apis: [orders_list, orders_get, orders_create]
+"""
+DEMO_SECRETS = {"ORDERS_SECRET": "ordersSecret01", "PAYMENTS_SECRET": "paymentsSecret02",
+                "INVENTORY_SECRET": "inventorySecret1"}
+
+
 def demo_snapshot() -> Snapshot:
     """Live state used by the plan tests: one of each kind of drift against tests' base manifest."""
     sigs = (
