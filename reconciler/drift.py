@@ -8,7 +8,7 @@ read once, and labels each change of the pull request's plan:
 - `introduced`: the base's plan does not have it (or has another change to the same resource);
 - `resolved`: a change of the base's plan to a resource the pull request's plan leaves alone.
 
-Decisions where the issue was silent:
+Design notes:
 - Two changes are the same when they agree on address, action, before, after and changed
   attributes; the manifest line (`source`) is ignored, since a pull request moves lines. A change
   that writes a secret (create, or update of the secret) is `introduced` when the two sets of

@@ -4,7 +4,7 @@ Pure: it turns a Snapshot into file names and texts; reading the live state and 
 files are the caller's. The output loads with `manifest.load_desired_state`, and a plan of it
 against the same live state has no changes (the round trip the tests pin).
 
-Decisions where the task was silent:
+Design notes:
 - Every live signature of the region is declared, bound or not, so that plan reports none as
   unmanaged. `prune` is left out: it defaults to off, and an explicit `false` would conflict
   with a `prune: true` a team later writes in another file of the region.

@@ -145,11 +145,11 @@ class Page(ApiResponse, Generic[ItemT]):
 def page_model(container: str, item: str, model: type[ItemT]) -> type[Page[ItemT]]:
     """The page of one listing: its items sit at ``container.item`` (``ApiSignatures.ApiSignatureItem``).
 
-    Profile (3,012 pages, py-spy): parsing the body with `json` and validating the items from the
-    resulting dicts took 23% of the fetch's CPU; pydantic-core validating straight from the bytes
-    costs half as much. A page without that list (the vendor sends an empty or absent container for an
-    empty listing, and a page past the end after the listing shrank) counts as empty: TotalCount
-    and the consistency check in `Fetcher.read` decide whether that is right.
+    Parsing the body with `json` and validating the items from the resulting dicts was a large share of a
+    fetch's CPU; pydantic-core validating straight from the bytes costs much less (figures: "Profile
+    notes" in benchmarks/README.md). A page without that list (the vendor sends an empty or absent
+    container for an empty listing, and a page past the end after the listing shrank) counts as empty:
+    TotalCount and the consistency check in `Fetcher.read` decide whether that is right.
     """
     items: Any = Field(default_factory=list, validation_alias=AliasPath(container, item))
     return create_model(f"{container}Page", __base__=Page[model], items=(list[model], items))  # type: ignore[valid-type]
@@ -218,9 +218,9 @@ def run_fetch(fetch: Coroutine[Any, Any, ResultT]) -> ResultT:
     """`asyncio.run(fetch)`, without a cost that grows with the result.
 
     On CPython 3.11, when `asyncio.run` returns, `signal.signal` builds the repr of the previous
-    SIGINT handler, which holds the main task, whose repr holds its result: 3.8 s for a snapshot of
-    200,000 bindings. The main task here returns nothing; the result travels beside it. The cyclic
-    GC runs less often meanwhile (see `gcrelax`): at 3,000 requests it took a fifth of the CPU.
+    SIGINT handler, which holds the main task, whose repr holds its result: seconds for a large
+    snapshot. The main task here returns nothing; the result travels beside it. The cyclic GC runs
+    less often meanwhile (see `gcrelax`). Figures: "Profile notes" in benchmarks/README.md.
     """
     results: list[ResultT] = []
 
@@ -318,8 +318,7 @@ class Fetcher:
     async def bindings(self, group: str, stage: Stage) -> list[LiveBinding]:
         listing = Listing("DescribeApiSignatures", {"GroupId": group, "StageName": stage}, "ApiSignatures",
                           "ApiSignatureItem", ApiSignatureItem, lambda b: b.api_id)
-        # One validation call for the whole scope: building 100 LiveBindings one by one cost 0.31 ms a
-        # page (over a tenth of the CPU per request at 32 in flight); this costs 0.2 ms.
+        # One validation call for the whole scope: cheaper than building the LiveBindings one by one.
         return _LIVE_BINDINGS.validate_python([
             # The signature's id and name repeat on every binding of it: keep one copy of each.
             {"group": group, "stage": stage, "api_id": b.api_id, "api_name": b.api_name,
@@ -339,7 +338,7 @@ class Fetcher:
         """The APIs of a group; with `deployment`, also the stages each is published in."""
         model: type[ApiSummary] = DeployedApiSummary if deployment else ApiSummary
         listing = Listing("DescribeApis", {"GroupId": group}, "ApiSummarys", "ApiSummary", model, lambda a: a.id)
-        # One validation for the group, as for bindings: a LiveApi built one by one costs 9 us (0.9 s at 100,000).
+        # One validation for the group, as for bindings: cheaper than building the LiveApis one by one.
         apis = await self.read(listing)
         # Each API names its group: the plan shows that name beside the group's id, at no extra request.
         name = next((a.group_name for a in apis if a.group_name), None)

@@ -14,12 +14,10 @@ RELAXED_THRESHOLD = 20_000
 def fewer_cyclic_collections() -> Iterator[None]:
     """Collect the youngest generation every 20,000 allocations instead of every 700.
 
-    Building a snapshot or a plan of 200,000 bindings, the default collector spent a third of the
-    fetch's CPU re-scanning young objects that all survive. Turning it off instead saved the same
-    CPU but kept every cycle made meanwhile (httpx and asyncio make one or more per request) until
-    the end: 90 MB more peak memory at the target size. A relaxed threshold costs neither (measured
-    on 200,000 bindings: 6.2 s CPU and 242 MB, against 6.5 s and 330 MB paused, 9.4 s and 240 MB
-    by default).
+    Building a large snapshot or plan, the default collector spends much of the CPU re-scanning young
+    objects that all survive. Turning it off instead saves the same CPU but keeps every cycle made
+    meanwhile (httpx and asyncio make one or more per request) until the end, which raises peak
+    memory. A relaxed threshold costs neither (figures: "Profile notes" in benchmarks/README.md).
     """
     threshold = gc.get_threshold()
     gc.set_threshold(max(threshold[0], RELAXED_THRESHOLD), *threshold[1:])

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-from reconciler.aliyun.client import AdaptiveRate, ApiClient, endpoint_for_region, validate_endpoint
+from reconciler.aliyun.client import AdaptiveRate, ApiClient, RetryTiming, endpoint_for_region, validate_endpoint
 from reconciler.aliyun.credentials import Credentials, CredentialSource, resolve_credential_source, static_source
 from reconciler.errors import InputError
 from reconciler.fetcher import FetchTarget, PageProgress, fetch_for_scan, fetch_snapshots, list_regions, run_fetch
@@ -54,15 +54,18 @@ class Connection:
     fixed_endpoint: str | None
     allow_writes: bool
     emulator_endpoints: Mapping[str, str] = field(default_factory=dict)  # region -> embedded emulator URL
+    retry: RetryTiming = field(default_factory=RetryTiming)
 
     def endpoint(self, region: str) -> str:
         return self.emulator_endpoints.get(region) or self.fixed_endpoint or endpoint_for_region(region)
 
     def client(self, region: str) -> ApiClient:
         """A new client (one connection pool) for a region; create it inside the running event loop."""
-        return ApiClient(self.endpoint(region), self.credentials, signature_version=self.options.signature_version,
-                         timeout=self.options.timeout, deadline=self.options.deadline,
-                         allow_writes=self.allow_writes, rate=AdaptiveRate(self.options.max_rps))
+        options = self.options
+        return ApiClient(self.endpoint(region), self.credentials, signature_version=options.signature_version,
+                         timeout=options.timeout, deadline=options.deadline, allow_writes=self.allow_writes,
+                         retry_base_delay=self.retry.base_delay, retry_max_delay=self.retry.max_delay,
+                         rate=AdaptiveRate(options.max_rps, min_rps=self.retry.min_rps))
 
 
 @contextmanager
@@ -72,8 +75,10 @@ def open_connection(options: ConnectionOptions, regions: Iterable[str], *, allow
                     serve_all_states: bool = False) -> Iterator[Connection]:
     """`wanted_by` says where `regions` came from, in messages about emulator states ("--region is" for
     export); `warn` gets one line for an emulator state that is not used. `serve_all_states` serves every
-    emulator state given, `regions` or not (scan reads every region there is)."""
+    emulator state given, `regions` or not (scan reads every region there is). The retry waits come from the
+    environment, as the credentials do (`RetryTiming.from_environ`)."""
     regions = sorted(set(regions))
+    retry = RetryTiming.from_environ(os.environ)
     if options.emulator_states:
         from reconciler.emulator.server import running_emulator  # the emulator's server only when asked for
 
@@ -92,13 +97,13 @@ def open_connection(options: ConnectionOptions, regions: Iterable[str], *, allow
                 access_key_secret=credentials.access_key_secret.get_secret_value()))
                 for region, state in states.items()}
             yield Connection(options, static_source(credentials, "the embedded emulator's"), None, allow_writes,
-                             {region: emulator.url for region, emulator in emulators.items()})
+                             {region: emulator.url for region, emulator in emulators.items()}, retry=retry)
         return
     endpoint = checked_endpoint(options.endpoint) if options.endpoint is not None else None
     if endpoint is not None and len(regions) > 1:
         raise InputError(f"--endpoint serves one region; the manifests declare {', '.join(regions)}")
     source = resolve_credential_source(options.profile, os.environ, Path.home())
-    yield Connection(options, source, endpoint, allow_writes)
+    yield Connection(options, source, endpoint, allow_writes, retry=retry)
 
 
 _HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")

@@ -5,7 +5,7 @@ each is bound to (see README "Manifest format"). Several files may declare the
 same region; they merge into one `RegionDesired`, and a conflict between files
 is an error naming both.
 
-Decisions where the design was silent:
+Design notes:
 - An API in `apis` is taken as an id when it is 32 lowercase hex characters
   (the vendor's id format), otherwise as an API name resolved in its group.
 - A secret is `${env:NAME}` (the whole value) or, discouraged, a literal.

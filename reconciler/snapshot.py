@@ -119,8 +119,8 @@ class LiveSignature(_Frozen):
 
 @pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
 class LiveBinding:
-    """A slotted pydantic dataclass, not a BaseModel: a tenant has 200,000 of these, and a model
-    instance costs about 1.3 KB where this costs about a fifth of that."""
+    """A slotted pydantic dataclass, not a BaseModel: a tenant may have 200,000 of these, and this
+    takes a fraction of a model instance's memory (figures: "Profile notes" in benchmarks/README.md)."""
 
     group: str
     stage: Stage

@@ -4,7 +4,7 @@ A target is `signature=NAME` (the signature's own change, and every binding chan
 unbinds or rebinds an API to or from it) or `group=ID` (every binding change in that API group).
 NAME and ID may be globs (`orders_*`), as in a manifest's `ignore`. Several targets select the union.
 
-Decisions where the issue was silent:
+Design notes:
 - The whole plan is still computed (the differ needs the whole region to tell an unbind from a
   binding that moved), then filtered; `summary` counts the changes shown, `no_op` every match.
 - A target that names nothing the manifests declare and no change touches is an error, so a typo

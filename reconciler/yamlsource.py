@@ -122,7 +122,7 @@ class YamlDocument:
 
     def item_lines(self, loc: Sequence[str | int], count: int) -> list[int]:
         """`line_of(loc + (i,))` for each i below `count`, walking to the sequence once (a manifest
-        can list 100,000 APIs, and walking from the root for each took a fifth of loading it)."""
+        can list 100,000 APIs, and walking from the root for each was a large share of loading it)."""
         if not self.exact:
             return [self.line_of((*loc, i)) for i in range(count)]
         node = _deepest_node(self.root, loc)

@@ -32,6 +32,20 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
     return invoke
 
 
+# The client's documented retry settings (see reconciler.aliyun.client.RetryTiming), shortened: the same
+# retry decisions, waits about 20 times shorter; the pacing floor is raised because the emulator's injected
+# throttling is random, not a rate limit, and at 30 % it would pace a run down to one request a second.
+QUICK_RETRIES = {"RECONCILER_RETRY_BASE_DELAY": "0.01", "RECONCILER_RETRY_MAX_DELAY": "0.5",
+                 "RECONCILER_MIN_RPS": "200"}
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short retry waits for the CLI run in-process and for every child process that inherits the environment."""
+    for name, value in QUICK_RETRIES.items():
+        monkeypatch.setenv(name, value)
+
+
 @pytest.fixture
 def write(tmp_path: Path) -> Callable[[str, str], Path]:
     def write_file(name: str, text: str) -> Path:
@@ -49,6 +63,30 @@ PAYMENTS = "5d1f3e0a7b8c4d2e9f6a1b3c5d7e9f01"
 
 def api_id(n: int) -> str:
     return f"a{n:031x}"
+
+
+# The manifest the plan tests plan against `demo_snapshot()`, and the secrets its ${env:...} read.
+DEMO_MANIFEST = f"""\
+region: cn-hangzhou
+ignore: [legacy_*]
+signatures:
+  - name: orders_backend
+    key: ordersKey01
+    secret: ${{env:ORDERS_SECRET}}
+  - name: payments_backend
+    key: paymentsNew
+    secret: ${{env:PAYMENTS_SECRET}}
+  - name: inventory_backend
+    key: inventoryKey1
+    secret: ${{env:INVENTORY_SECRET}}
+bindings:
+  - group: {ORDERS}
+    stage: RELEASE
+    signature: orders_backend
+    apis: [orders_list, orders_get, orders_create]
+"""
+DEMO_SECRETS = {"ORDERS_SECRET": "ordersSecret01", "PAYMENTS_SECRET": "paymentsSecret02",
+                "INVENTORY_SECRET": "inventorySecret1"}
 
 
 def demo_snapshot() -> Snapshot:

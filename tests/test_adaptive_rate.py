@@ -7,13 +7,14 @@ import time
 
 import pytest
 
-from reconciler.aliyun.client import AdaptiveRate, ApiClient
+from reconciler.aliyun.client import AdaptiveRate, ApiClient, RetryTiming
 from reconciler.aliyun.credentials import Credentials
 from reconciler.cli import run
 from reconciler.emulator.faults import FaultConfig
 from reconciler.emulator.server import running_emulator
 from reconciler.emulator.state import EmulatorState
 from reconciler.errors import InputError
+from reconciler.live import ConnectionOptions, open_connection
 
 
 def test_requests_start_at_once_until_the_first_throttling() -> None:
@@ -38,7 +39,7 @@ def test_throttling_sets_the_rate_below_what_was_accepted_in_the_last_second() -
 def test_successes_raise_the_rate_by_about_increase_per_second() -> None:
     rate = AdaptiveRate()
     rate.throttled(sent_at=0.0, now=0.0, retry_after=None)
-    assert rate.rate == AdaptiveRate.MIN_RATE  # nothing was accepted yet
+    assert rate.rate == AdaptiveRate.DEFAULT_MIN_RPS  # nothing was accepted yet
     rate.rate = 20.0
     for i in range(20):  # one second's worth at 20 a second
         rate.succeeded(1.0 + i / 20)
@@ -61,6 +62,25 @@ def test_max_rps_caps_the_rate_from_the_first_request_and_after_increases() -> N
         AdaptiveRate(max_rps=0)
 
 
+def test_min_rps_is_the_floor_a_decrease_stops_at_never_above_max_rps() -> None:
+    rate = AdaptiveRate(min_rps=200)
+    rate.throttled(sent_at=0.0, now=0.0, retry_after=None)  # nothing was accepted yet
+    assert rate.rate == 200
+    capped = AdaptiveRate(max_rps=5, min_rps=200)
+    capped.throttled(sent_at=0.0, now=0.0, retry_after=None)
+    assert capped.rate == 5
+
+
+def test_the_pacing_floor_comes_from_the_environment_with_the_retry_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = {"RECONCILER_MIN_RPS": "50", "RECONCILER_RETRY_BASE_DELAY": "0.05",
+                "ALIBABA_CLOUD_ACCESS_KEY_ID": "testid", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "testsecret"}
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("RECONCILER_RETRY_MAX_DELAY", raising=False)
+    with open_connection(ConnectionOptions(endpoint="http://127.0.0.1:1"), ["cn-hangzhou"]) as connection:
+        assert connection.retry == RetryTiming(base_delay=0.05, max_delay=10.0, min_rps=50.0)
+
+
 def _state() -> EmulatorState:
     return EmulatorState.from_dict({"region": "cn-hangzhou", "signatures": [
         {"name": f"sig{i:04d}", "key": f"key{i:04d}", "secret": f"secret{i:04d}"} for i in range(3)]})
@@ -79,6 +99,7 @@ async def _read_signatures(url: str, rate: AdaptiveRate, calls: int) -> ApiClien
     return client
 
 
+@pytest.mark.slow  # paced in real time against a real rate limit
 def test_against_a_qps_limit_few_requests_are_throttled() -> None:
     # 8 in flight against an endpoint taking 20 a second (burst 20): unpaced, ~70% would be refused.
     with running_emulator(_state(), faults=FaultConfig(qps_limit=20)) as emulator:
@@ -87,6 +108,7 @@ def test_against_a_qps_limit_few_requests_are_throttled() -> None:
     assert client.stats.throttled <= 10
 
 
+@pytest.mark.slow  # paced in real time against a real rate limit
 def test_max_rps_keeps_below_the_limit_without_any_throttling() -> None:
     with running_emulator(_state(), faults=FaultConfig(qps_limit=20)) as emulator:
         started = time.monotonic()

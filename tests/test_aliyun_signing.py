@@ -1,4 +1,6 @@
-"""The signing functions reproduce every published vector in api-docs/NOTES.md exactly."""
+"""The signing functions reproduce, exactly, the vendor's published signing examples (the V3 reference's
+RunInstances request, the RPC V1 reference's DescribeRegions request) and a DescribeSignatures request
+captured from the vendor's Python SDK."""
 
 from __future__ import annotations
 

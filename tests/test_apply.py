@@ -116,7 +116,7 @@ def test_the_vendor_sdk_reads_back_exactly_the_desired_state(cli: Cli, demo: Run
                                           "payments_stock_hold": "inventory_backend"}
 
 
-def test_apply_converges_under_throttling_and_server_errors(cli: Cli) -> None:
+def test_apply_converges_under_throttling_and_server_errors(cli: Cli, quick_retries: None) -> None:
     faults = FaultConfig(throttle_rate=0.3, error_rate=0.1, seed=7)
     with running_emulator(EmulatorState.from_file(DEMO_STATE), faults=faults) as emulator:
         result = cli(*apply_args(emulator, "--auto-approve"), env=CREDENTIALS)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from benchmarks.plan_benchmark import emulator, minimum_requests, run_plan
 from benchmarks.workload import Size, write_tenant
 
@@ -15,6 +17,7 @@ SIZE = Size(groups=30, apis=100, signatures=150)
 LATENCY_MS = 10.0
 
 
+@pytest.mark.slow  # plans over real HTTP with real latency, at several concurrencies, in child processes
 def test_plan_makes_the_minimum_requests_and_concurrency_hides_the_latency(tmp_path: Path) -> None:
     state, manifests, env = write_tenant(SIZE, tmp_path)
     with emulator(state, LATENCY_MS) as server:

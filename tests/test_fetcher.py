@@ -43,8 +43,9 @@ def api_ids(state: EmulatorState, group: str) -> list[str]:
 
 async def read_with(emulator: RunningEmulator, read: Callable[[Fetcher], Coroutine[Any, Any, T]], *,
                     transport: httpx.AsyncBaseTransport | None = None, concurrency: int = 16) -> tuple[T, int]:
-    """What `read` returns from a fresh client and fetcher, and how many HTTP requests it took."""
-    async with ApiClient(emulator.url, CREDENTIALS, transport=transport) as client:
+    """What `read` returns from a fresh client and fetcher, and how many HTTP requests it took (retries wait
+    at most a few milliseconds: a garbled page is retried like a 503 until the attempts run out)."""
+    async with ApiClient(emulator.url, CREDENTIALS, transport=transport, retry_base_delay=0.001) as client:
         result = await read(Fetcher(client, concurrency=concurrency))
         return result, client.stats.requests
 

@@ -91,7 +91,8 @@ def faulty_emulator_process() -> Iterator[str]:
 # ------------------------------------------------------------------------------------------ faults
 
 
-def test_cli_plan_under_injected_faults_is_the_fault_free_plan(demo_plan: str, faulty_emulator_process: str) -> None:
+def test_cli_plan_under_injected_faults_is_the_fault_free_plan(demo_plan: str, faulty_emulator_process: str,
+                                                               quick_retries: None) -> None:
     env = subprocess_env(**EMULATOR_ENV)
     plan = reconciler("plan", MANIFESTS, "--endpoint", faulty_emulator_process, "--env-file", ENV_FILE, env=env)
     assert (plan.returncode, plan.stdout, plan.stderr) == (0, demo_plan, "")
@@ -137,6 +138,32 @@ def test_retries_under_faults_read_the_same_snapshot(seed: int) -> None:
     retries = sum(c.stats.retries for c in clients)
     assert throttled > 0
     assert retries > throttled  # some 503s were retried too
+
+
+@pytest.mark.parametrize("setting", ["RECONCILER_RETRY_BASE_DELAY", "RECONCILER_RETRY_MAX_DELAY"])
+def test_a_retry_wait_setting_reaches_every_retry(cli: Cli, caplog: pytest.LogCaptureFixture, setting: str) -> None:
+    """Either wait set to 0 makes every retry immediate: the client's debug log says so for each one."""
+    caplog.set_level(logging.DEBUG, logger="reconciler.aliyun")
+    with running_emulator(EmulatorState.from_file(ROOT / STATE), faults=FaultConfig(error_rate=1.0)) as emulator:
+        result = cli("plan", MANIFESTS, "--endpoint", emulator.url, "--env-file", ENV_FILE,
+                     env={**EMULATOR_ENV, setting: "0"})
+    assert (result.code, result.out) == (1, "")
+    assert re.fullmatch(r"Error: Describe\w+ failed: ServiceUnavailable: .*, after 8 attempts\)\n", result.err)
+    waits = [m.rsplit(" ", 1)[-1] for m in (r.getMessage() for r in caplog.records) if "; retrying in " in m]
+    assert len(waits) >= 7 and set(waits) == {"0.000s"}  # 8 attempts of a read, 7 waits between them
+
+
+@pytest.mark.parametrize(("setting", "value", "problem"), [
+    ("RECONCILER_RETRY_BASE_DELAY", "soon", "a number of seconds, 0 or more, not 'soon'"),
+    ("RECONCILER_RETRY_MAX_DELAY", "-1", "a number of seconds, 0 or more, not '-1'"),
+    ("RECONCILER_RETRY_MAX_DELAY", "inf", "a number of seconds, 0 or more, not 'inf'"),
+    ("RECONCILER_MIN_RPS", "0", "a number of requests a second, more than 0, not '0'"),
+])
+def test_a_retry_setting_that_is_no_such_number_is_one_error_line(cli: Cli, setting: str, value: str,
+                                                                 problem: str) -> None:
+    result = cli("plan", MANIFESTS, "--endpoint", "http://127.0.0.1:1", "--env-file", ENV_FILE,
+                 env={**EMULATOR_ENV, setting: value})
+    assert (result.code, result.out, result.err) == (1, "", f"Error: {setting} must be {problem}\n")
 
 
 # ------------------------------------------------------------------------------- refused inputs

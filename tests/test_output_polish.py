@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ORDERS, CliResult, api_id, demo_snapshot
+from conftest import DEMO_MANIFEST, DEMO_SECRETS, ORDERS, CliResult, api_id, demo_snapshot
 
 from reconciler.manifest import manifest_json_schema
 from reconciler.plan import (
@@ -26,7 +26,6 @@ from reconciler.plan import (
     render_markdown,
     summarize,
 )
-from tests.test_plan import MANIFEST, SECRETS
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / "examples" / "emulator-state.yaml"
@@ -38,7 +37,7 @@ Cli = Callable[..., CliResult]
 
 @pytest.fixture
 def files(write: Callable[[str, str], Path]) -> tuple[str, str]:
-    manifest = write("manifests/m.yaml", MANIFEST)
+    manifest = write("manifests/m.yaml", DEMO_MANIFEST)
     snapshot = write("snapshot.json", "")
     demo_snapshot().write_json(snapshot)
     return str(manifest), str(snapshot)
@@ -46,7 +45,7 @@ def files(write: Callable[[str, str], Path]) -> tuple[str, str]:
 
 def test_compact_is_one_line_per_change(cli: Cli, files: tuple[str, str]) -> None:
     manifest, snapshot = files
-    result = cli("plan", manifest, "--snapshot", snapshot, "--compact", "--detailed-exitcode", env=SECRETS)
+    result = cli("plan", manifest, "--snapshot", snapshot, "--compact", "--detailed-exitcode", env=DEMO_SECRETS)
     assert result.code == 2
     assert result.out == f"""\
 + create    signature.cn-hangzhou.inventory_backend
@@ -58,14 +57,14 @@ def test_compact_is_one_line_per_change(cli: Cli, files: tuple[str, str]) -> Non
 
 Plan: 1 to create, 1 to update, 0 to delete, 1 to bind, 1 to unbind, 1 to rebind, 1 unmanaged.
 """
-    refused = cli("plan", manifest, "--snapshot", snapshot, "--compact", "-o", "json", env=SECRETS)
+    refused = cli("plan", manifest, "--snapshot", snapshot, "--compact", "-o", "json", env=DEMO_SECRETS)
     assert (refused.code, refused.err) == (1, "Error: --compact is a text view; it does not go with -o json\n")
 
 
 def test_target_selects_a_signature_and_its_bindings(cli: Cli, files: tuple[str, str]) -> None:
     manifest, snapshot = files
     result = cli("plan", manifest, "--snapshot", snapshot, "--target", "signature=payments_*", "-o", "json",
-                 env=SECRETS)
+                 env=DEMO_SECRETS)
     document = json.loads(result.out)
     assert [(c["action"], c["address"]) for c in document["changes"]] == [
         ("update", "signature.cn-hangzhou.payments_backend"),
@@ -77,7 +76,7 @@ def test_target_selects_a_signature_and_its_bindings(cli: Cli, files: tuple[str,
 
 def test_target_by_group_and_its_note(cli: Cli, files: tuple[str, str]) -> None:
     manifest, snapshot = files
-    result = cli("plan", manifest, "--snapshot", snapshot, "--target", f"group={ORDERS}", "--compact", env=SECRETS)
+    result = cli("plan", manifest, "--snapshot", snapshot, "--target", f"group={ORDERS}", "--compact", env=DEMO_SECRETS)
     assert result.out.splitlines()[:3] == [
         f"+ bind      {BINDING}.{api_id(3)} orders_create -> orders_backend",
         f"- unbind    {BINDING}.{api_id(4)} orders_delete from orders_backend",
@@ -93,7 +92,7 @@ def test_target_by_group_and_its_note(cli: Cli, files: tuple[str, str]) -> None:
 ])
 def test_a_target_that_matches_nothing_is_an_error(cli: Cli, files: tuple[str, str], target: str, error: str) -> None:
     manifest, snapshot = files
-    result = cli("plan", manifest, "--snapshot", snapshot, "--target", target, env=SECRETS)
+    result = cli("plan", manifest, "--snapshot", snapshot, "--target", target, env=DEMO_SECRETS)
     assert (result.code, result.out, result.err) == (1, "", f"Error: {error}\n")
 
 
@@ -150,7 +149,7 @@ def test_github_annotation_for_a_validation_error(cli: Cli, write: Callable[[str
 
 def test_no_annotation_for_errors_without_a_file(cli: Cli, files: tuple[str, str]) -> None:
     manifest, _ = files
-    result = cli("plan", manifest, "--snapshot", "missing.json", env={**SECRETS, "GITHUB_ACTIONS": "true"})
+    result = cli("plan", manifest, "--snapshot", "missing.json", env={**DEMO_SECRETS, "GITHUB_ACTIONS": "true"})
     assert (result.code, result.out) == (1, "")
 
 

@@ -12,37 +12,16 @@ import pytest
 
 from reconciler.plan import plan_json_schema
 from reconciler.snapshot import Snapshot
-from tests.conftest import ORDERS, CliResult, demo_snapshot
+from tests.conftest import DEMO_MANIFEST, DEMO_SECRETS, ORDERS, CliResult, demo_snapshot
 
 GOLDEN = Path(__file__).parent / "golden"
 
-MANIFEST = f"""\
-region: cn-hangzhou
-ignore: [legacy_*]
-signatures:
-  - name: orders_backend
-    key: ordersKey01
-    secret: ${{env:ORDERS_SECRET}}
-  - name: payments_backend
-    key: paymentsNew
-    secret: ${{env:PAYMENTS_SECRET}}
-  - name: inventory_backend
-    key: inventoryKey1
-    secret: ${{env:INVENTORY_SECRET}}
-bindings:
-  - group: {ORDERS}
-    stage: RELEASE
-    signature: orders_backend
-    apis: [orders_list, orders_get, orders_create]
-"""
-SECRETS = {"ORDERS_SECRET": "ordersSecret01", "PAYMENTS_SECRET": "paymentsSecret02",
-           "INVENTORY_SECRET": "inventorySecret1"}
 LIVE_SECRETS = ["ordersSecret01", "paymentsSecret01", "manualSecret01", "legacySecret01"]
 
 
 @pytest.fixture
 def files(write: Callable[[str, str], Path]) -> tuple[Path, Path]:
-    manifest = write("manifests/m.yaml", MANIFEST)
+    manifest = write("manifests/m.yaml", DEMO_MANIFEST)
     snapshot = write("snapshot.json", "")
     demo_snapshot().write_json(snapshot)
     return manifest, snapshot
@@ -56,7 +35,7 @@ def _golden(name: str, text: str, root: Path) -> str:
 @pytest.mark.parametrize("fmt", ["text", "markdown", "json"])
 def test_every_action_rendered(cli: Callable[..., CliResult], files: tuple[Path, Path], fmt: str) -> None:
     manifest, snapshot = files
-    result = cli("plan", str(manifest), "--snapshot", str(snapshot), "-o", fmt, "--detailed-exitcode", env=SECRETS)
+    result = cli("plan", str(manifest), "--snapshot", str(snapshot), "-o", fmt, "--detailed-exitcode", env=DEMO_SECRETS)
     assert (result.code, result.err) == (2, "")
     suffix = {"text": "txt", "markdown": "md", "json": "json"}[fmt]
     expected = (GOLDEN / f"plan-every-action.{suffix}").read_text()
@@ -65,7 +44,7 @@ def test_every_action_rendered(cli: Callable[..., CliResult], files: tuple[Path,
 
 def test_text_summary_line(cli: Callable[..., CliResult], files: tuple[Path, Path]) -> None:
     manifest, snapshot = files
-    result = cli("plan", str(manifest), "--snapshot", str(snapshot), env=SECRETS)
+    result = cli("plan", str(manifest), "--snapshot", str(snapshot), env=DEMO_SECRETS)
     assert result.code == 0
     assert result.out.splitlines()[-1] == (
         "Plan: 1 to create, 1 to update, 0 to delete, 1 to bind, 1 to unbind, 1 to rebind, 1 unmanaged.")
@@ -74,7 +53,7 @@ def test_text_summary_line(cli: Callable[..., CliResult], files: tuple[Path, Pat
 def test_json_matches_its_schema_and_the_committed_schema(cli: Callable[..., CliResult],
                                                           files: tuple[Path, Path]) -> None:
     manifest, snapshot = files
-    result = cli("plan", str(manifest), "--snapshot", str(snapshot), "-o", "json", env=SECRETS)
+    result = cli("plan", str(manifest), "--snapshot", str(snapshot), "-o", "json", env=DEMO_SECRETS)
     document = json.loads(result.out)
     jsonschema.validate(document, plan_json_schema())
     committed = json.loads((Path(__file__).parent.parent / "docs" / "plan.schema.json").read_text())
@@ -94,8 +73,8 @@ def test_json_matches_its_schema_and_the_committed_schema(cli: Callable[..., Cli
 def test_prune_turns_unmanaged_into_delete(cli: Callable[..., CliResult], write: Callable[[str, str], Path],
                                            files: tuple[Path, Path]) -> None:
     _, snapshot = files
-    manifest = write("pruned.yaml", "prune: true\n" + MANIFEST)
-    result = cli("plan", str(manifest), "--snapshot", str(snapshot), "--no-color", env=SECRETS)
+    manifest = write("pruned.yaml", "prune: true\n" + DEMO_MANIFEST)
+    result = cli("plan", str(manifest), "--snapshot", str(snapshot), "--no-color", env=DEMO_SECRETS)
     assert '  - signature "manual_debug" {' in result.out.splitlines()
     assert "legacy_partner" not in result.out  # ignored: neither deleted nor its binding unbound
     assert result.out.splitlines()[-1] == (
@@ -128,7 +107,7 @@ bindings:
 def test_skip_secrets_is_said_in_every_format(cli: Callable[..., CliResult], files: tuple[Path, Path],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     manifest, snapshot = files
-    for name in SECRETS:
+    for name in DEMO_SECRETS:
         monkeypatch.delenv(name, raising=False)
     text = cli("plan", str(manifest), "--snapshot", str(snapshot), "--skip-secrets")
     assert ("Note: Secrets were not checked (--skip-secrets): only keys and bindings were compared."
@@ -146,14 +125,14 @@ def test_skip_secrets_is_said_in_every_format(cli: Callable[..., CliResult], fil
 def test_secrets_never_appear_in_any_output(cli: Callable[..., CliResult], write: Callable[[str, str], Path],
                                             tmp_path: Path) -> None:
     literal = "literalSecretXyz9"
-    manifest = write("m.yaml", MANIFEST.replace("${env:INVENTORY_SECRET}", literal))
+    manifest = write("m.yaml", DEMO_MANIFEST.replace("${env:INVENTORY_SECRET}", literal))
     snapshot = tmp_path / "clear.json"
     demo_snapshot().write_json(snapshot, include_secrets=True)  # even a snapshot holding clear secrets
-    planted = [literal, *SECRETS.values(), *LIVE_SECRETS]
+    planted = [literal, *DEMO_SECRETS.values(), *LIVE_SECRETS]
     for fmt in ("text", "json", "markdown"):
         out_file = tmp_path / f"plan.{fmt}"
-        result = cli("--debug", "plan", str(manifest), "--snapshot", str(snapshot), "-o", fmt, env=SECRETS)
-        cli("plan", str(manifest), "--snapshot", str(snapshot), "-o", fmt, "--out", str(out_file), env=SECRETS)
+        result = cli("--debug", "plan", str(manifest), "--snapshot", str(snapshot), "-o", fmt, env=DEMO_SECRETS)
+        cli("plan", str(manifest), "--snapshot", str(snapshot), "-o", fmt, "--out", str(out_file), env=DEMO_SECRETS)
         for secret in planted:
             assert secret not in result.out + result.err + out_file.read_text(), (fmt, secret)
 
@@ -172,8 +151,8 @@ def test_unknown_api_name_is_an_error_naming_the_line(cli: Callable[..., CliResu
                                                       write: Callable[[str, str], Path],
                                                       files: tuple[Path, Path]) -> None:
     _, snapshot = files
-    manifest = write("m2.yaml", MANIFEST.replace("orders_create]", "orders_craete]"))
-    result = cli("plan", str(manifest), "--snapshot", str(snapshot), env=SECRETS)
+    manifest = write("m2.yaml", DEMO_MANIFEST.replace("orders_create]", "orders_craete]"))
+    result = cli("plan", str(manifest), "--snapshot", str(snapshot), env=DEMO_SECRETS)
     assert result.code == 1
     assert result.err == (f"Error: {manifest}:17: apis: API 'orders_craete' does not exist in group {ORDERS}\n")
 
@@ -181,8 +160,8 @@ def test_unknown_api_name_is_an_error_naming_the_line(cli: Callable[..., CliResu
 def test_same_api_by_name_and_id_is_an_error(cli: Callable[..., CliResult], write: Callable[[str, str], Path],
                                             files: tuple[Path, Path]) -> None:
     _, snapshot = files
-    manifest = write("m3.yaml", MANIFEST.replace("orders_create]", "a0000000000000000000000000000001]"))
-    result = cli("plan", str(manifest), "--snapshot", str(snapshot), env=SECRETS)
+    manifest = write("m3.yaml", DEMO_MANIFEST.replace("orders_create]", "a0000000000000000000000000000001]"))
+    result = cli("plan", str(manifest), "--snapshot", str(snapshot), env=DEMO_SECRETS)
     assert result.code == 1
     assert result.err == (f"Error: {manifest}:17: apis: API 'a0000000000000000000000000000001' is the same API "
                           f"(a0000000000000000000000000000001) as 'orders_list' at {manifest}:17; list it once\n")
@@ -191,8 +170,8 @@ def test_same_api_by_name_and_id_is_an_error(cli: Callable[..., CliResult], writ
 def test_scope_not_in_snapshot_is_an_error(cli: Callable[..., CliResult], write: Callable[[str, str], Path],
                                            files: tuple[Path, Path]) -> None:
     _, snapshot = files
-    manifest = write("m4.yaml", MANIFEST.replace("stage: RELEASE", "stage: TEST"))
-    result = cli("plan", str(manifest), "--snapshot", str(snapshot), env=SECRETS)
+    manifest = write("m4.yaml", DEMO_MANIFEST.replace("stage: RELEASE", "stage: TEST"))
+    result = cli("plan", str(manifest), "--snapshot", str(snapshot), env=DEMO_SECRETS)
     assert result.code == 1
     assert result.err == (f"Error: the live state of region cn-hangzhou does not include the bindings of group "
                           f"{ORDERS} stage TEST, which a manifest mentions\n")
@@ -202,7 +181,7 @@ def test_bad_snapshot_file(cli: Callable[..., CliResult], write: Callable[[str, 
                            files: tuple[Path, Path]) -> None:
     manifest, _ = files
     broken = write("broken.json", '{"region": "cn-hangzhou",\n "signatures": [}')
-    result = cli("plan", str(manifest), "--snapshot", str(broken), env=SECRETS)
+    result = cli("plan", str(manifest), "--snapshot", str(broken), env=DEMO_SECRETS)
     assert (result.code, result.err) == (1, f"Error: {broken}:2: snapshot is not valid JSON: Expecting value\n")
 
 

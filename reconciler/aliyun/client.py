@@ -4,7 +4,7 @@
 query, empty body), signed by ``AcsV3Auth`` or ``RpcV1Auth``, and returns the JSON body or raises a
 typed ``ApiError``.
 
-Decisions where the task is silent:
+Design notes:
 
 - Reads (``Describe*``) are retried on throttling, 429, 500, 502, 503, 504 and any broken
   exchange (connection error, timeout, dropped connection): 502 and 504 are what proxies in front
@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import math
 import os
 import random
 import re
@@ -191,18 +192,22 @@ class AdaptiveRate:
     next to the account's limit at once, where halving from an unthrottled rate would take several
     overloaded round trips. Each success adds ``INCREASE / rate`` (about ``INCREASE`` requests a second
     per second). ``x-acs-retry-after`` holds back every start, not only the throttled call's retry.
-    ``max_rps`` caps the rate from the first request, so a drift job leaves room for other tools.
+    ``max_rps`` caps the rate from the first request, so a drift job leaves room for other tools;
+    ``min_rps`` is the floor a decrease stops at (never above ``max_rps``).
     """
 
     DECREASE = 0.85
     INCREASE = 2.0
-    MIN_RATE = 1.0
+    DEFAULT_MIN_RPS = 1.0
     WINDOW = 1.0
 
-    def __init__(self, max_rps: float | None = None) -> None:
+    def __init__(self, max_rps: float | None = None, *, min_rps: float = DEFAULT_MIN_RPS) -> None:
         if max_rps is not None and max_rps <= 0:
             raise InputError(f"--max-rps must be more than 0, not {max_rps:g}")
+        if min_rps <= 0:
+            raise InputError(f"the least pacing rate must be more than 0 requests a second, not {min_rps:g}")
         self.max_rps = max_rps
+        self.min_rps = min_rps if max_rps is None else min(min_rps, max_rps)
         self.rate: float | None = max_rps
         self._next_start = 0.0
         self._paused_until = 0.0
@@ -232,12 +237,57 @@ class AdaptiveRate:
             return  # sent before the last decrease: the same overload, already answered
         accepted = sum(1 for t in self._successes if t >= now - self.WINDOW)
         ceiling = accepted if self.rate is None else min(self.rate, accepted)
-        self.rate = max(self.MIN_RATE, self.DECREASE * ceiling)
+        self.rate = max(self.min_rps, self.DECREASE * ceiling)
         self._last_decrease = now
 
 
+@dataclass(frozen=True)
+class RetryTiming:
+    """How long a client waits: before a retry, and between request starts once it has been throttled.
+
+    The n-th retry waits a random time below ``base_delay * 2**(n-1)`` seconds, never more than
+    ``max_delay`` (full jitter), unless the server asks for longer with ``x-acs-retry-after``. After
+    throttling, requests start no slower than ``min_rps`` a second. ``from_environ`` reads the
+    documented settings ``RECONCILER_RETRY_BASE_DELAY``, ``RECONCILER_RETRY_MAX_DELAY`` and
+    ``RECONCILER_MIN_RPS``: the same decisions with other waits (a job that would rather fail fast, or
+    a test suite that cannot afford real backoff).
+    """
+
+    base_delay: float = 0.2
+    max_delay: float = 10.0
+    min_rps: float = AdaptiveRate.DEFAULT_MIN_RPS
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> RetryTiming:
+        """The defaults, overridden by each setting present; ``InputError`` for a value that is no such number."""
+        defaults = cls()
+        return cls(
+            base_delay=_number_setting(environ, "RECONCILER_RETRY_BASE_DELAY", defaults.base_delay, "seconds",
+                                       zero_allowed=True),
+            max_delay=_number_setting(environ, "RECONCILER_RETRY_MAX_DELAY", defaults.max_delay, "seconds",
+                                      zero_allowed=True),
+            min_rps=_number_setting(environ, "RECONCILER_MIN_RPS", defaults.min_rps, "requests a second",
+                                    zero_allowed=False),
+        )
+
+
+def _number_setting(environ: Mapping[str, str], name: str, default: float, unit: str, *,
+                    zero_allowed: bool) -> float:
+    text = environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if math.isfinite(value) and (value > 0 or (zero_allowed and value == 0)):
+        return value
+    least = "0 or more" if zero_allowed else "more than 0"
+    raise InputError(f"{name} must be a number of {unit}, {least}, not {text!r}")
+
+
 class _NoCookies(httpx.Cookies):
-    """A jar that keeps nothing: the API sets no cookies, and looking costs 0.03 ms a response."""
+    """A jar that keeps nothing: the API sets no cookies, and looking for them costs CPU on every response."""
 
     def extract_cookies(self, response: httpx.Response) -> None:
         return None
@@ -263,12 +313,12 @@ KEEPALIVE_SECONDS = 5.0  # httpx's default expiry of an idle pooled connection
 def http_transport(endpoint: str, environ: Mapping[str, str] | None = None) -> httpx.AsyncBaseTransport:
     """The transport under the client: aiohttp's connection pool and C HTTP parser, through httpx-aiohttp.
 
-    Profile (3,012 requests, 32 in flight, py-spy): httpx's default transport (httpcore, h11 and anyio,
-    all pure Python) took 45% of the client's CPU, 0.95 ms a request, and the client's CPU, not the
-    round trip, set the fetch's pace. aiohttp cut the whole client from 5.8 s to 4.5 s of CPU. The
-    vendor's own async SDK sends its requests through aiohttp as well (so the way aiohttp normalises
-    the percent-encoding of a query, e.g. ``%2A`` to ``*``, is known to be accepted; values are
-    unchanged). httpx stays the client: auth flow, timeouts, event hooks and in-process test transports.
+    httpx's default transport (httpcore, h11 and anyio, all pure Python) took the largest share of the
+    client's CPU, and at high concurrency the client's CPU, not the round trip, sets a fetch's pace
+    (figures: "Profile notes" in benchmarks/README.md). The vendor's own async SDK sends its requests
+    through aiohttp as well (so the way aiohttp normalises the percent-encoding of a query, e.g. ``%2A``
+    to ``*``, is known to be accepted; values are unchanged). httpx stays the client: auth flow,
+    timeouts, event hooks and in-process test transports.
 
     What goes on the wire is exactly what is signed: aiohttp would add ``Content-Type:
     application/octet-stream`` to a POST without a body (the vendor's async SDK sends it, unsigned), and

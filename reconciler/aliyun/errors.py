@@ -6,7 +6,7 @@ no response arrived), and ``str(exc)`` is one line such as
 ``DescribeApiSignatures failed: Throttling.User: Request was denied due to user flow control.
 (RequestId 1234)``.
 
-Decisions where the task is silent:
+Design notes:
 
 - ``ApiError`` is the base of every failure of a call, including ``TransportError``,
   ``DeadlineExceeded`` and ``WriteNotAllowed``, so callers can catch one type.
@@ -15,11 +15,11 @@ Decisions where the task is silent:
 - Any 5xx status is a ``ServerError`` and a 429 a ``ThrottlingError`` even when the body is not the
   vendor's JSON (a load balancer's HTML page), because what to do next depends on the status.
 - ``CredentialsError`` is an ``InputError``: the user's environment or profile file is wrong.
-- What the product decides on is documented: the code templates and families (``Throttling*``,
-  ``RepeatedCommit``, ``NotFound*``, ``Missing*`` / ``Invalid*``, the authentication codes) and the
-  status class (5xx, 429). ``InvalidTimeStamp*`` and ``InvalidSecurityToken*`` (the vendor's codes for
-  those conditions, not in the documentation the project holds) only name the class of an error that
-  is not retried either way; no behaviour hangs on them.
+- Every code the product acts on is in the vendor's documentation: the code templates and families
+  (``Throttling*``, ``RepeatedCommit``, ``NotFound*``, ``Missing*`` / ``Invalid*``, the authentication
+  codes) and the status class (5xx, 429). ``InvalidTimeStamp*`` and ``InvalidSecurityToken*`` are the
+  vendor's codes for those conditions but are not on the API Gateway error pages; they only name the
+  class of an error that is not retried either way, so no behaviour hangs on them.
 """
 
 from __future__ import annotations

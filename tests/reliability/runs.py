@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -10,8 +9,6 @@ from typing import Any
 
 import pytest
 
-from reconciler.aliyun import client as client_module
-from reconciler.aliyun.client import ApiClient
 from reconciler.emulator.faults import FaultConfig
 from reconciler.emulator.server import running_emulator
 from reconciler.emulator.state import EmulatorState
@@ -32,18 +29,6 @@ def use_emulator_credentials(monkeypatch: pytest.MonkeyPatch, home: Path) -> Non
         monkeypatch.delenv(name, raising=False)
     for name, value in EMULATOR_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
-
-
-def shorten_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Same retry decisions, waits 20x shorter, so a CI job can afford many seeds; the subprocess
-    runs keep the real waits."""
-    monkeypatch.setattr("reconciler.live.ApiClient",
-                        functools.partial(ApiClient, retry_base_delay=0.01, retry_max_delay=0.5))
-    # The client paces requests after throttling; the emulator's throttling is random, not a rate limit, so
-    # at 50 % it would pace a run down to the floor rate for seconds. A higher floor keeps the same decisions.
-    pacing = getattr(client_module, "AdaptiveRate", None)
-    if pacing is not None and hasattr(pacing, "MIN_RATE"):
-        monkeypatch.setattr(pacing, "MIN_RATE", 200.0)
 
 
 def has_traceback(*streams: str) -> bool:

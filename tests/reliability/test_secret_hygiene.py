@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -81,23 +82,30 @@ def reconciler(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           env=env, cwd=cwd, timeout=60, check=False)
 
 
+@pytest.mark.slow  # nine commands, each in its own process, as a user runs them
 def test_no_command_shows_or_writes_a_planted_secret(workspace: Path, emulator_url: str) -> None:
     endpoint = ["--endpoint", emulator_url]
-    commands = [
+    # The reads run side by side (each writes its own files); then, in order, what needs their files or
+    # changes the live state.
+    reads = [
         ["validate", "manifests"],
         ["plan", "manifests", *endpoint, "-o", "text", "--out", "plan.txt", "--save-snapshot", "snapshot.json",
          "--out-plan", "saved-plan.json"],
         ["plan", "manifests", *endpoint, "-o", "json"],
         ["plan", "manifests", *endpoint, "-o", "markdown", "--detailed-exitcode"],
-        ["plan", "manifests", "--snapshot", "snapshot.json", "-o", "json", "--out", "offline.json"],
         ["export", "--region", "cn-hangzhou", "--all-groups", *endpoint, "--out", "exported"],
         ["export", "--region", "cn-hangzhou", "--all-groups", *endpoint],
+    ]
+    then = [
+        ["plan", "manifests", "--snapshot", "snapshot.json", "-o", "json", "--out", "offline.json"],
         ["apply", "manifests", *endpoint, "--auto-approve", "--signature-version", "v1"],
         ["apply", "manifests", *endpoint, "--auto-approve"],
     ]
+    with ThreadPoolExecutor(max_workers=len(reads)) as pool:
+        runs = list(zip(reads, pool.map(lambda command: reconciler(*command, cwd=workspace), reads), strict=True))
+    runs += [(command, reconciler(*command, cwd=workspace)) for command in then]
     found: list[str] = []
-    for command in commands:
-        done = reconciler(*command, cwd=workspace)
+    for command, done in runs:
         assert "Traceback" not in done.stderr, done.stderr
         assert done.returncode in (0, 2), (command, done.stderr[-500:])
         found += [f"{command[0]} {form!r} on stdout" for form in leaks(done.stdout)]
@@ -113,7 +121,8 @@ def test_no_command_shows_or_writes_a_planted_secret(workspace: Path, emulator_u
     assert not found, found
 
 
-def test_the_emulator_never_prints_its_access_key_secret(tmp_path: Path) -> None:
+@pytest.mark.slow  # the emulator and three plans, each in its own process
+def test_the_emulator_never_prints_its_access_key_secret(tmp_path: Path, quick_retries: None) -> None:
     state_file = tmp_path / "state.yaml"
     live_state().dump_state(state_file)
     process = subprocess.Popen(
