@@ -212,7 +212,7 @@ def test_a_blocked_delete_names_the_groups_whose_names_the_read_knows(tmp_path: 
                         bindings_in_region=(binding(named, "TEST", "a1"), binding(unnamed, "TEST", "a2")))
     _, _, plan = plan_of(tmp_path, "region: cn-hangzhou\nprune: true\n", old)
     plan = with_group_names(plan, {named: "orders", unnamed: None})
-    invalid = "(not a valid API name)"  # the helper's API names carry a hyphen
+    invalid = "(not a valid API name)"  # binding() names its APIs with a hyphen
     assert (f"      ! bound in group {named} (orders), stage TEST: 1 API (name-a1 {invalid})"
             in render_text(plan).splitlines())
     assert (f"`group {named} (orders), stage TEST: 1 API (name-a1 {invalid})`; "
