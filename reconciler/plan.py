@@ -639,7 +639,9 @@ def _markdown_head(plan: Plan) -> list[str]:
     if plan.pending_changes:
         out.append(f"**{summary_line(plan)}**")
     else:
-        out.append(f"**No changes.** Live state matches the manifests ({', '.join(map(md_text, plan.regions))}).")
+        # --changed-only with nothing that differs from the base reads no region: no empty "()" then.
+        regions = f" ({', '.join(map(md_text, plan.regions))})" if plan.regions else ""
+        out.append(f"**No changes.** Live state matches the manifests{regions}.")
     destructive = [c for c in plan.pending_changes if c.action in (Action.DELETE, Action.UNBIND)]
     if destructive:
         # First thing a reviewer reads: what this plan takes away.

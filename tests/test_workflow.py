@@ -27,7 +27,7 @@ import yaml
 
 from reconciler import __version__
 from reconciler.aliyun import credentials
-from reconciler.plan import plan_json_schema
+from reconciler.plan import CHANGED_ONLY, plan_json_schema
 from tests.workflow_fakes.actions_log import workflow_commands
 from tests.workflow_fakes.hostile import HOSTILE, assert_inert_in_comment
 
@@ -123,8 +123,9 @@ class Runner:
 
 
 # The workflow's `reconciler`: records its arguments and which repository secrets reached it, then runs
-# the real one, pointed at an embedded emulator unless it plans a saved snapshot. FAKE_RECONCILER_ERROR
-# makes plan and apply fail with that text on stderr, as an error quoting hostile values would.
+# the real one, pointed at an embedded emulator unless it plans a saved snapshot (a scan also at
+# SECOND_REGION_STATE when set: a region no manifest declares). FAKE_RECONCILER_ERROR makes plan, apply and
+# scan fail with that text on stderr, as an error quoting hostile values would.
 RECONCILER = """#!/bin/bash
 {python} - "$@" <<'PY'
 import json, os, sys
@@ -133,12 +134,15 @@ with open(os.environ["RECONCILER_CALLS"], "a") as log:
     log.write(json.dumps({{"args": sys.argv[1:], "secrets": sorted(n for n in secrets if n in os.environ),
                           "secrets_json": "SECRETS_JSON" in os.environ}}) + "\\n")
 PY
-if [ -n "${{FAKE_RECONCILER_ERROR:-}}" ] && {{ [ "$1" = plan ] || [ "$1" = apply ]; }}; then
+if [ -n "${{FAKE_RECONCILER_ERROR:-}}" ] && {{ [ "$1" = plan ] || [ "$1" = apply ] || [ "$1" = scan ]; }}; then
   printf '%s' "$FAKE_RECONCILER_ERROR" >&2
   exit 1
 fi
 extra=()
-case "$1" in plan|apply|export) extra=(--emulator "$EMULATOR_STATE") ;; esac
+case "$1" in
+  plan|apply|export) extra=(--emulator "$EMULATOR_STATE") ;;
+  scan) extra=(--emulator "$EMULATOR_STATE" ${{SECOND_REGION_STATE:+--emulator "$SECOND_REGION_STATE"}}) ;;
+esac
 for arg in "$@"; do
   if [ "$arg" = --snapshot ]; then extra=(); fi
 done
@@ -217,6 +221,21 @@ def test_pr_check_posts_the_plan_with_introduced_changes_apart_from_drift(pull_r
     comments = pull_request.gh()["comments"]
     assert len(comments) == 1
     assert comments[0]["body"] == MARKER + "\n" + (GOLDEN / "workflow-pr-comment.md").read_text()
+
+
+def test_pr_check_plans_only_what_the_change_touches(pull_request: Runner) -> None:
+    """--changed-only: the pull request changes bindings of the orders group only, so the payments
+    group's drift and the unmanaged key (pending on main, the drift job's to report) are not read."""
+    run_pr_check(pull_request)
+    [plan] = [call for call in pull_request.reconciler_calls() if call["args"][0] == "plan"]
+    assert plan["args"] == ["plan", "manifests/", "--base-ref", "origin/main", "--changed-only", "--detailed-exitcode",
+                            "-o", "markdown", "--out", "plan.md"]
+    body = pull_request.gh()["comments"][0]["body"]
+    assert ("> [!NOTE]\n> Only what this change touches was read (--changed-only): the signatures and (group, "
+            "stage) scopes whose declarations differ from the base. Drift elsewhere is not shown; the scheduled "
+            "drift job reports it.\n") in body
+    assert "**Plan: 0 to create, 0 to update, 0 to delete, 1 to bind, 1 to unbind, 1 to rebind.**" in body
+    assert "group `payments`" not in body and "unmanaged" not in body
 
 
 def test_pr_check_passes_on_only_the_secrets_the_manifests_name(pull_request: Runner) -> None:
@@ -300,8 +319,9 @@ def test_pr_check_turns_an_earlier_comment_into_no_changes(runner: Runner, match
     runner.seed_gh(comments=[theirs, ours])
     run_pr_check(runner, state=matching)
     comments = {c["id"]: c["body"] for c in runner.gh()["comments"]}
+    # With --changed-only and manifests equal to the base's, nothing needed reading: no region to name.
     assert comments == {5: theirs["body"], 9: MARKER + "\n### reconciler plan\n\n**No changes.** Live state matches "
-                                                  "the manifests (cn-hangzhou).\n"}
+                                                  "the manifests.\n\n> [!NOTE]\n> " + CHANGED_ONLY + "\n"}
 
 
 def test_pr_check_fails_on_an_error_and_says_why(runner: Runner, matching: Path) -> None:
@@ -520,18 +540,23 @@ def production(runner: Runner) -> Runner:
     return runner
 
 
-def run_drift_job(runner: Runner, state: Path = DEMO_STATE) -> str:
+def run_drift_job(runner: Runner, state: Path = DEMO_STATE, second_region: Path | None = None) -> tuple[str, str]:
+    """The plan, the scan (of `state`'s region and `second_region`'s, which no manifest declares) and the
+    issue step; returns the plan's and the scan's exit codes."""
     name = "drift-detection.yml"
     plan = runner.run(name, "plan", DRIFT_CONTEXT, state)
     assert plan.returncode == 0, plan.stderr
-    code = runner.outputs["plan"]["exitcode"]
-    issue = runner.run(name, "issue", {**DRIFT_CONTEXT, "PLAN_EXITCODE": code})
+    scan = runner.run(name, "scan", DRIFT_CONTEXT, state,
+                      extra_env={"SECOND_REGION_STATE": str(second_region)} if second_region else None)
+    assert scan.returncode == 0, scan.stderr
+    codes = {"PLAN_EXITCODE": runner.outputs["plan"]["exitcode"], "SCAN_EXITCODE": runner.outputs["scan"]["exitcode"]}
+    issue = runner.run(name, "issue", {**DRIFT_CONTEXT, **codes})
     assert issue.returncode == 0, issue.stderr
-    return code
+    return codes["PLAN_EXITCODE"], codes["SCAN_EXITCODE"]
 
 
 def test_drift_job_opens_then_updates_then_closes_one_issue(production: Runner) -> None:
-    assert run_drift_job(production) == "2"
+    assert run_drift_job(production) == ("2", "2")  # the demo: drift, and unsigned APIs the policy requires
     document = json.loads((production.workspace / "plan.json").read_text())
     jsonschema.validate(document, plan_json_schema())
     issues = production.gh()["issues"]
@@ -542,8 +567,17 @@ def test_drift_job_opens_then_updates_then_closes_one_issue(production: Runner) 
             in issues[0]["body"])
     plans = [call for call in production.reconciler_calls() if call["args"][0] == "plan"]
     assert [call["secrets"] for call in plans] == [sorted(DEMO_SECRETS)] * 2  # the second from the snapshot
+    [scan] = [call for call in production.reconciler_calls() if call["args"][0] == "scan"]
+    assert (scan["args"], scan["secrets"]) == (["scan", "manifests/", "-o", "markdown", "--out", "scan.md",
+                                                "--save-json", "scan.json", "--detailed-exitcode"], [])
+    # The plan, then the scan with its coverage table.
+    body = issues[0]["body"]
+    assert body.index("**Plan: 1 to create") < body.index("### reconciler scan") < body.index(
+        "| Group | Signed | Published | Coverage |")
+    assert body.endswith((production.workspace / "scan.md").read_text())
+    assert "| `internal` | 0 | 1 | 0.0% |" in body  # a coverage row
 
-    assert run_drift_job(production) == "2"
+    assert run_drift_job(production) == ("2", "2")
     assert [i["number"] for i in production.gh()["issues"]] == [1]  # updated, not a second issue
 
     # Someone fixed the live state: the next run closes the issue.
@@ -552,10 +586,70 @@ def test_drift_job_opens_then_updates_then_closes_one_issue(production: Runner) 
     shutil.rmtree(production.workspace / "manifests")
     (production.workspace / "manifests").mkdir()
     (production.workspace / "manifests" / "orders.yaml").write_text(NO_CHANGE_MANIFEST)
-    assert run_drift_job(production, fixed) == "0"
+    assert run_drift_job(production, fixed) == ("0", "0")
     closed = production.gh()["issues"][0]
     assert (closed["state"], closed["closing_comment"]) == (
-        "closed", "The live state matches the manifests again (https://github.com/o/r/actions/runs/1).")
+        "closed", "The live state matches the manifests again, and the scan has no finding "
+                  "(https://github.com/o/r/actions/runs/1).")
+
+
+# The live state of NO_CHANGE_MANIFEST, with orders_list published (so the scan has coverage to measure).
+PUBLISHED_STATE = NO_CHANGE_STATE.replace("name: orders_list}", "name: orders_list, deployed: [RELEASE]}")
+SHANGHAI_STATE = ROOT / "examples" / "emulator-state-shanghai.yaml"
+
+
+@pytest.fixture
+def in_step(runner: Runner) -> Path:
+    """Manifests that match their live state; returns that state's file."""
+    (runner.workspace / "manifests").mkdir()
+    (runner.workspace / "manifests" / "orders.yaml").write_text(NO_CHANGE_MANIFEST)
+    state = runner.workspace.parent / "state.yaml"
+    state.write_text(PUBLISHED_STATE)
+    return state
+
+
+def test_drift_job_opens_the_issue_on_a_scan_finding_alone_then_closes_it(runner: Runner, in_step: Path) -> None:
+    # No drift, but a key in a region no manifest declares (cn-shanghai).
+    assert run_drift_job(runner, in_step, SHANGHAI_STATE) == ("0", "2")
+    [issue] = runner.gh()["issues"]
+    assert (issue["state"], issue["labels"]) == ("open", ["reconciler-drift"])
+    body = issue["body"]
+    assert body.startswith("The live API Gateway signatures match `manifests/` on the default branch, but the scan\n"
+                           "of the account found keys in no manifest or APIs the signature policy requires signed.\n"
+                           "Last checked: https://github.com/o/r/actions/runs/1 (plan.json and scan.json are the run's "
+                           "`reconciler-plan` artifact).\n\n### reconciler plan\n\n**No changes.** Live state matches "
+                           "the manifests (cn-hangzhou).\n")
+    assert ("**Scan: 2 region(s) (1 in no manifest), 1 signature(s) in no manifest, 2 of 2 published APIs signed "
+            "(100.0%), 0 policy violation(s).**") in body
+    assert "#### Region `cn-shanghai` (in no manifest)" in body
+    assert "- `partner_sh_key` (`fa034846ab3ccba857f160e4ed45c185`)" in body
+    assert "| Group | Signed | Published | Coverage |\n|---|---:|---:|---:|\n| `orders` | 1 | 1 | 100.0% |" in body
+
+    # The key is gone: plan and scan are clean, and the issue is closed.
+    assert run_drift_job(runner, in_step) == ("0", "0")
+    closed = runner.gh()["issues"][0]
+    assert (closed["state"], closed["closing_comment"]) == (
+        "closed", "The live state matches the manifests again, and the scan has no finding "
+                  "(https://github.com/o/r/actions/runs/1).")
+
+
+def test_drift_issue_keeps_the_plan_and_points_to_the_scan_when_both_are_too_long(runner: Runner) -> None:
+    """Each report keeps itself under GitHub's 65,536 characters, not both together."""
+    plan = "### reconciler plan\n\n**Plan: 1 to create.**\n" + "| row of the plan é |\n" * 2_500  # 47,500 chars
+    scan = ("### reconciler scan\n\n**Scan: 1 region(s) (0 in no manifest), 900 signature(s) in no manifest.**\n"
+            + "- `a key in no manifest` |\n" * 1_000)
+    (runner.workspace / "plan.md").write_text(plan)
+    (runner.workspace / "scan.md").write_text(scan)
+    done = runner.run("drift-detection.yml", "issue", {**DRIFT_CONTEXT, "PLAN_EXITCODE": "2", "SCAN_EXITCODE": "2"})
+    assert done.returncode == 0, done.stderr
+    [issue] = runner.gh()["issues"]
+    body = issue["body"]
+    assert len(body) <= 65_536
+    assert body.startswith("The live API Gateway signatures differ from `manifests/` on the default branch.\n")
+    assert plan in body
+    assert body.endswith("### reconciler scan\n\nThe scan's report does not fit in this issue beside the plan: it is "
+                         "`scan.md` (and\n`scan.json`) in the run's `reconciler-plan` artifact. Its summary:\n\n"
+                         "**Scan: 1 region(s) (0 in no manifest), 900 signature(s) in no manifest.**\n")
 
 
 def test_drift_job_shows_a_hostile_error_with_workflow_commands_stopped(production: Runner) -> None:
@@ -563,8 +657,23 @@ def test_drift_job_shows_a_hostile_error_with_workflow_commands_stopped(producti
     assert production.outputs["plan"] == {"exitcode": "1"}
     commands = commands_in(plan)
     assert len(commands) == 2 and commands[0].startswith("::stop-commands::")
-    verdict = production.run("drift-detection.yml", "verdict", {"PLAN_EXITCODE": "1"})
-    assert verdict.returncode == 1
+    verdict = production.run("drift-detection.yml", "verdict", {"PLAN_EXITCODE": "1", "SCAN_EXITCODE": "0"})
+    assert (verdict.returncode, verdict.stdout) == (1, "reconciler plan failed (exit code 1); see the Plan step.\n")
+
+
+def test_drift_job_shows_a_hostile_scan_error_stopped_fails_and_leaves_the_issue(production: Runner) -> None:
+    production.seed_gh(issues=[{"number": 3, "state": "open", "labels": ["reconciler-drift"], "body": "earlier"}])
+    scan = production.run("drift-detection.yml", "scan", DRIFT_CONTEXT, extra_env={"FAKE_RECONCILER_ERROR": HOSTILE})
+    assert production.outputs["scan"] == {"exitcode": "1"}
+    commands = commands_in(scan)
+    assert len(commands) == 2 and commands[0].startswith("::stop-commands::")
+    assert commands[1] == "::" + commands[0].removeprefix("::stop-commands::") + "::"
+    codes = {"PLAN_EXITCODE": "0", "SCAN_EXITCODE": "1"}
+    issue = production.run("drift-detection.yml", "issue", {**DRIFT_CONTEXT, **codes})
+    assert issue.stdout == "The plan or the scan failed (exit codes 0, 1): the issue is left as it is.\n"
+    assert [(i["number"], i["state"], i["body"]) for i in production.gh()["issues"]] == [(3, "open", "earlier")]
+    verdict = production.run("drift-detection.yml", "verdict", {"PLAN_EXITCODE": "0", "SCAN_EXITCODE": "1"})
+    assert (verdict.returncode, verdict.stdout) == (1, "reconciler scan failed (exit code 1); see the Scan step.\n")
 
 
 @pytest.fixture
@@ -593,13 +702,15 @@ def test_drift_job_tells_the_chat(production: Runner, webhook: tuple[str, list[b
     run_drift_job(production)
     job = workflow("drift-detection.yml")["jobs"]["drift"]
     chat = next(s for s in job["steps"] if s.get("name") == "Tell the chat")
-    assert chat["if"] == "steps.plan.outputs.exitcode == '2' && env.CHAT_WEBHOOK_URL != ''"
+    assert chat["if"] == ("(steps.plan.outputs.exitcode == '2' || steps.scan.outputs.exitcode == '2') "
+                          "&& env.CHAT_WEBHOOK_URL != ''")
     done = subprocess.run([*BASH, chat["run"]], cwd=production.workspace, capture_output=True, text=True, check=False,
                           env={"PATH": os.environ["PATH"], "CHAT_WEBHOOK_URL": url,
                                "RUN_URL": "https://github.com/o/r/actions/runs/1"})
     assert done.returncode == 0, done.stderr
     assert [json.loads(body) for body in received] == [
-        {"text": "reconciler: drift in cn-hangzhou: 1 create, 1 update, 2 bind, 1 unbind, 1 rebind, 1 unmanaged. "
+        {"text": "reconciler: drift in cn-hangzhou: 1 create, 1 update, 2 bind, 1 unbind, 1 rebind, 1 unmanaged; "
+                 "scan: 8 of 12 published APIs signed, 1 key(s) in no manifest, 3 policy violation(s). "
                  "https://github.com/o/r/actions/runs/1"}]
 
 
@@ -760,14 +871,15 @@ STEPS_RUN_BY = {
     ("plan-on-pr.yml", "changes", "changes"): "test_pr_check_runs_when_the_pull_request_changes_what_manifests_names",
     ("plan-on-pr.yml", "plan", "install"): "test_install_is_the_pinned_release_with_dependencies_locked_by_hash",
     ("plan-on-pr.yml", "plan", "oidc"): "test_sign_in_writes_the_id_token_for_the_oidc_audience_to_a_private_file",
-    ("plan-on-pr.yml", "plan", "plan"): "test_pr_check_posts_the_plan_with_introduced_changes_apart_from_drift",
+    ("plan-on-pr.yml", "plan", "plan"): "test_pr_check_plans_only_what_the_change_touches",
     ("plan-on-pr.yml", "plan", "comment"): "test_pr_check_keeps_a_hostile_error_inert_in_the_log_and_the_comment",
     ("plan-on-pr.yml", "plan", "verdict"): "test_pr_check_fails_on_an_error_and_says_why",
     ("drift-detection.yml", "drift", "install"): "test_install_is_the_pinned_release_with_dependencies_locked_by_hash",
     ("drift-detection.yml", "drift", "oidc"):
         "test_sign_in_writes_the_id_token_for_the_oidc_audience_to_a_private_file",
     ("drift-detection.yml", "drift", "plan"): "test_drift_job_opens_then_updates_then_closes_one_issue",
-    ("drift-detection.yml", "drift", "issue"): "test_drift_job_opens_then_updates_then_closes_one_issue",
+    ("drift-detection.yml", "drift", "scan"): "test_drift_job_opens_the_issue_on_a_scan_finding_alone_then_closes_it",
+    ("drift-detection.yml", "drift", "issue"): "test_drift_job_opens_the_issue_on_a_scan_finding_alone_then_closes_it",
     ("drift-detection.yml", "drift", "Tell the chat"): "test_drift_job_tells_the_chat",
     ("drift-detection.yml", "drift", "verdict"): "test_drift_job_shows_a_hostile_error_with_workflow_commands_stopped",
     ("apply-on-merge.yml", "plan", "install"): "test_install_is_the_pinned_release_with_dependencies_locked_by_hash",
