@@ -19,23 +19,31 @@ import pytest
 import yaml
 
 from reconciler import __version__
+from reconciler.plan import CHANGED_ONLY
 from tests.workflow_fakes.gitlab import BOT_ID, PROJECT, TOKEN, GitLab, serve
 from tests.workflow_fakes.hostile import HOSTILE, assert_inert_in_comment
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "examples" / "gitlab-ci" / ".gitlab-ci.yml"
 DEMO_STATE = ROOT / "examples" / "emulator-state.yaml"
+SHANGHAI_STATE = ROOT / "examples" / "emulator-state-shanghai.yaml"
 MARKER = "<!-- reconciler-plan -->"
 SHA = "89abcdef0123456789abcdef0123456789abcdef"
 DEMO_SECRETS = {"ORDERS_BACKEND_SECRET": "ordersSecret2026", "PAYMENTS_BACKEND_SECRET": "paymentsSecret2026",
                 "INVENTORY_BACKEND_SECRET": "inventorySecret01"}
+# The job's `reconciler`: logs its arguments (one line each), then runs the real one against the emulator
+# (a scan also against SECOND_REGION_STATE when set: a region no manifest declares).
 RECONCILER = """#!/bin/bash
-if [ -n "${{FAKE_RECONCILER_ERROR:-}}" ] && {{ [ "$1" = plan ] || [ "$1" = apply ]; }}; then
+printf '%s\\n' "$*" >> "$RECONCILER_CALLS"
+if [ -n "${{FAKE_RECONCILER_ERROR:-}}" ] && {{ [ "$1" = plan ] || [ "$1" = apply ] || [ "$1" = scan ]; }}; then
   printf '%s' "$FAKE_RECONCILER_ERROR" >&2
   exit 1
 fi
 extra=()
-case "$1" in plan|apply|export) extra=(--emulator "$EMULATOR_STATE") ;; esac
+case "$1" in
+  plan|apply|export) extra=(--emulator "$EMULATOR_STATE") ;;
+  scan) extra=(--emulator "$EMULATOR_STATE" ${{SECOND_REGION_STATE:+--emulator "$SECOND_REGION_STATE"}}) ;;
+esac
 for arg in "$@"; do
   if [ "$arg" = --snapshot ]; then extra=(); fi
 done
@@ -65,6 +73,13 @@ class Project:
     gitlab: GitLab
     api_url: str
 
+    @property
+    def calls_log(self) -> Path:
+        return self.workspace.parent / "reconciler-calls"
+
+    def reconciler_calls(self) -> list[str]:
+        return self.calls_log.read_text().splitlines() if self.calls_log.exists() else []
+
     def run(self, job_name: str, state: Path = DEMO_STATE, **extra: str) -> subprocess.CompletedProcess[str]:
         document = pipeline()
         template, job = document[".reconciler"], document[job_name]
@@ -79,7 +94,7 @@ class Project:
         variables = {**document["variables"], **template["variables"], **job.get("variables", {})}
         expanded = {name: os.path.expandvars(str(value)) for name, value in variables.items()}
         env = {"PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}", "HOME": str(self.workspace.parent),
-               "EMULATOR_STATE": str(state), **ci, **DEMO_SECRETS, **extra}
+               "EMULATOR_STATE": str(state), "RECONCILER_CALLS": str(self.calls_log), **ci, **DEMO_SECRETS, **extra}
         env.update({name: value.replace("$CI_JOB_ID", "77").replace("$RECONCILER_READ_ROLE_ARN",
                                                                    ci["RECONCILER_READ_ROLE_ARN"])
                     .replace("$RECONCILER_APPLY_ROLE_ARN", ci["RECONCILER_APPLY_ROLE_ARN"])
@@ -123,13 +138,16 @@ def test_plan_note_is_posted_then_updated_in_place_past_the_first_pages(project:
     people = [{"id": i, "author": {"id": 99}, "body": f"review comment {i}"} for i in range(1, 251)]
     people[120]["body"] = MARKER + "\nquoted by a person"
     project.gitlab.notes[5] = people
+    manifest = project.workspace / "manifests" / "hangzhou.yaml"
+    manifest.write_text(manifest.read_text().replace("apis: [orders_list, orders_get]",
+                                                     "apis: [orders_list, orders_get, orders_create]"))
     first = project.run("reconciler-plan")
     assert first.returncode == 0, first.stderr
     ours = project.gitlab.notes[5][-1]
     assert ours["author"]["id"] == BOT_ID
-    assert ours["body"].startswith(MARKER + "\n### reconciler plan\n\n**Plan: 1 to create, 1 to update")
+    assert ours["body"].startswith(MARKER + "\n### reconciler plan\n\n**Plan: 0 to create, 0 to update, 0 to delete, "
+                                   "1 to bind")
 
-    manifest = project.workspace / "manifests" / "hangzhou.yaml"
     manifest.write_text(manifest.read_text().replace("inventoryKey01", "inventoryKey02"))
     second = project.run("reconciler-plan")
     assert second.returncode == 0, second.stderr
@@ -140,6 +158,20 @@ def test_plan_note_is_posted_then_updated_in_place_past_the_first_pages(project:
     assert notes[120]["body"] == MARKER + "\nquoted by a person"
     pages = [path for method, path in project.gitlab.requests if path.endswith("/merge_requests/5/notes")]
     assert len(pages) == 1 + 3 + 3  # a POST, then two searches of three pages each
+
+
+def test_plan_reads_only_what_the_merge_request_changes(project: Project) -> None:
+    manifest = project.workspace / "manifests" / "hangzhou.yaml"
+    manifest.write_text(manifest.read_text().replace("apis: [orders_list, orders_get]",
+                                                     "apis: [orders_list, orders_get, orders_create]"))
+    done = project.run("reconciler-plan")
+    assert done.returncode == 0, done.stderr
+    assert project.reconciler_calls() == ["plan manifests --base-ref origin/main --changed-only --detailed-exitcode "
+                                          "-o markdown --out plan.md"]
+    [note] = project.gitlab.notes[5]
+    # The one binding the merge request adds; none of the drift pending on main elsewhere.
+    assert note["body"].startswith(f"{MARKER}\n### reconciler plan\n\n**Plan: 0 to create, 0 to update, 0 to "
+                                   "delete, 1 to bind, 0 to unbind, 0 to rebind.**\n\n> [!NOTE]\n> " + CHANGED_ONLY)
 
 
 def test_plan_without_changes_or_an_earlier_note_posts_nothing(project: Project, tmp_path: Path) -> None:
@@ -198,7 +230,12 @@ def test_drift_job_opens_then_updates_then_closes_one_issue(project: Project, tm
     assert (issue["iid"], issue["state"], issue["labels"]) == (1, "opened", ["reconciler-drift"])
     assert issue["description"].startswith("The live API Gateway signatures differ from `manifests` on main.\n")
     assert "**Plan: 1 to create, 1 to update" in issue["description"]
-    assert (project.workspace / "plan.json").exists()
+    # The plan, then the scan with its coverage tables (the demo's policy violations).
+    assert issue["description"].endswith("\n" + (project.workspace / "scan.md").read_text())
+    assert "policy violation(s).**" in issue["description"] and "| `internal` | 0 | 1 | 0.0% |" in issue["description"]
+    assert (project.workspace / "plan.json").exists() and (project.workspace / "scan.json").exists()
+    assert project.reconciler_calls()[-1] == ("scan manifests -o markdown --out scan.md --save-json scan.json "
+                                              "--detailed-exitcode")
 
     second = project.run("reconciler-drift")
     assert second.stdout.splitlines()[-1] == "Updated issue #1."
@@ -210,9 +247,48 @@ def test_drift_job_opens_then_updates_then_closes_one_issue(project: Project, tm
     third = project.run("reconciler-drift", state)
     assert (third.returncode, third.stdout.splitlines()[-1]) == (0, "Closed issue #1."), third.stderr
     assert issue["state"] == "closed"
-    assert issue["notes"] == ["The live state matches the manifests again (https://gitlab.example/g/p/-/jobs/77)."]
+    assert issue["notes"] == ["The live state matches the manifests again, and the scan has no finding "
+                              "(https://gitlab.example/g/p/-/jobs/77)."]
     fourth = project.run("reconciler-drift", state)  # nothing open, nothing to do
     assert (fourth.returncode, fourth.stdout) == (0, "")
+
+
+def test_drift_job_opens_the_issue_on_a_scan_finding_alone_then_closes_it(project: Project, tmp_path: Path) -> None:
+    state = tmp_path / "state.yaml"
+    state.write_text(MATCHING_STATE.replace("name: orders_list}", "name: orders_list, deployed: [RELEASE]}"))
+    (project.workspace / "manifests" / "hangzhou.yaml").write_text(MATCHING_MANIFEST)
+    # No drift, but a key in a region no manifest declares (cn-shanghai).
+    first = project.run("reconciler-drift", state, SECOND_REGION_STATE=str(SHANGHAI_STATE))
+    assert (first.returncode, first.stdout) == (0, "Opened an issue.\n"), first.stderr
+    [issue] = project.gitlab.issues
+    description = issue["description"]
+    assert description.startswith(
+        "The live API Gateway signatures match `manifests` on main, but the scan of the\n"
+        "account found keys in no manifest or APIs the signature policy requires signed.\n"
+        "Last checked: https://gitlab.example/g/p/-/jobs/77 (plan.json and scan.json are the job's artifacts).\n\n"
+        "### reconciler plan\n\n**No changes.** Live state matches the manifests (cn-hangzhou).\n")
+    assert "#### Region `cn-shanghai` (in no manifest)" in description
+    assert "- `partner_sh_key` (`fa034846ab3ccba857f160e4ed45c185`)" in description
+    coverage = "| Group | Signed | Published | Coverage |\n|---|---:|---:|---:|\n| `orders` | 1 | 1 | 100.0% |"
+    assert coverage in description
+
+    clean = project.run("reconciler-drift", state)  # the key is gone
+    assert (clean.returncode, clean.stdout) == (0, "Closed issue #1.\n"), clean.stderr
+    assert issue["state"] == "closed"
+
+
+def test_drift_job_fails_on_a_scan_error_and_leaves_the_issue(project: Project) -> None:
+    project.run("reconciler-drift")
+    scan_only = "Error: cannot reach the endpoint\n"
+    project.bin.joinpath("reconciler").write_text(
+        RECONCILER.format(python=sys.executable).replace('[ "$1" = plan ] || [ "$1" = apply ] || ', ""))
+    done = project.run("reconciler-drift", FAKE_RECONCILER_ERROR=scan_only)
+    assert done.returncode == 1
+    assert done.stderr.endswith(scan_only)
+    [issue] = project.gitlab.issues
+    assert issue["state"] == "opened"
+    assert issue["description"].endswith("**The scan failed** (exit code 1): its error is in "
+                                         "https://gitlab.example/g/p/-/jobs/77.\n")
 
 
 def test_drift_job_fails_on_an_error_and_leaves_the_issue(project: Project) -> None:
