@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from reconciler.export import Export
     from reconciler.live import Connection, ConnectionOptions
-    from reconciler.manifest import DesiredState
+    from reconciler.manifest import DesiredState, ParsedFiles
     from reconciler.plan import Plan
     from reconciler.snapshot import Snapshot
 
@@ -198,10 +198,11 @@ def manifest_env(env_files: tuple[Path, ...], skip_secrets: bool) -> dict[str, s
     return {**variables, **os.environ}
 
 
-def load_manifests(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: bool) -> DesiredState:
+def load_manifests(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: bool,
+                   parsed: ParsedFiles | None = None) -> DesiredState:
     from reconciler.manifest import load_desired_state
 
-    desired = load_desired_state(paths, env=manifest_env(env_files, skip_secrets))
+    desired = load_desired_state(paths, env=manifest_env(env_files, skip_secrets), parsed=parsed)
     if not desired.regions:
         raise ReconcilerError("the manifests declare no region")
     return desired
@@ -344,8 +345,12 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
     output_format = output_format.lower()
     if compact and output_format != "text":
         raise InputError(f"--compact is a text view; it does not go with -o {output_format}")
-    desired = load_manifests(paths, env_files, skip_secrets)
-    base = read_base(ref=base_ref, folder=base_path, paths=paths, env=manifest_env(env_files, skip_secrets))
+    # A base's files that are the pull request's byte for byte are parsed and validated once.
+    parsed: ParsedFiles | None = {} if base_ref is not None or base_path is not None else None
+    desired = load_manifests(paths, env_files, skip_secrets, parsed)
+    base = read_base(ref=base_ref, folder=base_path, paths=paths, env=manifest_env(env_files, skip_secrets),
+                     parsed=parsed)
+    parsed = None
     change = None
     if changed_only:
         if base is None:

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from reconciler.differ import diff
 from reconciler.errors import InputError, ReconcilerError
-from reconciler.manifest import DesiredState, RegionDesired, load_desired_state
+from reconciler.manifest import DesiredState, ParsedFiles, RegionDesired, load_desired_state
 from reconciler.plan import Action, Change, Label, Plan, summarize
 from reconciler.snapshot import Snapshot, Stage
 
@@ -125,26 +125,27 @@ class Base:
 
 
 def read_base(*, ref: str | None, folder: Path | None, paths: Sequence[Path],
-              env: Mapping[str, str] | None) -> Base | None:
+              env: Mapping[str, str] | None, parsed: ParsedFiles | None = None) -> Base | None:
     """The base given by `--base-ref REF` (the same `paths` at that commit) or `--base FOLDER`; None for neither."""
     if ref is not None and folder is not None:
         raise InputError("give --base-ref or --base, not both")
     if folder is not None:
         return _load_base(Base(str(folder), DesiredState(regions={}, secrets_checked=env is not None), None),
-                          [folder], env)
+                          [folder], env, parsed)
     if ref is None:
         return None
     with tempfile.TemporaryDirectory(prefix="reconciler-base-") as scratch:
         root = Path(scratch)
         empty = Base(ref, DesiredState(regions={}, secrets_checked=env is not None), root)
-        return _load_base(empty, checkout_base_manifests(ref, paths, root), env)
+        return _load_base(empty, checkout_base_manifests(ref, paths, root), env, parsed)
 
 
-def _load_base(empty: Base, manifests: Sequence[Path], env: Mapping[str, str] | None) -> Base:
+def _load_base(empty: Base, manifests: Sequence[Path], env: Mapping[str, str] | None,
+               parsed: ParsedFiles | None) -> Base:
     if not manifests:
         return empty
     try:
-        return Base(empty.name, load_desired_state(manifests, env=env), empty.root)
+        return Base(empty.name, load_desired_state(manifests, env=env, parsed=parsed), empty.root)
     except ReconcilerError as exc:
         raise empty.error(exc) from None
 
@@ -232,17 +233,27 @@ class RegionScope:
 _Declared = tuple[dict[str, tuple[str, str | None, str | None]], dict[tuple[str, Stage], set[tuple[str, str]]]]
 
 
-def _declared(region: RegionDesired | None) -> _Declared:
+def _declared(region: RegionDesired | None, shared: Set[str] = frozenset()) -> _Declared:
     """A region's declarations as comparable values (no lines): signature name -> (key, secret or its
-    reference), and (group, stage) -> {(api, signature)}."""
+    reference), and (group, stage) -> {(api, signature)}; without the bindings of the files `shared`."""
     if region is None:
         return {}, {}
     signatures = {s.name: (s.key, s.secret_variable, s.secret.get_secret_value() if s.secret is not None else None)
                   for s in region.signatures.values()}
     scopes: dict[tuple[str, Stage], set[tuple[str, str]]] = {}
     for b in region.bindings:
-        scopes.setdefault((b.group, b.stage), set()).add((b.api, b.signature))
+        if not shared or b.location.file not in shared:
+            scopes.setdefault((b.group, b.stage), set()).add((b.api, b.signature))
     return signatures, scopes
+
+
+def _shared_files(head: RegionDesired | None, base: RegionDesired | None) -> frozenset[str]:
+    """The files both sides loaded as one (`ParsedFiles`: the same name and bytes). Their bindings are the
+    same on both sides and no other file of either side binds the same API of the same (group, stage) (that
+    is a load error), so a scope's bindings differ exactly when those of the other files differ."""
+    if head is None or base is None:
+        return frozenset()
+    return frozenset(head.files) & frozenset(base.files)
 
 
 def changed_scope(desired: DesiredState, base: DesiredState) -> dict[str, RegionScope]:
@@ -251,8 +262,9 @@ def changed_scope(desired: DesiredState, base: DesiredState) -> dict[str, Region
     changed: dict[str, RegionScope] = {}
     for name in sorted({*desired.regions, *base.regions}):
         head_region, base_region = desired.regions.get(name), base.regions.get(name)
-        head_signatures, head_scopes = _declared(head_region)
-        base_signatures, base_scopes = _declared(base_region)
+        shared = _shared_files(head_region, base_region)
+        head_signatures, head_scopes = _declared(head_region, shared)
+        base_signatures, base_scopes = _declared(base_region, shared)
         whole = (head_region is None or base_region is None
                  or (head_region.prune, set(head_region.ignore)) != (base_region.prune, set(base_region.ignore)))
         if whole:

@@ -39,5 +39,8 @@ def no_cyclic_collections() -> Iterator[None]:
     try:
         yield
     finally:
+        # What was built lives as long as the command: later collections need not re-scan it (after
+        # loading 200,000 bindings, each full collection took about 0.15 s of a --changed-only plan).
+        gc.freeze()
         if enabled:
             gc.enable()

@@ -53,7 +53,7 @@ from reconciler.vendor_rules import (
     UNMANAGED_STAGE_HINT,
     Stage,
 )
-from reconciler.yamlsource import YamlDocument, YamlLines, load_yaml_document
+from reconciler.yamlsource import YamlDocument, YamlLines, parse_yaml_document, read_yaml_bytes
 
 ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 API_ID = re.compile(r"[0-9a-f]{32}")
@@ -502,8 +502,15 @@ def _resolve_secret(doc: YamlDocument, index: int, spec: SignatureSpec, env: Map
     return SecretStr(value), variable
 
 
-def load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None) -> DesiredState:
+ParsedFiles = dict[tuple[str, bytes], tuple[YamlDocument, "ManifestFile"]]
+"""Validated manifests by (file name, bytes): a base's file byte for byte the pull request's is parsed and
+validated once (the same bytes give the same value; its lines are named by the first file that had them)."""
+
+
+def load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None,
+                       parsed: ParsedFiles | None = None) -> DesiredState:
     """Load, validate and merge manifests. `env=None` means secrets are not resolved (--skip-secrets).
+    `parsed`, when given, is read for files parsed before and gets the files parsed now.
 
     Every independent error is collected (ManifestErrors): each file that cannot be read or validated,
     and each entry of the others that breaks a rule. Checks across entries that a broken file could
@@ -512,10 +519,25 @@ def load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None) 
     """
     # Loading builds large, acyclic structures: the cyclic collector only slows it down.
     with no_cyclic_collections():
-        return _load_desired_state(paths, env=env)
+        return _load_desired_state(paths, env=env, parsed=parsed)
 
 
-def _load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None) -> DesiredState:
+def _read_manifest(path: Path, parsed: ParsedFiles | None) -> tuple[YamlDocument, ManifestFile]:
+    raw = read_yaml_bytes(path)
+    key = (path.name, raw)
+    known = parsed.get(key) if parsed is not None else None
+    if known is not None:
+        return known
+    doc = parse_yaml_document(str(path), raw)
+    manifest = _validate(doc)
+    doc.data = None  # validated: the model holds what is needed, the raw value would only add to the peak
+    if parsed is not None:
+        parsed[key] = (doc, manifest)
+    return doc, manifest
+
+
+def _load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None,
+                        parsed: ParsedFiles | None) -> DesiredState:
     regions: dict[str, RegionDesired] = {}
     warnings: list[ManifestWarning] = []
     errors: list[ManifestError] = []
@@ -525,9 +547,7 @@ def _load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None)
     files_failed = False
     for path in manifest_paths(paths):
         try:
-            doc = load_yaml_document(path)
-            manifest = _validate(doc)
-            doc.data = None  # validated: the model holds what is needed, the raw value would only add to the peak
+            doc, manifest = _read_manifest(path, parsed)
         except ManifestErrors as exc:
             errors += exc.errors
             files_failed = True

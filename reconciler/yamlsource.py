@@ -436,11 +436,19 @@ def _read_exact(name: str, text: str) -> tuple[Node, Any]:
 
 def load_yaml_document(path: Path) -> YamlDocument:
     """Parse exactly one YAML document from `path`; every failure is a ManifestError."""
-    name = str(path)
+    return parse_yaml_document(str(path), read_yaml_bytes(path))
+
+
+def read_yaml_bytes(path: Path) -> bytes:
+    """The bytes of the manifest `path`, with the input file rails (size, kind of file); a ManifestError else."""
     try:
-        raw = read_input(path, limit=MAX_FILE_BYTES, what="manifest")
+        return read_input(path, limit=MAX_FILE_BYTES, what="manifest")
     except InputFileError as exc:
-        raise ManifestError(name, None, None, exc.reason) from None
+        raise ManifestError(str(path), None, None, exc.reason) from None
+
+
+def parse_yaml_document(name: str, raw: bytes) -> YamlDocument:
+    """Parse exactly one YAML document from `raw`, the bytes of the file `name`; every failure is a ManifestError."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

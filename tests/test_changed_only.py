@@ -122,3 +122,50 @@ def test_refused_without_a_base_or_with_a_saved_plan(cli: Cli, repo: Path, extra
                                                       message: str) -> None:
     result = cli("plan", "manifests/", "--emulator", STATE, "--env-file", DEMO_ENV, "--changed-only", *extra)
     assert (result.code, result.err) == (1, message)
+
+
+ORDERS_EXTRA = ("region: cn-hangzhou\nbindings:\n  - group: 0009db9c828549768a200320714b8930\n    stage: RELEASE\n"
+                "    signature: orders_backend\n    apis: [46fbb52840d146f186e38e8e70fc8c94]\n")
+
+
+def test_a_scope_split_over_an_unchanged_file_and_a_changed_one(cli: Cli, repo: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # The base declares the orders RELEASE scope in two files; the pull request leaves hangzhou.yaml as it
+    # is (parsed once, its bindings left out of the comparison) and drops the other file's binding.
+    manifests = repo / "manifests"
+    (manifests / "hangzhou.yaml").write_text(
+        DEMO.replace(ORDERS_RELEASE, "apis: [orders_list, orders_get, orders_create]"))
+    (manifests / "orders.yaml").write_text(ORDERS_EXTRA)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam", "split"],
+                   cwd=repo, check=True, capture_output=True)
+    subprocess.run(["git", "add", "orders.yaml"], cwd=manifests, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "split"],
+                   cwd=repo, check=True, capture_output=True)
+    (manifests / "orders.yaml").write_text("region: cn-hangzhou\n")
+    actions = record_actions(monkeypatch)
+    result = plan(cli, "--changed-only", "-o", "json")
+    assert (result.code, result.err) == (0, "")
+    assert sorted(actions) == ["DescribeApiSignatures", "DescribeApis"]
+    assert labels(result) == {
+        f"{ORDERS}.46fbb52840d146f186e38e8e70fc8c91": ("rebind", "drift"),
+        f"{ORDERS}.46fbb52840d146f186e38e8e70fc8c92": ("bind", "drift"),
+        f"{ORDERS}.46fbb52840d146f186e38e8e70fc8c93": ("unbind", "drift"),
+        f"{ORDERS}.46fbb52840d146f186e38e8e70fc8c94": ("unbind", "introduced"),
+    }
+
+
+def test_a_base_file_the_same_as_the_pull_requests_is_parsed_once(tmp_path: Path) -> None:
+    from reconciler.manifest import ParsedFiles, load_desired_state
+
+    head, base = tmp_path / "head", tmp_path / "base"
+    for folder, extra in ((head, "region: cn-hangzhou\n"), (base, ORDERS_EXTRA)):
+        folder.mkdir()
+        (folder / "hangzhou.yaml").write_text(DEMO.replace(ORDERS_RELEASE, "apis: [orders_list]"))
+        (folder / "orders.yaml").write_text(extra)
+    parsed: ParsedFiles = {}
+    load_desired_state([head], env=None, parsed=parsed)
+    assert sorted(name for name, _ in parsed) == ["hangzhou.yaml", "orders.yaml"]
+    state = load_desired_state([base], env=None, parsed=parsed)
+    # The same name and bytes: the pull request's parse is used (its lines are the same).
+    assert state.regions["cn-hangzhou"].files == [str(head / "hangzhou.yaml"), str(base / "orders.yaml")]
+    assert len(parsed) == 3
