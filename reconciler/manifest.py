@@ -502,9 +502,19 @@ def _resolve_secret(doc: YamlDocument, index: int, spec: SignatureSpec, env: Map
     return SecretStr(value), variable
 
 
-ParsedFiles = dict[tuple[str, bytes], tuple[YamlDocument, "ManifestFile"]]
-"""Validated manifests by (file name, bytes): a base's file byte for byte the pull request's is parsed and
-validated once (the same bytes give the same value; its lines are named by the first file that had them)."""
+@dataclass
+class ParsedFile:
+    """One validated manifest and, once merged without error, the bindings built from it (in order)."""
+
+    doc: YamlDocument
+    manifest: ManifestFile
+    bindings: list[DesiredBinding] | None = None
+
+
+ParsedFiles = dict[tuple[str, bytes], ParsedFile]
+"""Validated manifests by (file name, bytes): a base's file byte for byte the pull request's is parsed,
+validated and built once (the same bytes give the same value; its lines are named by the first file that
+had them). Checks across files (duplicates, conflicts, references) still run for each side."""
 
 
 def load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None,
@@ -522,7 +532,7 @@ def load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None,
         return _load_desired_state(paths, env=env, parsed=parsed)
 
 
-def _read_manifest(path: Path, parsed: ParsedFiles | None) -> tuple[YamlDocument, ManifestFile]:
+def _read_manifest(path: Path, parsed: ParsedFiles | None) -> ParsedFile:
     raw = read_yaml_bytes(path)
     key = (path.name, raw)
     known = parsed.get(key) if parsed is not None else None
@@ -531,9 +541,10 @@ def _read_manifest(path: Path, parsed: ParsedFiles | None) -> tuple[YamlDocument
     doc = parse_yaml_document(str(path), raw)
     manifest = _validate(doc)
     doc.data = None  # validated: the model holds what is needed, the raw value would only add to the peak
+    read = ParsedFile(doc, manifest)
     if parsed is not None:
-        parsed[key] = (doc, manifest)
-    return doc, manifest
+        parsed[key] = read
+    return read
 
 
 def _load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None,
@@ -547,7 +558,8 @@ def _load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None,
     files_failed = False
     for path in manifest_paths(paths):
         try:
-            doc, manifest = _read_manifest(path, parsed)
+            read = _read_manifest(path, parsed)
+            doc, manifest = read.doc, read.manifest
         except ManifestErrors as exc:
             errors += exc.errors
             files_failed = True
@@ -595,7 +607,13 @@ def _load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None,
             region.signatures[spec.name] = DesiredSignature(
                 name=spec.name, key=spec.key, secret=secret, secret_variable=variable, location=location)
 
-        _add_bindings(region, doc, manifest.bindings, bound, errors)
+        if read.bindings is not None:
+            _add_built_bindings(region, doc, manifest.bindings, read.bindings, bound, errors)
+        else:
+            first, before = len(region.bindings), len(errors)
+            _add_bindings(region, doc, manifest.bindings, bound, errors)
+            if parsed is not None and len(errors) == before:
+                read.bindings = region.bindings[first:]
 
     if not files_failed:
         for region in regions.values():
@@ -674,6 +692,29 @@ def _add_bindings(region: RegionDesired, doc: YamlDocument, specs: Sequence[Bind
                 continue
             bound[key] = binding
             add(binding)
+
+
+def _add_built_bindings(region: RegionDesired, doc: YamlDocument, specs: Sequence[BindingSpec],
+                        built: Sequence[DesiredBinding], bound: dict[tuple[str, str, str, str], DesiredBinding],
+                        errors: list[ManifestError]) -> None:
+    """`_add_bindings` for a file whose bindings were built before (the same bytes): only the checks against
+    the bindings of the other files are made again."""
+    for index, spec in enumerate(specs):
+        if (spec.group, spec.stage) not in region.scope_sources:
+            region.scope_sources[(spec.group, spec.stage)] = _location(doc, ("bindings", index))
+    name, add, first = region.region, region.bindings.append, len(region.bindings)
+    for count, binding in enumerate(built):
+        key = (name, binding.group, binding.stage, binding.api)
+        if key in bound:
+            # Rare: take this file's bindings back and add them as the first reading does, which reports
+            # each duplicate with its entry's place.
+            for earlier in built[:count]:
+                del bound[(name, earlier.group, earlier.stage, earlier.api)]
+            del region.bindings[first:]
+            _add_bindings(region, doc, specs, bound, errors)
+            return
+        bound[key] = binding
+        add(binding)
 
 
 def env_names(desired: DesiredState) -> list[str]:

@@ -169,3 +169,26 @@ def test_a_base_file_the_same_as_the_pull_requests_is_parsed_once(tmp_path: Path
     # The same name and bytes: the pull request's parse is used (its lines are the same).
     assert state.regions["cn-hangzhou"].files == [str(head / "hangzhou.yaml"), str(base / "orders.yaml")]
     assert len(parsed) == 3
+
+
+def test_a_duplicate_in_a_reused_file_is_reported_as_without_reuse(tmp_path: Path) -> None:
+    from reconciler.errors import ManifestError
+    from reconciler.manifest import ParsedFiles, load_desired_state
+
+    head, base = tmp_path / "head", tmp_path / "base"
+    for folder, extra in ((head, "region: cn-hangzhou\n"), (base, ORDERS_EXTRA)):
+        folder.mkdir()
+        (folder / "a.yaml").write_text(extra)  # read first; the base's binds an API z.yaml binds too
+        (folder / "hangzhou.yaml").write_text(DEMO.replace(ORDERS_RELEASE, "apis: [orders_list]"))
+        (folder / "z.yaml").write_text(ORDERS_EXTRA)
+    parsed: ParsedFiles = {}
+    load_desired_state([head], env=None, parsed=parsed)
+    with pytest.raises(ManifestError) as reused:
+        load_desired_state([base], env=None, parsed=parsed)
+    with pytest.raises(ManifestError) as fresh:
+        load_desired_state([base], env=None)
+    message = ("{}/z.yaml:6: bindings[0].apis[0]: API '46fbb52840d146f186e38e8e70fc8c94' in group "
+               f"0009db9c828549768a200320714b8930 stage RELEASE is already bound to 'orders_backend' at "
+               f"{base}/a.yaml:6")
+    # The reused file is named by the pull request's path (the same name and bytes).
+    assert (str(reused.value), str(fresh.value)) == (message.format(head), message.format(base))
