@@ -29,7 +29,10 @@ the labels mean what they mean without it; what lies outside is drift, the sched
 work. A region whose `prune` or `ignore` differs is read and planned whole (they change how every
 live signature is reported), and so is a region only one side declares. Signatures are read by
 name (DescribeSignatures' SignatureName, one request each, the result filtered to the exact name)
-when at most ten changed (`fetcher.NAMED_SIGNATURE_READS`), else listed whole.
+when at most ten changed (`fetcher.NAMED_SIGNATURE_READS`), else listed whole. A base's file with the
+same name and bytes as one of the pull request's is loaded once for both (`manifest.ParsedFiles`: the
+base's checks across files still run) and its bindings are left out of the comparison, since they are
+the same on both sides: comparing costs what the differing files hold.
 """
 
 from __future__ import annotations
