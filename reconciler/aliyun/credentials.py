@@ -393,12 +393,18 @@ def _cli_profile(chain: _Chain, explicit: str | None) -> CredentialSource:
         if explicit is not None:
             raise CredentialsError(message)
         raise _Skipped(message)
-    where = f"profile {name!r} ({found.get('mode')}) in {path}"
+    # The library's own reading of the profile, every mode it supports; its inner provider keeps the expiry
+    # of temporary credentials, which the wrapping provider drops.
+    return _profile_source(chain, f"profile {name!r} ({found.get('mode')}) in {path}", lambda: (
+        CLIProfileCredentialsProvider(profile_name=name, profile_file=str(path))._get_credentials_provider(
+            config, name)))
+
+
+def _profile_source(chain: _Chain, where: str, make_provider: Callable[[], _Provider]) -> CredentialSource:
+    """The source a profile's provider gives, every failure (building the provider or using it) named after
+    `where`."""
     try:
-        # The library's own reading of the profile, every mode it supports; its inner provider keeps
-        # the expiry of temporary credentials, which the wrapping provider drops.
-        provider = CLIProfileCredentialsProvider(profile_name=name, profile_file=str(path)) \
-            ._get_credentials_provider(config, name)
+        provider = make_provider()
     except Exception as exc:
         raise _Skipped(f"{where}: {failure_reason(exc, chain.secrets)}") from None
     try:
@@ -423,16 +429,9 @@ def _credentials_ini(chain: _Chain) -> CredentialSource:
     section = sections.get(section_name)
     if section is None:
         raise _Skipped(f"{path} has no section [{section_name}]")
-    where = f"section [{section_name}] ({section.get('type')}) of {path}"
-    try:
-        provider = ProfileCredentialsProvider(profile_file=str(path), profile_name=section_name) \
-            ._get_credentials_provider(section)
-    except Exception as exc:
-        raise _Skipped(f"{where}: {failure_reason(exc, chain.secrets)}") from None
-    try:
-        return chain.source(where, provider)
-    except _Skipped as skipped:
-        raise _Skipped(f"{where}: {skipped}") from None
+    return _profile_source(chain, f"section [{section_name}] ({section.get('type')}) of {path}", lambda: (
+        ProfileCredentialsProvider(profile_file=str(path), profile_name=section_name)._get_credentials_provider(
+            section)))
 
 
 def _ecs_ram_role(chain: _Chain) -> CredentialSource:
