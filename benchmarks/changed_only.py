@@ -18,15 +18,13 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from benchmarks.plan_benchmark import emulator, run_plan
+from benchmarks.report import RESULTS, publish
 from benchmarks.workload import Size, hex_id, write_tenant
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def change_one_binding(base: Path, head: Path) -> str:
@@ -87,11 +85,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "changed_only.json")
     args = parser.parse_args()
     report = benchmark(args)
-    report["command"] = " ".join(sys.argv)
-    print(table(report))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwritten to {args.out}")
+    publish(report, table(report), args.out)
 
 
 if __name__ == "__main__":

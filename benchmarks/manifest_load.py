@@ -35,9 +35,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import RESULTS, publish
 from benchmarks.workload import Size, secret_variable, write_tenant
 
-RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).parent.parent
 SIZE = Size(groups=200, apis=100, signatures=20_000, signature_run=1)
 
@@ -164,11 +164,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "manifest_load.json")
     args = parser.parse_args()
     report = measure(args.repeat)
-    report["command"] = " ".join(sys.argv)
-    print(table(report))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwritten to {args.out}")
+    publish(report, table(report), args.out)
 
 
 if __name__ == "__main__":

@@ -40,12 +40,11 @@ from typing import Any
 import httpx
 
 from benchmarks.emulator_process import STATS_PATH
+from benchmarks.report import RESULTS, publish
 from benchmarks.workload import UNMANAGED, Size, expected_changes, in_memory, write_tenant
 from reconciler.emulator.server import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 from reconciler.fetcher import PAGE_SIZE
 from reconciler.limits import DEFAULT_CONCURRENCY
-
-RESULTS = Path(__file__).parent / "results"
 
 
 @dataclass(frozen=True)
@@ -283,11 +282,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     report = benchmark(args)
-    report["command"] = " ".join(sys.argv)
-    print(table(report))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwritten to {args.out}")
+    publish(report, table(report), args.out)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.plan_benchmark import Emulator, emulator, run_plan
+from benchmarks.report import RESULTS, publish
 from benchmarks.workload import Size, hex_id, write_tenant
 
-RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).parent.parent
 
 
@@ -96,11 +96,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "sdk_side_by_side.json")
     args = parser.parse_args()
     report = benchmark(args)
-    report["command"] = " ".join(sys.argv)
-    print(table(report))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwritten to {args.out}")
+    publish(report, table(report), args.out)
 
 
 if __name__ == "__main__":

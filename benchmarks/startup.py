@@ -21,8 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.report import RESULTS
+
 ROOT = Path(__file__).parent.parent
-RESULTS = Path(__file__).parent / "results"
 
 COMMANDS = {
     "baseline (import pydantic, yaml, click)": [sys.executable, "-c", "import pydantic, yaml, click"],
