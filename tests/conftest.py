@@ -66,6 +66,20 @@ def api_id(n: int) -> str:
 
 
 # The manifest the plan tests plan against `demo_snapshot()`, and the secrets its ${env:...} read.
+# One signature bound to one API: the smallest valid manifest, for tests that break it one field at a time.
+ORDERS_MANIFEST = """\
+region: cn-hangzhou
+signatures:
+  - name: orders_backend
+    key: ordersKey01
+    secret: ${env:ORDERS_SECRET}
+bindings:
+  - group: 0009db9c828549768a200320714b8930
+    stage: RELEASE
+    signature: orders_backend
+    apis: [orders_list]
+"""
+
 DEMO_MANIFEST = f"""\
 region: cn-hangzhou
 ignore: [legacy_*]

@@ -7,20 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ORDERS_MANIFEST as BASE
 from tests.conftest import CliResult
 
-BASE = """\
-region: cn-hangzhou
-signatures:
-  - name: orders_backend
-    key: ordersKey01
-    secret: ${env:ORDERS_SECRET}
-bindings:
-  - group: 0009db9c828549768a200320714b8930
-    stage: RELEASE
-    signature: orders_backend
-    apis: [orders_list]
-"""
 ENV = {"ORDERS_SECRET": "ordersSecret01"}
 
 CASES = [

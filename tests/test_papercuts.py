@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ORDERS_MANIFEST as BASE
 from tests.conftest import CliResult
 
 Cli = Callable[..., CliResult]
@@ -16,18 +17,6 @@ MANIFESTS = ROOT / "manifests"
 DEMO_STATE = ROOT / "examples" / "emulator-state.yaml"
 DEMO_ENV = ROOT / "examples" / "demo.env"
 
-BASE = """\
-region: cn-hangzhou
-signatures:
-  - name: orders_backend
-    key: ordersKey01
-    secret: ${env:ORDERS_SECRET}
-bindings:
-  - group: 0009db9c828549768a200320714b8930
-    stage: RELEASE
-    signature: orders_backend
-    apis: [orders_list]
-"""
 
 
 @pytest.fixture(autouse=True)
