@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from reconciler.yamlsource import MAX_FILE_BYTES
+from tests.support.paths import ROOT
 
 from .runs import Cli, has_traceback
 
-ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "data" / "bad-manifests"
 EXPECTED: dict[str, str] = yaml.safe_load((CORPUS / "expected.yaml").read_text(encoding="utf-8"))
 # Refusals of a whole file, where no line is to blame: they name the file only.

@@ -19,9 +19,9 @@ from reconciler.emulator import operations
 from reconciler.emulator.server import running_emulator
 from reconciler.emulator.state import EmulatorState
 from reconciler.inputfile import InputFileError, read_input
-from tests.conftest import CliResult
+from tests.support.cli import CliResult
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / "examples" / "emulator-state.yaml"
 DEMO_ENV = ROOT / "examples" / "demo.env"
 Cli = Callable[..., CliResult]

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import QUICK_RETRIES, CliResult
 
 from reconciler.emulator.server import running_emulator
+from tests.support.cli import QUICK_RETRIES, CliResult
+from tests.support.paths import ROOT
 
 from .runs import (
     EMULATOR_CREDENTIALS,
@@ -38,7 +39,6 @@ from .scenario import REGION, emulator_state, write_manifest
 from .tally import TALLY
 
 SEEDS = range(1, 7)
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

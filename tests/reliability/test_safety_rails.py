@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from reconciler.output import write_atomically
+from tests.support.paths import ROOT
 
 from .runs import Cli
 
-PACKAGE = Path(__file__).resolve().parents[2] / "reconciler"
+PACKAGE = ROOT / "reconciler"
 UNSAFE_NAMES = {"unsafe_load", "unsafe_load_all", "full_load", "full_load_all", "UnsafeLoader", "FullLoader",
                 "Loader", "CLoader", "CFullLoader", "CUnsafeLoader"}
 YAML_LOADS = {"load", "load_all", "parse", "compose", "compose_all"}

@@ -18,8 +18,8 @@ import yaml
 
 from reconciler.emulator.server import running_emulator
 from reconciler.emulator.state import EmulatorState
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 MANIFEST_ENV_SECRET = "plantedManifestSecret7Q"
 MANIFEST_LITERAL_SECRET = "plantedLiteral@Secret8R"
 LIVE_SECRET = "plantedLive#Secret1U"

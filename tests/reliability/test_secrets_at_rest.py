@@ -22,9 +22,9 @@ import yaml
 from reconciler.errors import InputError
 from reconciler.export import secret_variable_names
 from reconciler.output import write_atomically, write_files_atomically
-from tests.conftest import CliResult
+from tests.support.cli import CliResult
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / "examples" / "emulator-state.yaml"
 DEMO_ENV = ROOT / "examples" / "demo.env"
 ORDERS = "0009db9c828549768a200320714b8930"

@@ -1,0 +1,1 @@
+"""Plan -> apply: order, deletes, interruption, saved plans."""

@@ -1,0 +1,1 @@
+"""The gateway emulator the other steps are tested against."""

@@ -1,0 +1,1 @@
+"""API -> fetcher -> snapshot: the client, signing, credentials, pacing, and fidelity to the vendor's SDKs."""

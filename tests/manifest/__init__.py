@@ -1,0 +1,1 @@
+"""Manifests -> desired state: reading, validation, environment variables, warnings."""

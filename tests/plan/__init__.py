@@ -1,0 +1,1 @@
+"""(desired, snapshot) -> plan -> renderers: the differ, drift against a base, scan, output."""

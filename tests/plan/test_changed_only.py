@@ -1,0 +1,194 @@
+"""`plan --changed-only`: a pull request's plan reads only what its change can affect, labelled as without it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from reconciler.plan import CHANGED_ONLY, plan_json_schema
+from tests.support.cli import CliResult
+from tests.support.paths import ROOT
+from tests.support.requests import record_actions
+
+STATE = str(ROOT / "examples" / "emulator-state.yaml")
+DEMO_ENV = str(ROOT / "examples" / "demo.env")
+DEMO = (ROOT / "manifests" / "hangzhou.yaml").read_text()
+ORDERS_RELEASE = "apis: [orders_list, orders_get, orders_create, 46fbb52840d146f186e38e8e70fc8c94]"
+ORDERS = "binding.cn-hangzhou.0009db9c828549768a200320714b8930.RELEASE"
+
+Cli = Callable[..., CliResult]
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A git repository whose `main` holds the demo manifests; the working tree is the pull request."""
+    root = tmp_path / "repo"
+    (root / "manifests").mkdir(parents=True)
+    (root / "manifests" / "hangzhou.yaml").write_text(DEMO)
+    for args in (("init", "-q", "-b", "main"), ("add", "."), ("commit", "-q", "-m", "base")):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=root, check=True,
+                       capture_output=True)
+    monkeypatch.chdir(root)
+    return root
+
+
+def plan(cli: Cli, *extra: str) -> CliResult:
+    return cli("plan", "manifests/", "--base-ref", "main", "--emulator", STATE, "--env-file", DEMO_ENV, *extra)
+
+
+def labels(result: CliResult) -> dict[str, tuple[str, str]]:
+    document = json.loads(result.out)
+    jsonschema.validate(document, plan_json_schema())
+    return {c["address"]: (c["action"], c["label"]) for c in document["changes"]}
+
+
+def test_one_binding_changed_reads_its_scope_and_group_only(cli: Cli, repo: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    (repo / "manifests" / "hangzhou.yaml").write_text(
+        DEMO.replace(ORDERS_RELEASE, "apis: [orders_list, orders_get, orders_create]"))
+    actions = record_actions(monkeypatch)
+    result = plan(cli, "--changed-only", "-o", "json")
+    assert (result.code, result.err) == (0, "")
+    assert sorted(actions) == ["DescribeApiSignatures", "DescribeApis"]
+    # The scope's drift keeps its label; signatures and the other scopes are not read, so not shown.
+    assert labels(result) == {
+        f"{ORDERS}.46fbb52840d146f186e38e8e70fc8c91": ("rebind", "drift"),
+        f"{ORDERS}.46fbb52840d146f186e38e8e70fc8c92": ("bind", "drift"),
+        f"{ORDERS}.46fbb52840d146f186e38e8e70fc8c93": ("unbind", "drift"),
+        f"{ORDERS}.46fbb52840d146f186e38e8e70fc8c94": ("unbind", "introduced"),
+    }
+    assert json.loads(result.out)["changed_only"] is True
+
+
+def test_the_same_change_without_the_flag_reads_everything_as_before(cli: Cli, repo: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    (repo / "manifests" / "hangzhou.yaml").write_text(
+        DEMO.replace(ORDERS_RELEASE, "apis: [orders_list, orders_get, orders_create]"))
+    actions = record_actions(monkeypatch)
+    result = plan(cli, "-o", "json")
+    assert result.code == 0
+    assert sorted(set(actions)) == ["DescribeApiSignatures", "DescribeApis", "DescribeSignatures"]
+    assert len(actions) > 2
+    assert "changed_only" not in json.loads(result.out)
+    assert len(labels(result)) == 8
+
+
+def test_a_changed_key_reads_that_signature_by_name(cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (repo / "manifests" / "hangzhou.yaml").write_text(DEMO.replace("paymentsKey2026", "paymentsKey2027"))
+    actions = record_actions(monkeypatch)
+    result = plan(cli, "--changed-only", "-o", "json")
+    assert result.code == 0
+    assert actions == ["DescribeSignatures"]
+    assert labels(result) == {"signature.cn-hangzhou.payments_backend": ("update", "introduced")}
+
+
+def test_text_and_markdown_say_that_drift_elsewhere_is_not_shown(cli: Cli, repo: Path) -> None:
+    (repo / "manifests" / "hangzhou.yaml").write_text(
+        DEMO.replace(ORDERS_RELEASE, "apis: [orders_list, orders_get, orders_create]"))
+    text = plan(cli, "--changed-only", "--no-color")
+    assert f"\n{CHANGED_ONLY}\n" in text.out
+    assert "drift job" in CHANGED_ONLY
+    markdown = plan(cli, "--changed-only", "-o", "markdown")
+    assert f"> [!NOTE]\n> {CHANGED_ONLY}\n" in markdown.out
+
+
+def test_nothing_changed_reads_nothing(cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    actions = record_actions(monkeypatch)
+    result = plan(cli, "--changed-only", "--detailed-exitcode")
+    assert (result.code, actions) == (0, [])
+    assert result.out.endswith("No changes. Live state matches the manifests.\n")
+
+
+def test_a_changed_prune_reads_the_region_whole(cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (repo / "manifests" / "hangzhou.yaml").write_text(DEMO.replace("prune: false", "prune: true"))
+    actions = record_actions(monkeypatch)
+    result = plan(cli, "--changed-only", "-o", "json")
+    assert result.code == 0
+    assert "DescribeSignatures" in actions
+    assert labels(result)["signature.cn-hangzhou.debug_temp_key"] == ("delete", "introduced")
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ((), "Error: --changed-only plans what differs from a base: give --base-ref REF or --base PATH\n"),
+    (("--base-ref", "main", "--out-plan", "p.json"),
+     "Error: --changed-only reads part of the live state; --out-plan and --save-snapshot need all of it\n"),
+])
+def test_refused_without_a_base_or_with_a_saved_plan(cli: Cli, repo: Path, extra: tuple[str, ...],
+                                                      message: str) -> None:
+    result = cli("plan", "manifests/", "--emulator", STATE, "--env-file", DEMO_ENV, "--changed-only", *extra)
+    assert (result.code, result.err) == (1, message)
+
+
+ORDERS_EXTRA = ("region: cn-hangzhou\nbindings:\n  - group: 0009db9c828549768a200320714b8930\n    stage: RELEASE\n"
+                "    signature: orders_backend\n    apis: [46fbb52840d146f186e38e8e70fc8c94]\n")
+
+
+def test_a_scope_split_over_an_unchanged_file_and_a_changed_one(cli: Cli, repo: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # The base declares the orders RELEASE scope in two files; the pull request leaves hangzhou.yaml as it
+    # is (parsed once, its bindings left out of the comparison) and drops the other file's binding.
+    manifests = repo / "manifests"
+    (manifests / "hangzhou.yaml").write_text(
+        DEMO.replace(ORDERS_RELEASE, "apis: [orders_list, orders_get, orders_create]"))
+    (manifests / "orders.yaml").write_text(ORDERS_EXTRA)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam", "split"],
+                   cwd=repo, check=True, capture_output=True)
+    subprocess.run(["git", "add", "orders.yaml"], cwd=manifests, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "split"],
+                   cwd=repo, check=True, capture_output=True)
+    (manifests / "orders.yaml").write_text("region: cn-hangzhou\n")
+    actions = record_actions(monkeypatch)
+    result = plan(cli, "--changed-only", "-o", "json")
+    assert (result.code, result.err) == (0, "")
+    assert sorted(actions) == ["DescribeApiSignatures", "DescribeApis"]
+    assert labels(result) == {
+        f"{ORDERS}.46fbb52840d146f186e38e8e70fc8c91": ("rebind", "drift"),
+        f"{ORDERS}.46fbb52840d146f186e38e8e70fc8c92": ("bind", "drift"),
+        f"{ORDERS}.46fbb52840d146f186e38e8e70fc8c93": ("unbind", "drift"),
+        f"{ORDERS}.46fbb52840d146f186e38e8e70fc8c94": ("unbind", "introduced"),
+    }
+
+
+def test_a_base_file_the_same_as_the_pull_requests_is_parsed_once(tmp_path: Path) -> None:
+    from reconciler.manifest import ParsedFiles, load_desired_state
+
+    head, base = tmp_path / "head", tmp_path / "base"
+    for folder, extra in ((head, "region: cn-hangzhou\n"), (base, ORDERS_EXTRA)):
+        folder.mkdir()
+        (folder / "hangzhou.yaml").write_text(DEMO.replace(ORDERS_RELEASE, "apis: [orders_list]"))
+        (folder / "orders.yaml").write_text(extra)
+    parsed: ParsedFiles = {}
+    load_desired_state([head], env=None, parsed=parsed)
+    assert sorted(name for name, _ in parsed) == ["hangzhou.yaml", "orders.yaml"]
+    state = load_desired_state([base], env=None, parsed=parsed)
+    # The same name and bytes: the pull request's parse is used (its lines are the same).
+    assert state.regions["cn-hangzhou"].files == [str(head / "hangzhou.yaml"), str(base / "orders.yaml")]
+    assert len(parsed) == 3
+
+
+def test_a_duplicate_in_a_reused_file_is_reported_as_without_reuse(tmp_path: Path) -> None:
+    from reconciler.errors import ManifestError
+    from reconciler.manifest import ParsedFiles, load_desired_state
+
+    head, base = tmp_path / "head", tmp_path / "base"
+    for folder, extra in ((head, "region: cn-hangzhou\n"), (base, ORDERS_EXTRA)):
+        folder.mkdir()
+        (folder / "a.yaml").write_text(extra)  # read first; the base's binds an API z.yaml binds too
+        (folder / "hangzhou.yaml").write_text(DEMO.replace(ORDERS_RELEASE, "apis: [orders_list]"))
+        (folder / "z.yaml").write_text(ORDERS_EXTRA)
+    parsed: ParsedFiles = {}
+    load_desired_state([head], env=None, parsed=parsed)
+    with pytest.raises(ManifestError) as reused:
+        load_desired_state([base], env=None, parsed=parsed)
+    with pytest.raises(ManifestError) as fresh:
+        load_desired_state([base], env=None)
+    message = ("{}/z.yaml:6: bindings[0].apis[0]: API '46fbb52840d146f186e38e8e70fc8c94' in group "
+               f"0009db9c828549768a200320714b8930 stage RELEASE is already bound to 'orders_backend' at "
+               f"{base}/a.yaml:6")
+    # The reused file is named by the pull request's path (the same name and bytes).
+    assert (str(reused.value), str(fresh.value)) == (message.format(head), message.format(base))

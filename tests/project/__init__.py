@@ -1,0 +1,1 @@
+"""Promises about the repository and the command line as a whole."""

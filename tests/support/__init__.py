@@ -1,0 +1,1 @@
+"""Helpers the test folders share: no tests here, and no fixtures (those live in tests/conftest.py)."""

@@ -1,0 +1,1 @@
+"""The example CI workflows, run as GitHub and GitLab run them."""
