@@ -12,6 +12,10 @@ from its connection (or from the first byte of its next request on a kept-alive 
 a request's headers, after which the connection is closed, so a client trickling its headers a byte
 at a time (slowloris) cannot hold connections open. uvicorn has no such timeout of its own: its
 `timeout_keep_alive` only covers idle time between requests, and h11's limit is on size, not time.
+
+Stopping: uvicorn checks its exit flag every 0.1 s and then polls, again every 0.1 s, for its
+connections to close, which made each stop take 0.15-0.3 s; `PromptServer` wakes as soon as it is
+told to stop and waits for the responses in flight in steps of a few milliseconds instead.
 """
 
 from __future__ import annotations
@@ -81,6 +85,41 @@ class HeaderTimeoutProtocol(H11Protocol):
             self.transport.close()
 
 
+class PromptServer(uvicorn.Server):
+    """uvicorn's server, stopping as soon as `stop` is called and the responses in flight are sent."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+
+    def stop(self) -> None:
+        """Ask the server to stop; safe from any thread."""
+        self.should_exit = True
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None:
+            loop.call_soon_threadsafe(stopping.set)
+
+    async def main_loop(self) -> None:
+        self._stopping = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        if not self.should_exit:  # `stop` may have come before the loop was known
+            await self._stopping.wait()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()  # an idle connection closes now, a busy one after its response
+        deadline = time.monotonic() + SHUTDOWN_TIMEOUT_SECONDS
+        while (self.server_state.connections or self.server_state.tasks) and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+        for task in self.server_state.tasks:
+            task.cancel()
+        for server in self.servers:
+            await server.wait_closed()
+
+
 def is_loopback_host(host: str) -> bool:
     if host.lower() == "localhost":
         return True
@@ -135,12 +174,12 @@ def _url(sock: socket.socket) -> str:
 def _server(
     state: EmulatorState, access_key_id: str, access_key_secret: str, security_token: str | None,
     faults: FaultConfig | None, header_timeout: float,
-) -> uvicorn.Server:
+) -> PromptServer:
     app = EmulatorApp(state, [AccessKey(access_key_id, access_key_secret, security_token)], faults=faults)
     protocol = type("HeaderTimeout", (HeaderTimeoutProtocol,), {"header_timeout": header_timeout})
     config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False,
                             server_header=False, date_header=False, http=protocol)
-    return uvicorn.Server(config)
+    return PromptServer(config)
 
 
 @contextmanager
@@ -171,7 +210,7 @@ def running_emulator(
             time.sleep(0.005)
         yield RunningEmulator(_url(sock), emulator_state, access_key_id, access_key_secret, security_token)
     finally:
-        server.should_exit = True
+        server.stop()
         thread.join(SHUTDOWN_TIMEOUT_SECONDS)
         sock.close()
 

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,6 +25,7 @@ from reconciler.inert import inert
 from reconciler.snapshot import LiveApi, LiveBinding, LiveGroup, LiveSignature, Scope, Snapshot
 from tests.support.cli import CliResult
 from tests.support.hostile import HOSTILE, markdown_findings, raw_controls, runner_commands
+from tests.support.loopback_servers import serving
 from tests.support.paths import ROOT
 
 Cli = Callable[..., CliResult]
@@ -284,18 +284,14 @@ class _QuietServer(ThreadingHTTPServer):
 
 @pytest.fixture
 def hostile_endpoint() -> Iterator[Callable[[str], str]]:
-    server = _QuietServer(("127.0.0.1", 0), _HostileEndpoint)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    with serving(_QuietServer(("127.0.0.1", 0), _HostileEndpoint)) as url:
 
-    def serve(value: str) -> str:
-        _HostileEndpoint.body = json.dumps({"Code": f"Forbidden{value}", "Message": value,
-                                            "RequestId": value, "HostId": value}).encode()
-        return f"http://127.0.0.1:{server.server_port}"
+        def serve(value: str) -> str:
+            _HostileEndpoint.body = json.dumps({"Code": f"Forbidden{value}", "Message": value,
+                                                "RequestId": value, "HostId": value}).encode()
+            return url
 
-    yield serve
-    server.shutdown()
-    server.server_close()
+        yield serve
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import select
 import socket
+import socketserver
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+
+from reconciler.emulator.server import PromptServer
 
 
 @contextmanager
@@ -31,7 +34,7 @@ def serve(app: Any, *, certfile: Path | None = None, keyfile: Path | None = None
     config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False,
                             ssl_certfile=str(certfile) if certfile else None,
                             ssl_keyfile=str(keyfile) if keyfile else None)
-    server = uvicorn.Server(config)
+    server = PromptServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -41,9 +44,25 @@ def serve(app: Any, *, certfile: Path | None = None, keyfile: Path | None = None
     try:
         yield sock.getsockname()[1]
     finally:
-        server.should_exit = True
+        server.stop()
         thread.join(10)
         sock.close()
+
+
+@contextmanager
+def serving(server: socketserver.TCPServer) -> Iterator[str]:
+    """Run a standard-library server from a thread for the ``with`` block; yields ``http://127.0.0.1:PORT``.
+
+    Its loop looks for the stop request every 10 ms (the standard library's default, 0.5 s, is what
+    each test would otherwise wait at its end)."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 def _pipe(a: socket.socket, b: socket.socket) -> None:

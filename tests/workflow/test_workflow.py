@@ -14,7 +14,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -28,6 +27,7 @@ import yaml
 from reconciler import __version__
 from reconciler.aliyun import credentials
 from reconciler.plan import CHANGED_ONLY, plan_json_schema
+from tests.support.loopback_servers import serving
 from tests.support.paths import GOLDEN, ROOT, TESTS
 from tests.workflow.fakes.actions_log import workflow_commands
 from tests.workflow.fakes.hostile_error import HOSTILE, assert_inert_in_comment
@@ -477,11 +477,8 @@ def token_service() -> Iterator[tuple[str, list[dict[str, str]]]]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Service)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/token?api-version=2.0", requests
-    server.shutdown()
-    server.server_close()
+    with serving(HTTPServer(("127.0.0.1", 0), Service)) as url:
+        yield f"{url}/token?api-version=2.0", requests
 
 
 @pytest.mark.parametrize(("name", "job_name"), [("plan-on-pr.yml", "plan"), ("drift-detection.yml", "drift"),
@@ -688,12 +685,8 @@ def webhook() -> Iterator[tuple[str, list[bytes]]]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", received
-    server.shutdown()
-    server.server_close()
+    with serving(HTTPServer(("127.0.0.1", 0), Hook)) as url:
+        yield f"{url}/hook", received
 
 
 def test_drift_job_tells_the_chat(production: Runner, webhook: tuple[str, list[bytes]]) -> None:

@@ -124,10 +124,8 @@ def project(tmp_path: Path) -> Iterator[Project]:
     git(origin, "commit", "-q", "-m", "base")
     subprocess.run(["git", "clone", "-q", str(origin), str(tmp_path / "repo")], check=True, capture_output=True)
     gitlab = GitLab()
-    server, url = serve(gitlab)
-    yield Project(tmp_path / "repo", bin_dir, gitlab, url)
-    server.shutdown()
-    server.server_close()
+    with serve(gitlab) as url:
+        yield Project(tmp_path / "repo", bin_dir, gitlab, url)
 
 
 # ------------------------------------------------------------------------------------------ merge requests

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.loopback_servers import serving
 
 PROJECT = "41"
 TOKEN = "glpat-test-token"
@@ -75,8 +78,9 @@ class GitLab:
         return 404, {"message": f"404 not served by the fake: {method} {path}"}
 
 
-def serve(gitlab: GitLab) -> tuple[HTTPServer, str]:
-    """Serve `gitlab` on a free loopback port; returns the server and its CI_API_V4_URL."""
+@contextmanager
+def serve(gitlab: GitLab) -> Iterator[str]:
+    """Serve `gitlab` on a free loopback port for the `with` block; yields its CI_API_V4_URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def handle_one(self, method: str) -> None:
@@ -107,6 +111,5 @@ def serve(gitlab: GitLab) -> tuple[HTTPServer, str]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_port}/api/v4"
+    with serving(HTTPServer(("127.0.0.1", 0), Handler)) as url:
+        yield f"{url}/api/v4"
