@@ -525,11 +525,6 @@ class EmulatorState:
                 apis = [a for a in apis if api_name in a.name]
             return page_of(apis, page_number, page_size), len(apis)
 
-    def bindings_of(self, group_id: str, stage: Stage) -> dict[str, str]:
-        """API name -> signature name for one (group, stage); for tests and tools."""
-        with self._lock:
-            return {b.api.name: b.signature.name for b in self._sorted_scope(group_id, stage)}
-
     # --- writes ---
 
     def create_signature(self, name: str, key: str, secret: str) -> SignatureRecord:

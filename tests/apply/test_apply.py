@@ -24,6 +24,7 @@ from reconciler.emulator.faults import FaultConfig
 from reconciler.emulator.server import RunningEmulator, running_emulator
 from reconciler.emulator.state import EmulatorState, derived_id
 from tests.support.cli import CliResult
+from tests.support.emulator import bindings_of
 from tests.support.paths import ROOT
 
 MANIFESTS = ROOT / "manifests"
@@ -185,11 +186,11 @@ def test_a_failed_rebind_says_the_apis_are_left_unbound_and_a_rerun_binds_them(c
                                     "stage RELEASE from payments_backend to orders_backend: SetSignatureApis failed")
         assert first.err.rstrip().endswith("(those APIs were unbound from payments_backend and are not yet bound "
                                            "to orders_backend)")
-        assert "orders_get" not in state.bindings_of(ORDERS, "RELEASE")
+        assert "orders_get" not in bindings_of(state, ORDERS, "RELEASE")
         second = cli(*apply_args(emulator, "--auto-approve"), env=CREDENTIALS)
         assert second.code == 0
         assert f"bound 2 APIs of group {ORDERS} stage RELEASE to orders_backend" in second.out
-        assert state.bindings_of(ORDERS, "RELEASE")["orders_get"] == "orders_backend"
+        assert bindings_of(state, ORDERS, "RELEASE")["orders_get"] == "orders_backend"
 
 
 def test_a_saved_plan_holds_no_secret_and_is_carried_out(cli: Cli, demo: RunningEmulator, tmp_path: Path) -> None:
@@ -335,7 +336,7 @@ def test_emulator_save_keeps_what_apply_wrote(tmp_path: Path) -> None:
     assert process.returncode == 0, err
     assert out == f"Emulator state saved to {state_file}\n"
     saved = EmulatorState.from_file(state_file)
-    assert saved.bindings_of(PAYMENTS, "RELEASE")["payments_stock_hold"] == "inventory_backend"
+    assert bindings_of(saved, PAYMENTS, "RELEASE")["payments_stock_hold"] == "inventory_backend"
     assert saved.signature_by_name("payments_backend").key == "paymentsKey2026"  # type: ignore[union-attr]
 
 

@@ -19,6 +19,7 @@ import pytest
 from reconciler.emulator.server import running_emulator
 from reconciler.emulator.state import EmulatorState, derived_id
 from tests.support.cli import CliResult
+from tests.support.emulator import bindings_of
 
 CREDENTIALS = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "testid", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "testsecret"}
 APIS = [f"api{n:03d}" for n in range(250)]
@@ -80,7 +81,7 @@ def test_a_signal_mid_rebind_finishes_the_pair_and_reports(cli: Cli, tmp_path: P
         # The pair went out: the first 100 APIs were removed from old_backend and set to new_backend; nothing else.
         assert [method for method, _, _ in writes] == ["remove_signature_apis", "set_signature_apis"]
         assert writes[0][2] == writes[1][2] and len(writes[0][2]) == 100
-        test_scope = state.bindings_of(GROUP, "TEST")
+        test_scope = bindings_of(state, GROUP, "TEST")
         assert len(test_scope) == 250  # no API was left without a signature
         assert sorted(test_scope.values()).count("new_backend") == 100
         log = result.out.splitlines()
@@ -101,7 +102,7 @@ def test_a_signal_mid_rebind_finishes_the_pair_and_reports(cli: Cli, tmp_path: P
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
         again = cli("apply", str(path), "--endpoint", emulator.url, "-q", "--auto-approve", env=CREDENTIALS)
         assert again.code == 0, again.err
-        assert set(state.bindings_of(GROUP, "TEST").values()) == {"new_backend"}
+        assert set(bindings_of(state, GROUP, "TEST").values()) == {"new_backend"}
 
 
 def test_a_second_signal_does_not_cut_the_rebind_short(cli: Cli, tmp_path: Path) -> None:
@@ -120,7 +121,7 @@ def test_a_second_signal_does_not_cut_the_rebind_short(cli: Cli, tmp_path: Path)
         result = cli("apply", str(manifest(tmp_path)), "--endpoint", emulator.url, "-q", "--auto-approve",
                      "--concurrency", "1", env=CREDENTIALS)
     assert [method for method, _, _ in writes] == ["remove_signature_apis", "set_signature_apis"]
-    assert len(state.bindings_of(GROUP, "TEST")) == 250  # no API was left without a signature
+    assert len(bindings_of(state, GROUP, "TEST")) == 250  # no API was left without a signature
     first, second = result.err.splitlines()[:2]
     assert {first.split()[0], second.split()[0]} == {"SIGINT", "SIGTERM"}
     first_signal = signal.Signals[first.split()[0]]
@@ -167,7 +168,7 @@ def test_a_real_process_sent_sigterm_mid_rebind_exits_143(tmp_path: Path) -> Non
         out, err = process[0].communicate(timeout=60)
     assert process[0].returncode == 143, err
     assert [method for method, _, _ in writes] == ["remove_signature_apis", "set_signature_apis"]
-    assert len(state.bindings_of(GROUP, "TEST")) == 250
+    assert len(bindings_of(state, GROUP, "TEST")) == 250
     assert "Apply interrupted by SIGTERM; the calls in flight were finished. Done: 1 step(s), logged above." in out
     assert err.endswith("Error: apply interrupted by SIGTERM: 3 step(s) not done (listed above)\n")
 

@@ -16,6 +16,7 @@ import pytest
 from reconciler.emulator.server import RunningEmulator, running_emulator
 from reconciler.emulator.state import EmulatorState
 from tests.support.cli import CliResult
+from tests.support.emulator import bindings_of
 from tests.support.paths import ROOT
 
 MANIFESTS = ROOT / "manifests"
@@ -91,8 +92,8 @@ def test_a_group_target_takes_along_the_create_its_bind_needs(cli: Cli, demo: Ru
     assert [line.split()[1] for line in shown.out.splitlines()[:2]] == ["create", "bind"]
     applied = cli(*args("apply", demo, "--plan-file", str(path)), env=CREDENTIALS)
     assert applied.code == 0, applied.err
-    assert demo.state.bindings_of(PAYMENTS, "RELEASE")["payments_stock_hold"] == "inventory_backend"
-    assert demo.state.bindings_of(ORDERS, "RELEASE")["orders_get"] == "payments_backend"  # not targeted
+    assert bindings_of(demo.state, PAYMENTS, "RELEASE")["payments_stock_hold"] == "inventory_backend"
+    assert bindings_of(demo.state, ORDERS, "RELEASE")["orders_get"] == "payments_backend"  # not targeted
 
 
 def test_a_targeted_plan_is_stale_when_its_own_changes_differ(cli: Cli, demo: RunningEmulator,

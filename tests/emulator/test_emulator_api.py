@@ -9,7 +9,7 @@ import pytest
 from reconciler.aliyun.auth import AcsV3Auth
 from reconciler.aliyun.credentials import Credentials
 from reconciler.emulator.state import derived_id
-from tests.support.emulator import Caller, make_app, make_state, send
+from tests.support.emulator import Caller, bindings_of, make_app, make_state, send
 from tests.support.paths import ROOT
 
 G0 = derived_id("group", "g0")
@@ -205,7 +205,7 @@ def test_failed_writes_change_nothing() -> None:
     caller = caller_for(signatures=2, apis=3, bound={"RELEASE": 1})
     caller.error("SetSignatureApis", GroupId=G0, SignatureId=sig_id(1), StageName="RELEASE",
                  ApiIds=f"{api(1)},nope")
-    assert caller.app.state.bindings_of(G0, "RELEASE") == {"api000": "sig0000"}
+    assert bindings_of(caller.app.state, G0, "RELEASE") == {"api000": "sig0000"}
 
 
 def test_error_body_carries_host_id_and_request_id_header() -> None:
@@ -255,13 +255,13 @@ def test_one_signature_per_api_per_stage_set_replaces_the_previous_binding() -> 
     caller.ok("SetSignatureApis", GroupId=G0, SignatureId=sig_id(1), StageName="RELEASE",
               ApiIds=f"{api(1)},{api(2)},{api(2)}")
     state = caller.app.state
-    assert state.bindings_of(G0, "RELEASE") == {"api000": "sig0000", "api001": "sig0001", "api002": "sig0001"}
+    assert bindings_of(state, G0, "RELEASE") == {"api000": "sig0000", "api001": "sig0001", "api002": "sig0001"}
     body = caller.ok("DescribeApiSignatures", GroupId=G0, StageName="RELEASE")
     assert body["TotalCount"] == 3
     # Stages are independent.
     caller.ok("SetSignatureApis", GroupId=G0, SignatureId=sig_id(0), StageName="TEST", ApiIds=api(1))
-    assert state.bindings_of(G0, "TEST") == {"api001": "sig0000"}
-    assert state.bindings_of(G0, "RELEASE")["api001"] == "sig0001"
+    assert bindings_of(state, G0, "TEST") == {"api001": "sig0000"}
+    assert bindings_of(state, G0, "RELEASE")["api001"] == "sig0001"
     # sig0000 keeps api000 in RELEASE and api001 in TEST; once both are unbound it can be deleted.
     assert caller.error("DeleteSignature", SignatureId=sig_id(0)) == (400, "DependencyViolation.Signature")
     caller.ok("RemoveSignatureApis", GroupId=G0, SignatureId=sig_id(0), StageName="RELEASE", ApiIds=api(0))
@@ -282,8 +282,8 @@ def test_remove_without_api_ids_unbinds_only_that_signature_in_that_stage() -> N
     caller.ok("SetSignatureApis", GroupId=G0, SignatureId=sig_id(1), StageName="RELEASE", ApiIds=api(2))
     caller.ok("RemoveSignatureApis", GroupId=G0, SignatureId=sig_id(0), StageName="RELEASE")
     state = caller.app.state
-    assert state.bindings_of(G0, "RELEASE") == {"api002": "sig0001"}
-    assert state.bindings_of(G0, "TEST") == {"api000": "sig0000", "api001": "sig0000"}
+    assert bindings_of(state, G0, "RELEASE") == {"api002": "sig0001"}
+    assert bindings_of(state, G0, "TEST") == {"api000": "sig0000", "api001": "sig0000"}
 
 
 def test_remove_listed_apis_leaves_another_signatures_binding_alone() -> None:
@@ -291,7 +291,7 @@ def test_remove_listed_apis_leaves_another_signatures_binding_alone() -> None:
     caller.ok("SetSignatureApis", GroupId=G0, SignatureId=sig_id(1), StageName="RELEASE", ApiIds=api(1))
     caller.ok("RemoveSignatureApis", GroupId=G0, SignatureId=sig_id(0), StageName="RELEASE",
               ApiIds=f"{api(0)},{api(1)}")
-    assert caller.app.state.bindings_of(G0, "RELEASE") == {"api001": "sig0001"}
+    assert bindings_of(caller.app.state, G0, "RELEASE") == {"api001": "sig0001"}
 
 
 def test_every_code_the_emulator_answers_is_documented_or_marked_invented() -> None:

@@ -12,6 +12,7 @@ import yaml
 
 from reconciler.emulator.state import EmulatorState, derived_id
 from reconciler.errors import InputError
+from tests.support.emulator import bindings_of
 from tests.support.paths import EXAMPLES
 
 EXAMPLE = EXAMPLES / "emulator-state.yaml"
@@ -34,12 +35,12 @@ groups:
 def test_example_file_loads_with_its_bindings() -> None:
     state = EmulatorState.from_file(EXAMPLE)
     assert state.region == "cn-hangzhou"
-    assert state.bindings_of("0009db9c828549768a200320714b8930", "RELEASE") == {
+    assert bindings_of(state, "0009db9c828549768a200320714b8930", "RELEASE") == {
         "orders_list": "orders_backend", "orders_get": "payments_backend", "orders_delete": "orders_backend",
         "orders_update": "orders_backend", "orders_partner_feed": "legacy_partner_v1"}
-    assert state.bindings_of("0009db9c828549768a200320714b8930", "TEST") == {
+    assert bindings_of(state, "0009db9c828549768a200320714b8930", "TEST") == {
         "orders_list": "orders_backend", "orders_get": "orders_backend"}
-    assert state.bindings_of("5d1f3e0a7b8c4d2e9f6a1b3c5d7e9f01", "RELEASE") == {
+    assert bindings_of(state, "5d1f3e0a7b8c4d2e9f6a1b3c5d7e9f01", "RELEASE") == {
         "payments_charge": "payments_backend", "payments_refund": "payments_backend"}
 
 
@@ -132,7 +133,7 @@ def test_dump_writes_the_current_state_back_in_the_same_format(tmp_path: Path) -
 
     reloaded = EmulatorState.from_file(out)
     assert reloaded.to_spec() == state.to_spec()
-    assert reloaded.bindings_of(orders, "PRE") == {"orders_list": "new_backend"}
+    assert bindings_of(reloaded, orders, "PRE") == {"orders_list": "new_backend"}
     raw = yaml.safe_load(out.read_text())
     assert set(raw) == {"region", "signatures", "groups"}
     assert raw["signatures"][4] == {"name": "new_backend", "key": "newKey01", "secret": "newSecret01",

@@ -19,6 +19,7 @@ from reconciler.emulator.server import RunningEmulator, running_emulator
 from reconciler.emulator.state import EmulatorState, derived_id
 from reconciler.export import secret_variable_names
 from tests.support.cli import CliResult
+from tests.support.emulator import bindings_of
 from tests.support.paths import ROOT
 
 DEMO_STATE = ROOT / "examples" / "emulator-state.yaml"
@@ -294,7 +295,7 @@ def test_a_region_with_chinese_signature_names_round_trips(cli: Cli, tmp_path: P
     assert "name: 订单签名_01" in (tmp_path / "out" / f"{REGION}.yaml").read_text(encoding="utf-8")
     reloaded = EmulatorState.from_file(tmp_path / "state.yaml")
     assert reloaded.signature_by_name("订单签名_01") is not None
-    assert reloaded.bindings_of(derived_id("group", "orders"), "RELEASE") == {"list_items": "订单签名_01"}
+    assert bindings_of(reloaded, derived_id("group", "orders"), "RELEASE") == {"list_items": "订单签名_01"}
 
 
 def test_pre_bindings_are_not_exported_and_pre_cannot_be_asked_for(cli: Cli) -> None:

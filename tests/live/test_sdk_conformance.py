@@ -12,7 +12,7 @@ from alibabacloud_tea_openapi.models import Config
 
 from reconciler.emulator.server import RunningEmulator, running_emulator
 from reconciler.emulator.state import derived_id
-from tests.support.emulator import make_state
+from tests.support.emulator import bindings_of, make_state
 
 G0 = derived_id("group", "g0")
 SIG0 = derived_id("signature", "sig0000")
@@ -121,18 +121,18 @@ def test_write_operations(sdk: tuple[Client, RunningEmulator, str | None]) -> No
 
     assert client.set_signature_apis(models.SetSignatureApisRequest(
         group_id=G0, signature_id=new_id, stage_name="TEST", api_ids=f"{api(0)},{api(2)}")).body.request_id
-    assert emulator.state.bindings_of(G0, "TEST") == {"api000": "orders_backend2", "api002": "orders_backend2"}
+    assert bindings_of(emulator.state, G0, "TEST") == {"api000": "orders_backend2", "api002": "orders_backend2"}
 
     client.remove_signature_apis(models.RemoveSignatureApisRequest(
         group_id=G0, signature_id=new_id, stage_name="TEST", api_ids=api(0)))
-    assert emulator.state.bindings_of(G0, "TEST") == {"api002": "orders_backend2"}
+    assert bindings_of(emulator.state, G0, "TEST") == {"api002": "orders_backend2"}
     client.remove_signature_apis(models.RemoveSignatureApisRequest(group_id=G0, signature_id=new_id, stage_name="TEST"))
-    assert emulator.state.bindings_of(G0, "TEST") == {}
+    assert bindings_of(emulator.state, G0, "TEST") == {}
 
     # PRE as documented: SetSignatureApis takes it, RemoveSignatureApis and DescribeApiSignatures do not.
     client.set_signature_apis(models.SetSignatureApisRequest(
         group_id=G0, signature_id=new_id, stage_name="PRE", api_ids=api(1)))
-    assert emulator.state.bindings_of(G0, "PRE") == {"api001": "orders_backend2"}
+    assert bindings_of(emulator.state, G0, "PRE") == {"api001": "orders_backend2"}
     for refused in (
         lambda: client.remove_signature_apis(models.RemoveSignatureApisRequest(
             group_id=G0, signature_id=new_id, stage_name="PRE")),

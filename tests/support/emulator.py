@@ -16,6 +16,7 @@ from reconciler.emulator.app import EmulatorApp
 from reconciler.emulator.faults import FaultConfig
 from reconciler.emulator.state import EmulatorState
 from reconciler.emulator.verify import AccessKey
+from reconciler.snapshot import Stage
 
 ACCESS_KEY = AccessKey("testid", "testsecret")
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -96,3 +97,11 @@ def send(app: EmulatorApp, method: str, path: str, **kwargs: Any) -> httpx.Respo
             return await client.request(method, path, **kwargs)
 
     return asyncio.run(go())
+
+
+def bindings_of(state: EmulatorState, group_id: str, stage: Stage) -> dict[str, str]:
+    """API name -> signature name for one (group, stage) of `state`, as its state file would list them."""
+    for group in state.to_spec().groups:
+        if group.id == group_id:
+            return dict(group.bindings.get(stage, {}))
+    return {}
