@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reconciler.cli import run
+from tests.reliability.tally import TALLY
 from tests.support.cli import QUICK_RETRIES, CliResult
 
 
@@ -42,3 +44,25 @@ def write(tmp_path: Path) -> Callable[[str, str], Path]:
         return path
 
     return write_file
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    worker_output = getattr(session.config, "workeroutput", None)  # set in a pytest-xdist worker
+    if worker_output is not None:
+        worker_output["fault_tally"] = TALLY.as_dict()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist: a worker finished; its fault runs count in the table the controller prints."""
+    TALLY.merge(getattr(node, "workeroutput", {}).get("fault_tally", {}))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The outcome of every fault run (tests/reliability/test_faults.py), through the terminal reporter so that
+    it shows without -s."""
+    if not TALLY.counts:
+        return
+    terminalreporter.write_sep("=", "reliability: outcome of every run under injected faults")
+    for line in TALLY.table():
+        terminalreporter.write_line(line)

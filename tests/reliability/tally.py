@@ -1,4 +1,5 @@
-"""Outcome counts of the fault runs, filled by the tests and printed by conftest at the end of the session."""
+"""Outcome counts of the fault runs, filled by the tests and printed by tests/conftest.py at the end of the
+session (with pytest-xdist, each worker's counts are sent to the controller and added up there)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,13 @@ class Tally:
     def add(self, fault_class: str, outcome: str) -> None:
         assert outcome in OUTCOMES, outcome
         self.counts.setdefault(fault_class, Counter())[outcome] += 1
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {name: dict(counts) for name, counts in self.counts.items()}
+
+    def merge(self, counts: dict[str, dict[str, int]]) -> None:
+        for name, outcomes in counts.items():
+            self.counts.setdefault(name, Counter()).update(outcomes)
 
     def table(self) -> list[str]:
         header = ("fault class", "runs", "exact plans", "clean errors", "wrong answers", "tracebacks")

