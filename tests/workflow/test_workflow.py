@@ -128,8 +128,8 @@ class Runner:
 
 
 @pytest.fixture
-def runner(tmp_path: Path) -> Runner:
-    bin_dir = job_bin(tmp_path / "bin", REPOSITORY_SECRETS)
+def runner(tmp_path: Path, prewarmed: str) -> Runner:
+    bin_dir = job_bin(tmp_path / "bin", REPOSITORY_SECRETS, prewarmed)
     gh = bin_dir / "gh"
     gh.write_text(f"#!/bin/sh\nexec {sys.executable} {TESTS / 'workflow' / 'fakes' / 'gh.py'} \"$@\"\n")
     pip = bin_dir / "pip"

@@ -90,9 +90,9 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Iterator[Project]:
+def project(tmp_path: Path, prewarmed: str) -> Iterator[Project]:
     """The demo manifests on main of an `origin`, cloned into the job's workspace."""
-    bin_dir = job_bin(tmp_path / "bin", DEMO_SECRETS)
+    bin_dir = job_bin(tmp_path / "bin", DEMO_SECRETS, prewarmed)
     origin = tmp_path / "origin"
     (origin / "manifests").mkdir(parents=True)
     shutil.copy(ROOT / "manifests" / "hangzhou.yaml", origin / "manifests" / "hangzhou.yaml")
