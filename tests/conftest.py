@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import pytest
 from reconciler.cli import run
 from tests.reliability.tally import TALLY
 from tests.support.cli import QUICK_RETRIES, CliResult
+from tests.support.prewarmed import Prewarmed
 
 
 @pytest.fixture
@@ -33,6 +34,13 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Short retry waits for the CLI run in-process and for every child process that inherits the environment."""
     for name, value in QUICK_RETRIES.items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(scope="session")
+def prewarmed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prewarmed]:
+    """`python -m reconciler` without its start-up, for the tests that run it as a process of its own."""
+    with Prewarmed(tmp_path_factory.mktemp("prewarmed")) as server:
+        yield server
 
 
 @pytest.fixture

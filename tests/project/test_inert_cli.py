@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +26,7 @@ from tests.support.cli import CliResult
 from tests.support.hostile import HOSTILE, markdown_findings, raw_controls, runner_commands
 from tests.support.loopback_servers import serving
 from tests.support.paths import ROOT
+from tests.support.prewarmed import Prewarmed
 
 Cli = Callable[..., CliResult]
 ORDERS = "0009db9c828549768a200320714b8930"
@@ -304,12 +304,11 @@ def test_api_errors_from_the_endpoint_are_one_inert_line(cli: Cli, manifests: Pa
 
 @pytest.mark.parametrize("name", ["newline-error", "clear-screen", "bidi-override", "stop-commands", "c1-csi"])
 def test_debug_logs_show_what_the_endpoint_said_escaped(manifests: Path, hostile_endpoint: Callable[[str], str],
-                                                        name: str) -> None:
+                                                        name: str, prewarmed: Prewarmed) -> None:
     # A process of its own: in-process, pytest's log capture would take the place of --debug's stderr handler.
     url = hostile_endpoint(HOSTILE[name])
-    done = subprocess.run([sys.executable, "-m", "reconciler", "--debug", "plan", str(manifests), "--endpoint", url,
-                           "-q"], capture_output=True, text=True, errors="surrogateescape", check=False, timeout=120,
-                          env={**os.environ, **CREDENTIALS, **SECRETS}, cwd=ROOT)
+    done = prewarmed.run(["--debug", "plan", str(manifests), "--endpoint", url, "-q"], errors="surrogateescape",
+                         timeout=120, env={**os.environ, **CREDENTIALS, **SECRETS}, cwd=ROOT)
     assert done.returncode == 1
     assert f"RequestId {inert(HOSTILE[name])}" in done.stderr  # the endpoint's answer is logged, escaped
     assert_inert(CliResult(done.returncode, done.stdout, done.stderr))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ import yaml
 
 from reconciler.yamlsource import MAX_FILE_BYTES
 from tests.support.paths import ROOT
+from tests.support.prewarmed import Prewarmed
 
 from .runs import Cli, has_traceback
 
@@ -77,13 +78,22 @@ def test_validate_and_plan_print_the_expected_line(name: str, cli: Cli, corpus_e
         assert_names_file_and_line(result.err, path)
 
 
-def run_module(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "reconciler", *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=60, check=False)
+RunModule = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run_module(prewarmed: Prewarmed) -> RunModule:
+    """`python -m reconciler ARGS` in a process of its own (forked from a prewarmed one)."""
+
+    def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return prewarmed.run(args, env=env, cwd=ROOT)
+
+    return run
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED)[::5])
-def test_the_real_command_prints_the_expected_line(name: str, corpus_env: dict[str, str], tmp_path: Path) -> None:
+def test_the_real_command_prints_the_expected_line(name: str, corpus_env: dict[str, str], tmp_path: Path,
+                                                  run_module: RunModule) -> None:
     path = CORPUS / name
     if sorted(EXPECTED).index(name) % 10 == 0:
         done = run_module("validate", str(path), env=corpus_env)
@@ -94,7 +104,8 @@ def test_the_real_command_prints_the_expected_line(name: str, corpus_env: dict[s
 
 
 @pytest.mark.parametrize("name", sorted(GENERATED))
-def test_binary_and_non_utf8_files(name: str, tmp_path: Path, corpus_env: dict[str, str]) -> None:
+def test_binary_and_non_utf8_files(name: str, tmp_path: Path, corpus_env: dict[str, str],
+                                   run_module: RunModule) -> None:
     data, template = GENERATED[name]
     path = tmp_path / name
     path.write_bytes(data)
@@ -104,7 +115,8 @@ def test_binary_and_non_utf8_files(name: str, tmp_path: Path, corpus_env: dict[s
     assert_names_file_and_line(done.stderr, path)
 
 
-def test_a_50_mb_manifest_is_refused_before_it_is_read(tmp_path: Path, corpus_env: dict[str, str]) -> None:
+def test_a_50_mb_manifest_is_refused_before_it_is_read(tmp_path: Path, corpus_env: dict[str, str],
+                                                      run_module: RunModule) -> None:
     path = tmp_path / "huge.yaml"
     line = b"# padding " + b"x" * 1013 + b"\n"
     with path.open("wb") as file:

@@ -21,6 +21,7 @@ from reconciler.emulator.state import EmulatorState
 from reconciler.inputfile import InputFileError, read_input
 from tests.support.cli import CliResult
 from tests.support.paths import ROOT
+from tests.support.prewarmed import Prewarmed
 
 STATE = ROOT / "examples" / "emulator-state.yaml"
 DEMO_ENV = ROOT / "examples" / "demo.env"
@@ -29,11 +30,18 @@ OUTSIDE_CONTENT = "region: cn-hangzhou\n# outsideContentThatMustNotShow\nsignatu
 EMULATOR_CREDENTIALS = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "testid", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "testsecret"}
 
 
-def reconciler(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """A real process, so that a read that blocks (a FIFO) fails the test by timeout instead of hanging it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
-    return subprocess.run([sys.executable, "-m", "reconciler", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=60, check=False)
+Reconciler = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def reconciler(prewarmed: Prewarmed) -> Reconciler:
+    """A process of its own, so that a read that blocks (a FIFO) fails the test by timeout instead of hanging it."""
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
+        return prewarmed.run(args, env=env, cwd=cwd, timeout=60)
+
+    return run
 
 
 @pytest.fixture
@@ -129,14 +137,14 @@ def input_options(target: str) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("option", list(input_options("x")))
-def test_dev_zero_is_refused_in_one_line(option: str, tmp_path: Path) -> None:
+def test_dev_zero_is_refused_in_one_line(option: str, tmp_path: Path, reconciler: Reconciler) -> None:
     done = reconciler(*input_options("/dev/zero")[option], cwd=tmp_path)
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == "Error: /dev/zero: is a character device, not a regular file; refused\n"
 
 
 @pytest.mark.parametrize("option", list(input_options("x")))
-def test_a_fifo_is_refused_before_it_is_opened(option: str, tmp_path: Path) -> None:
+def test_a_fifo_is_refused_before_it_is_opened(option: str, tmp_path: Path, reconciler: Reconciler) -> None:
     fifo = tmp_path / "input.yaml"
     os.mkfifo(fifo)
     done = reconciler(*input_options(str(fifo))[option], cwd=tmp_path)
@@ -144,7 +152,7 @@ def test_a_fifo_is_refused_before_it_is_opened(option: str, tmp_path: Path) -> N
     assert done.stderr == f"Error: {fifo}: is a FIFO, not a regular file; refused\n"
 
 
-def test_a_fifo_in_a_manifest_folder_is_refused(tmp_path: Path) -> None:
+def test_a_fifo_in_a_manifest_folder_is_refused(tmp_path: Path, reconciler: Reconciler) -> None:
     (tmp_path / "manifests").mkdir()
     (tmp_path / "manifests" / "a.yaml").write_text("region: cn-hangzhou\n", encoding="utf-8")
     os.mkfifo(tmp_path / "manifests" / "b.yaml")
@@ -152,7 +160,7 @@ def test_a_fifo_in_a_manifest_folder_is_refused(tmp_path: Path) -> None:
     assert (done.returncode, done.stderr) == (1, "Error: manifests/b.yaml: is a FIFO, not a regular file; refused\n")
 
 
-def test_a_unix_socket_is_refused(tmp_path: Path) -> None:
+def test_a_unix_socket_is_refused(tmp_path: Path, reconciler: Reconciler) -> None:
     path = tmp_path / "s.yaml"
     with socket.socket(socket.AF_UNIX) as sock:
         sock.bind(str(path))
@@ -285,7 +293,8 @@ def test_a_prompt_client_is_served_after_a_slow_one_is_cut_off(slow_header_emula
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1", "example.com"])
-def test_the_emulator_listens_on_loopback_only_unless_allowed(tmp_path: Path, host: str) -> None:
+def test_the_emulator_listens_on_loopback_only_unless_allowed(tmp_path: Path, host: str,
+                                                              reconciler: Reconciler) -> None:
     done = reconciler("emulator", "--state", str(STATE), "--host", host, cwd=tmp_path)
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == (f"Error: the emulator listens on loopback only (127.0.0.1, ::1, localhost), not {host!r}: "

@@ -8,7 +8,7 @@ import base64
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote, quote_plus
@@ -19,6 +19,7 @@ import yaml
 from reconciler.emulator.server import running_emulator
 from reconciler.emulator.state import EmulatorState
 from tests.support.paths import ROOT
+from tests.support.prewarmed import Prewarmed
 
 MANIFEST_ENV_SECRET = "plantedManifestSecret7Q"
 MANIFEST_LITERAL_SECRET = "plantedLiteral@Secret8R"
@@ -73,17 +74,26 @@ def emulator_url() -> Iterator[str]:
         yield emulator.url
 
 
-def reconciler(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
-    env.update(HOME=str(cwd / "home"), ORDERS_SECRET=MANIFEST_ENV_SECRET, ALIBABA_CLOUD_ACCESS_KEY_ID="plantedid",
-               ALIBABA_CLOUD_ACCESS_KEY_SECRET=ACCESS_KEY_SECRET, ALIBABA_CLOUD_SECURITY_TOKEN=STS_TOKEN,
-               SOURCE_DATE_EPOCH="1767225600")
-    return subprocess.run([sys.executable, "-m", "reconciler", "--debug", *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=60, check=False)
+Reconciler = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def reconciler(prewarmed: Prewarmed) -> Reconciler:
+    """`reconciler --debug ARGS` in a process of its own, with the planted credentials and secret."""
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
+        env.update(HOME=str(cwd / "home"), ORDERS_SECRET=MANIFEST_ENV_SECRET, ALIBABA_CLOUD_ACCESS_KEY_ID="plantedid",
+                   ALIBABA_CLOUD_ACCESS_KEY_SECRET=ACCESS_KEY_SECRET, ALIBABA_CLOUD_SECURITY_TOKEN=STS_TOKEN,
+                   SOURCE_DATE_EPOCH="1767225600")
+        return prewarmed.run(["--debug", *args], env=env, cwd=cwd, timeout=60)
+
+    return run
 
 
 @pytest.mark.slow  # nine commands, each in its own process, as a user runs them
-def test_no_command_shows_or_writes_a_planted_secret(workspace: Path, emulator_url: str) -> None:
+def test_no_command_shows_or_writes_a_planted_secret(workspace: Path, emulator_url: str,
+                                                     reconciler: Reconciler) -> None:
     endpoint = ["--endpoint", emulator_url]
     # The reads run side by side (each writes its own files); then, in order, what needs their files or
     # changes the live state.

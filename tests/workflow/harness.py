@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ SHELLCHECK = str(Path(sys.executable).with_name("shellcheck"))
 # The job's `reconciler`: records its arguments and which of the secret names reached it (a JSON line in
 # $RECONCILER_CALLS), then runs the real one, pointed at an embedded emulator of $EMULATOR_STATE unless it plans
 # a saved snapshot (a scan also at $SECOND_REGION_STATE when set: a region no manifest declares), in a process
-# forked from a server that has imported reconciler already (tests/workflow/prewarmed.py).
+# forked from a server that has imported reconciler already (tests/support/prewarmed.py).
 # FAKE_RECONCILER_ERROR makes the commands in FAKE_RECONCILER_FAILS (plan, apply and scan unless set) fail with
 # that text on stderr, as an error quoting hostile values would.
 FAKE_RECONCILER = '''#!{python}
@@ -52,25 +51,9 @@ if args[:1] and args[0] in ("plan", "apply", "export", "scan") and "--snapshot" 
     if args[0] == "scan" and os.environ.get("SECOND_REGION_STATE"):
         extra += ["--emulator", os.environ["SECOND_REGION_STATE"]]
 sys.path.insert(0, {root!r})
-from tests.workflow.prewarmed import run
+from tests.support.prewarmed import run
 sys.exit(run({server!r}, [*args, *extra]))
 '''
-
-
-@contextmanager
-def prewarmed_server(folder: Path) -> Iterator[str]:
-    """tests/workflow/prewarmed.py's server, listening on a socket in `folder`, for the `with` block; yields the
-    socket's path."""
-    path = str(folder / "socket")
-    server = subprocess.Popen([sys.executable, "-m", "tests.workflow.prewarmed", path], stdout=subprocess.PIPE,
-                              text=True, cwd=ROOT)
-    try:
-        assert server.stdout is not None
-        assert server.stdout.readline() == "ready\n"
-        yield path
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def job_bin(folder: Path, secret_names: Collection[str], server: str) -> Path:

@@ -29,6 +29,7 @@ from reconciler.aliyun import credentials
 from reconciler.plan import CHANGED_ONLY, plan_json_schema
 from tests.support.loopback_servers import serving
 from tests.support.paths import GOLDEN, ROOT, TESTS
+from tests.support.prewarmed import Prewarmed
 from tests.workflow.fakes.actions_log import workflow_commands
 from tests.workflow.fakes.hostile_error import HOSTILE, assert_inert_in_comment
 from tests.workflow.harness import (
@@ -128,8 +129,8 @@ class Runner:
 
 
 @pytest.fixture
-def runner(tmp_path: Path, prewarmed: str) -> Runner:
-    bin_dir = job_bin(tmp_path / "bin", REPOSITORY_SECRETS, prewarmed)
+def runner(tmp_path: Path, prewarmed: Prewarmed) -> Runner:
+    bin_dir = job_bin(tmp_path / "bin", REPOSITORY_SECRETS, prewarmed.path)
     gh = bin_dir / "gh"
     gh.write_text(f"#!/bin/sh\nexec {sys.executable} {TESTS / 'workflow' / 'fakes' / 'gh.py'} \"$@\"\n")
     pip = bin_dir / "pip"

@@ -20,6 +20,7 @@ import yaml
 from reconciler import __version__
 from reconciler.plan import CHANGED_ONLY
 from tests.support.paths import ROOT
+from tests.support.prewarmed import Prewarmed
 from tests.workflow.fakes.gitlab import BOT_ID, PROJECT, TOKEN, GitLab, serve
 from tests.workflow.fakes.hostile_error import HOSTILE, assert_inert_in_comment
 from tests.workflow.harness import (
@@ -90,9 +91,9 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path: Path, prewarmed: str) -> Iterator[Project]:
+def project(tmp_path: Path, prewarmed: Prewarmed) -> Iterator[Project]:
     """The demo manifests on main of an `origin`, cloned into the job's workspace."""
-    bin_dir = job_bin(tmp_path / "bin", DEMO_SECRETS, prewarmed)
+    bin_dir = job_bin(tmp_path / "bin", DEMO_SECRETS, prewarmed.path)
     origin = tmp_path / "origin"
     (origin / "manifests").mkdir(parents=True)
     shutil.copy(ROOT / "manifests" / "hangzhou.yaml", origin / "manifests" / "hangzhou.yaml")
