@@ -21,6 +21,7 @@ told to stop and waits for the responses in flight in steps of a few millisecond
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import signal
 import socket
@@ -103,8 +104,11 @@ class PromptServer(uvicorn.Server):
     async def main_loop(self) -> None:
         self._stopping = asyncio.Event()
         self._loop = asyncio.get_running_loop()
-        if not self.should_exit:  # `stop` may have come before the loop was known
-            await self._stopping.wait()
+        # uvicorn's tick (it refreshes the Date header) once a second, and at once when told to stop; the
+        # flag is read after the loop is known, so a `stop` that came before is not missed.
+        while not await self.on_tick(0):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 1.0)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
