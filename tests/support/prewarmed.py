@@ -23,6 +23,7 @@ import os
 import pkgutil
 import random
 import runpy
+import select
 import signal
 import socket
 import struct
@@ -97,7 +98,7 @@ def serve(path: str) -> None:
     # absent from a fresh process that does not import them (and collecting them would copy their pages).
     gc.freeze()
     # Children are waited for (so that their CPU time counts as this process's children's), as they end and
-    # at the end: a SIGTERM stops the server once the runs in flight are over.
+    # at the end: the end of stdin or a SIGTERM stops the server once the runs in flight are over.
     signal.signal(signal.SIGCHLD, _reap)
     signal.signal(signal.SIGTERM, _stop)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -106,6 +107,12 @@ def serve(path: str) -> None:
     print("ready", flush=True)
     try:
         while True:
+            # stdin is a pipe from the test process: at its end (that process is gone, however it ended), stop.
+            ready, _, _ = select.select([listener, sys.stdin], [], [])
+            if sys.stdin in ready and not os.read(sys.stdin.fileno(), 1):
+                raise _Stopped
+            if listener not in ready:
+                continue
             connection, _ = listener.accept()
             if os.fork() == 0:
                 try:
@@ -177,7 +184,7 @@ class Prewarmed:
 
     def __enter__(self) -> Prewarmed:
         self._server = subprocess.Popen([sys.executable, "-m", "tests.support.prewarmed", self.path],
-                                        stdout=subprocess.PIPE, text=True, cwd=ROOT)
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         assert self._server.stdout is not None
         if self._server.stdout.readline() != "ready\n":
             self.__exit__()
@@ -185,9 +192,13 @@ class Prewarmed:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.terminate()
-        self._server.wait(10)
+        assert self._server is not None and self._server.stdin is not None
+        self._server.stdin.close()  # the server stops once the runs in flight are over
+        try:
+            self._server.wait(60)
+        except subprocess.TimeoutExpired:
+            self._server.kill()
+            self._server.wait()
 
     def run(self, args: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: float = 60,
             errors: str = "strict") -> subprocess.CompletedProcess[str]:
