@@ -30,8 +30,8 @@ from reconciler.scan import (
 )
 from reconciler.snapshot import LiveApi, LiveGroup, LiveSignature, Scope, Snapshot
 from tests.support.cli import CliResult
+from tests.support.emulator_actions import record_actions
 from tests.support.paths import ROOT
-from tests.support.requests import record_actions
 
 STATE = str(ROOT / "examples" / "emulator-state.yaml")
 SHANGHAI = str(ROOT / "examples" / "emulator-state-shanghai.yaml")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import CliResult
+from tests.support.emulator_actions import record_actions
 from tests.support.paths import ROOT
-from tests.support.requests import record_actions
 
 STATE = str(ROOT / "examples" / "emulator-state.yaml")
 DEMO_ENV = str(ROOT / "examples" / "demo.env")
