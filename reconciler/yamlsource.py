@@ -228,6 +228,10 @@ def _parse_with_libyaml(name: str, text: str) -> tuple[Node, Any] | None:
 # directive, a complex key or a document marker. (`_INDICATOR` is the cheap test; `_TOKEN` looks closer.)
 _NOT_READ_FAST = "[^\n\x20-\x7E\xA0-\u2027\u202A-\uD7FF\uE000-\uFEFE\uFF00-\uFFFD\U00010000-\U0010FFFF]"
 _INDICATOR = re.compile(r"[!&*<%?]")
+# The same two tests for ASCII text, as C string operations (the expressions took 25 ms on 5 MB): the bytes
+# that may be read fast, and the indicators.
+_ASCII_READ_FAST = bytes([0x0A, *range(0x20, 0x7F)])
+_ASCII_INDICATORS = "!&*<%?"
 _TOKEN = re.compile(r"(?:^|[\s\[\]{},])[!&*%?]|<<", re.MULTILINE)
 # A string that PyYAML's resolver would, written plain, read as another type (yes/no/on/off, 1_000, 1:30,
 # dates, `=`, `~`, the empty string): PyYAML may have read it as that type, so it is left to PyYAML.
@@ -327,7 +331,12 @@ def _read_fast(text: str) -> tuple[dict[str, Any], dict[str, _BlockSequence]] | 
     some numbers differently), no string PyYAML would type, no nesting deeper than `MAX_DEPTH` and no
     more than `MAX_NODES` nodes.
     """
-    if re.search(_NOT_READ_FAST, text) or (_INDICATOR.search(text) and _TOKEN.search(text)):
+    if text.isascii():
+        refused = bool(text.encode("ascii").translate(None, _ASCII_READ_FAST))
+        indicator = any(character in text for character in _ASCII_INDICATORS)
+    else:
+        refused, indicator = re.search(_NOT_READ_FAST, text) is not None, _INDICATOR.search(text) is not None
+    if refused or (indicator and _TOKEN.search(text)):
         return None
     if text.startswith(("---", "...")) or "\n---" in text or "\n..." in text:
         return None

@@ -128,3 +128,20 @@ def test_an_error_in_a_large_manifest_names_its_exact_line(tmp_path: Path) -> No
         load_desired_state([path], env={})
     assert str(caught.value) == (f"{path}:{4 + 4 * 4000 + 1}: bindings[4000].stage: must be RELEASE or TEST "
                                  f"(got 'release')")
+
+
+@pytest.mark.parametrize("ascii_text", [True, False])
+@pytest.mark.parametrize("character", [chr(c) for c in [*range(0x20), 0x7F]] + list("!&*<%?"))
+def test_a_control_character_or_an_indicator_sends_the_document_to_the_exact_reading(character: str,
+                                                                                      ascii_text: bool) -> None:
+    """Each character the fast reading refuses, or an indicator before a token, in ASCII text and in text that is
+    not (which is checked another way)."""
+    if character == "\n":
+        return
+    other = "" if ascii_text else "é"
+    token = f" {character}x" if character in "!&*%?" else character
+    if character == "<":
+        token = "<<"
+    text = f"region: cn-hangzhou\nignore: [a{other}, b{token}]\n"
+    assert _read_fast(text) is None
+    assert _read_fast(text.replace(token, "c")) is not None
