@@ -155,7 +155,7 @@ SignatureName = Annotated[str, _rule(SIGNATURE_NAME_RULE, "signature name", SIGN
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 class SignatureSpec(_Strict):
