@@ -31,6 +31,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
@@ -825,6 +827,10 @@ def _add_bindings(region: RegionDesired, doc: YamlDocument, specs: Sequence[Bind
             add(binding)
 
 
+_SCOPE_OF = itemgetter(0, 1)  # a DesiredBinding's (group, stage)
+_API_OF = itemgetter(3)
+
+
 def _add_built_bindings(region: RegionDesired, doc: YamlDocument, specs: Sequence[BindingEntry],
                         built: Sequence[DesiredBinding], bound: _Bound, errors: list[ManifestError]) -> None:
     """`_add_bindings` for a file whose bindings were built before (the same bytes): only the checks against
@@ -833,20 +839,23 @@ def _add_built_bindings(region: RegionDesired, doc: YamlDocument, specs: Sequenc
     for index, (group, stage, _, _) in enumerate(specs):
         if (group, stage) not in sources:
             sources[(group, stage)] = _location(doc, ("bindings", index))
-    scope: tuple[str, Stage] | None = None
-    in_scope: dict[str, DesiredBinding] = {}
-    for count, binding in enumerate(built):
-        if (binding.group, binding.stage) != scope:
-            scope = (binding.group, binding.stage)
-            in_scope = bound.setdefault(scope, {})
-        if binding.api in in_scope:
+    added: list[tuple[dict[str, DesiredBinding], list[str]]] = []
+    # A run of bindings of one scope at a time, checked and added with set and dict operations (a loop over
+    # 200,000 bindings took 0.1 s of a --changed-only plan).
+    for scope, run in groupby(built, key=_SCOPE_OF):
+        in_scope = bound.setdefault(scope, {})
+        bindings = list(run)
+        apis = list(map(_API_OF, bindings))
+        if not in_scope.keys().isdisjoint(apis):
             # Rare: take this file's bindings back and add them as the first reading does, which reports
             # each duplicate with its entry's place.
-            for earlier in built[:count]:
-                del bound[(earlier.group, earlier.stage)][earlier.api]
+            for earlier_scope, earlier_apis in added:
+                for api in earlier_apis:
+                    del earlier_scope[api]
             _add_bindings(region, doc, specs, bound, errors)
             return
-        in_scope[binding.api] = binding
+        in_scope.update(zip(apis, bindings, strict=True))
+        added.append((in_scope, apis))
     region.bindings += built
 
 
