@@ -9,7 +9,7 @@ Every user mistake must be reported with file, line and field. A file is read on
   about ten times faster than libyaml composing PyYAML's nodes, and in a fraction of the memory when
   a long top-level block sequence (`bindings:`, `signatures:`) is read a slice of entries at a time
   (benchmarks/manifest_load.py measures the candidates). It is used only where it certainly gives the
-  value the exact reading would (see `_read_fast`); otherwise, and for every error, the exact
+  value the exact reading would (see `read_fast`); otherwise, and for every error, the exact
   reading decides and reports.
 
 Lines of a fast document are found when asked for, which is rarely (a plan names the lines of its
@@ -59,7 +59,7 @@ class YamlLines:
 
     def root(self) -> Node:
         if self._root is None:
-            self._root, _ = _read_exact(self.path, self._text)
+            self._root, _ = read_exact(self.path, self._text)
         return self._root
 
     def line_of(self, loc: Sequence[str | int]) -> int:
@@ -84,7 +84,7 @@ class YamlLines:
         if node is None:
             stop = starts[index + 1] if index + 1 < len(starts) else sequence.end
             try:
-                node, _ = _read_exact(self.path, self._text[starts[index]:stop])
+                node, _ = read_exact(self.path, self._text[starts[index]:stop])
             except ManifestError:
                 return None
             self._entries[(key, index)] = node
@@ -109,7 +109,7 @@ class YamlDocument:
         """This document read exactly (itself when it was); raises the ManifestError the exact reading finds."""
         if self.exact:
             return self
-        root, data = _read_exact(self.path, self.lines._text)
+        root, data = read_exact(self.path, self.lines._text)
         return YamlDocument(self.path, data, root)
 
     @property
@@ -258,7 +258,7 @@ def _region_end(text: str, offset: int) -> int:
 class _BlockSequence:
     """A top-level key whose value is a block sequence: where the value's text lies and how its entries begin.
 
-    Only a guess until `_read_fast` has read each slice of it."""
+    Only a guess until `read_fast` has read each slice of it."""
 
     def __init__(self, text: str, start: int, end: int, indent: str) -> None:
         self.text = text
@@ -318,7 +318,7 @@ def _loads(text: str) -> Any:
         raise
 
 
-def _read_fast(text: str) -> tuple[dict[str, Any], dict[str, _BlockSequence]] | None:
+def read_fast(text: str) -> tuple[dict[str, Any], dict[str, _BlockSequence]] | None:
     """The document's value through yaml_rs, when it is certainly the value the exact reading gives, and
     the entries of its top-level block sequences; else None.
 
@@ -412,7 +412,7 @@ def _plain_values(data: dict[str, Any]) -> list[str] | None:
     return strings
 
 
-def _read_exact(name: str, text: str) -> tuple[Node, Any]:
+def read_exact(name: str, text: str) -> tuple[Node, Any]:
     """PyYAML's node tree and the value built from it; every problem is a ManifestError with its line."""
     fast = _parse_with_libyaml(name, text)
     if fast is not None:
@@ -467,8 +467,8 @@ def parse_yaml_document(name: str, raw: bytes) -> YamlDocument:
     if "\x00" in text:
         raise ManifestError(name, text[: text.index("\x00")].count("\n") + 1, None,
                             "file contains NUL bytes (binary, not YAML)")
-    fast = _read_fast(text) if len(raw) >= FAST_FROM_BYTES else None
+    fast = read_fast(text) if len(raw) >= FAST_FROM_BYTES else None
     if fast is not None:
         return YamlDocument(name, fast[0], text=text, sequences=fast[1])
-    root, data = _read_exact(name, text)
+    root, data = read_exact(name, text)
     return YamlDocument(name, data, root)
