@@ -597,35 +597,34 @@ def load_env_file(path: Path) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 
-def _resolve_secret(doc: YamlDocument, index: int, name: str, secret: str, env: Mapping[str, str] | None
-                    ) -> tuple[SecretStr | None, str | None]:
-    reference = ENV_REFERENCE.fullmatch(secret)
-    variable = reference.group(1) if reference else None
-    where = f"signatures[{index}].secret"
+def _resolve_secret(doc: YamlDocument, index: int, name: str, secret: str, variable: str | None,
+                    env: Mapping[str, str] | None) -> SecretStr | None:
+    """The secret of `signatures[index]`: the literal `secret`, or the value of `variable` (its `${env:...}`)."""
     if variable is not None and is_credential_variable(variable):
         example = allowed_secret_variable(name.upper() + "_SECRET") if name.isascii() else "SIG_01_SECRET"
-        raise ManifestError(doc.path, doc.line_of(("signatures", index, "secret")), where,
-                            f"${{env:{variable}}} may not be used: {variable} is named like a credential (of "
-                            f"the cloud, the CI system or a token), never a signature secret; use a variable "
-                            f"of your own, e.g. {example}")
+        raise _secret_error(doc, index, f"${{env:{variable}}} may not be used: {variable} is named like a credential "
+                                        f"(of the cloud, the CI system or a token), never a signature secret; use a "
+                                        f"variable of your own, e.g. {example}")
     if env is None:
-        return None, variable
+        return None
     if variable is None:
-        return SecretStr(secret), None
-    if variable not in env:
-        raise ManifestError(doc.path, doc.line_of(("signatures", index, "secret")), where,
-                            f"environment variable {variable} is not set (set it, use --env-file, "
-                            f"or plan with --skip-secrets)")
-    value = env[variable]
+        return SecretStr(secret)
+    value = env.get(variable)
+    if value is None:
+        raise _secret_error(doc, index, f"environment variable {variable} is not set (set it, use --env-file, "
+                                        f"or plan with --skip-secrets)")
     if not value:
         # What an undefined secret of a CI system becomes (`${{ secrets.X }}` in GitHub Actions).
-        raise ManifestError(doc.path, doc.line_of(("signatures", index, "secret")), where,
-                            f"environment variable {variable} is set but empty (in CI: is the secret defined "
-                            f"for this repository and job?)")
+        raise _secret_error(doc, index, f"environment variable {variable} is set but empty (in CI: is the secret "
+                                        f"defined for this repository and job?)")
     if not SIGNATURE_SECRET_RULE.fullmatch(value):
-        raise ManifestError(doc.path, doc.line_of(("signatures", index, "secret")), where,
-                            f"the value of {variable} breaks the vendor's rule: {SIGNATURE_SECRET_HINT}")
-    return SecretStr(value), variable
+        raise _secret_error(doc, index, f"the value of {variable} breaks the vendor's rule: {SIGNATURE_SECRET_HINT}")
+    return SecretStr(value)
+
+
+def _secret_error(doc: YamlDocument, index: int, message: str) -> ManifestError:
+    return ManifestError(doc.path, doc.line_of(("signatures", index, "secret")), f"signatures[{index}].secret",
+                         message)
 
 
 @dataclass
@@ -712,6 +711,7 @@ def _load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None,
         except ManifestError as exc:  # reported with the others; the rest of the file is still checked
             errors.append(exc)
 
+        reference_of = ENV_REFERENCE.fullmatch
         for index, (name, key, secret_text) in enumerate(manifest.signatures):
             location = _location(doc, ("signatures", index, "name"))
             earlier_sig = region.signatures.get(name)
@@ -720,13 +720,15 @@ def _load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None,
                                             f"signature '{name}' is already declared at "
                                             f"{earlier_sig.location}"))
                 continue
+            reference = reference_of(secret_text)
+            variable = reference.group(1) if reference is not None else None
             try:
-                secret, variable = _resolve_secret(doc, index, name, secret_text, env)
+                secret = _resolve_secret(doc, index, name, secret_text, variable, env)
             except ManifestError as exc:
                 # Declared all the same, so that its bindings are not reported as well.
                 errors.append(exc)
                 secret, variable = None, None
-            if not ENV_REFERENCE.fullmatch(secret_text):
+            if reference is None:
                 warnings.append(ManifestWarning(
                     "literal secret", _location(doc, ("signatures", index, "secret")), f"signatures[{index}].secret",
                     "use ${env:VARIABLE} so the secret is not kept in the repository"))
