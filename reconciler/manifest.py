@@ -216,8 +216,8 @@ BindingEntry = tuple[str, Stage, str, list[str]]
 
 @dataclass(frozen=True, slots=True)
 class CheckedManifest:
-    """One manifest file that `ManifestFile` validates, as plain values (instances of `ManifestFile`'s models
-    for 60,000 entries cost more to build and to keep than the checks themselves)."""
+    """One manifest file that `ManifestFile` validates, as plain values (a model instance per entry cost more to
+    build and to keep than the checks themselves)."""
 
     region: str
     prune: bool | None
@@ -246,8 +246,8 @@ def check_manifest(data: Any) -> CheckedManifest | None:
     """What `ManifestFile.model_validate(data)` gives, when it certainly succeeds; else None, and the model
     decides (and words every error).
 
-    The model's rules written as one loop over plain values, about three times faster than the model on
-    40,000 entries; it accepts nothing the model refuses (tests/manifest/test_manifest_check.py compares
+    The model's rules written as one loop over plain values, several times faster than the model on a large
+    manifest; it accepts nothing the model refuses (tests/manifest/test_manifest_check.py compares
     them over generated values), and a group id or signature name that repeats is checked and kept once.
     """
     if type(data) is not dict or not data.keys() <= _MANIFEST_FIELDS:
@@ -404,8 +404,8 @@ class DesiredSignature:
 
 
 class DesiredBinding(NamedTuple):
-    """One API bound to a signature in one (group, stage). A named tuple: a frozen dataclass took four times as
-    long to build, and a manifest can bind 200,000 APIs."""
+    """One API bound to a signature in one (group, stage). A named tuple: a frozen dataclass took several times
+    as long to build, and a manifest can bind hundreds of thousands of APIs."""
 
     group: str
     stage: Stage
@@ -842,8 +842,8 @@ def _add_built_bindings(region: RegionDesired, doc: YamlDocument, specs: Sequenc
         if (group, stage) not in sources:
             sources[(group, stage)] = _location(doc, ("bindings", index))
     added: list[tuple[dict[str, DesiredBinding], list[str]]] = []
-    # A run of bindings of one scope at a time, checked and added with set and dict operations (a loop over
-    # 200,000 bindings took 0.1 s of a --changed-only plan).
+    # A run of bindings of one scope at a time, checked and added with set and dict operations, not a Python
+    # loop over every binding (see benchmarks/README.md, "Profile notes").
     for scope, run in groupby(built, key=_SCOPE_OF):
         in_scope = bound.setdefault(scope, {})
         bindings = list(run)
