@@ -7,9 +7,10 @@ Usage (from the repository root)::
 The tenant is the benchmark's (`workload.py`: 1,000 groups x 2 stages x 100 bindings, 500 signatures, 25
 APIs to a manifest entry), served by one emulator process at 50 ms latency. The base is the manifests as
 written; the pull request moves one API of group 0, stage RELEASE, from its entry to the next one (one
-binding changes signature). Each plan runs once as a child process against the same emulator state;
-figures are the requests the emulator counted, the process's wall and CPU time, and the labels of the
-changes it printed.
+binding changes signature). Each plan runs once as a child process against the same emulator state:
+`--base PATH` with and without `--changed-only`, and `--base-ref` with it, the base committed in a git
+repository whose working tree is the pull request (as in CI). Figures are the requests the emulator
+counted, the process's wall and CPU time, and the labels of the changes it printed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,18 @@ def change_one_binding(base: Path, head: Path) -> str:
     return api
 
 
+def git_checkout(base: Path, head: Path, repository: Path) -> Path:
+    """A git repository whose last commit holds `base` and whose working tree holds `head`; its manifest folder."""
+    manifests = repository / "manifests"
+    shutil.copytree(base, manifests)
+    for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "base"]):
+        subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args],
+                       cwd=repository, check=True, capture_output=True)
+    shutil.rmtree(manifests)
+    shutil.copytree(head, manifests)
+    return manifests
+
+
 def labels(plan_file: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     for change in json.loads(plan_file.read_text(encoding="utf-8"))["changes"]:
@@ -56,11 +70,14 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         state, base, env = write_tenant(size, Path(scratch) / "tenant")
         head = Path(scratch) / "head"
         report["moved_api"] = change_one_binding(base, head)
+        checkout = git_checkout(base, head, Path(scratch) / "repository")
+        variants = (("--base", head, ("--base", str(base))),
+                    ("--base --changed-only", head, ("--base", str(base), "--changed-only")),
+                    ("--base-ref --changed-only", checkout, ("--base-ref", "main", "--changed-only")))
         with emulator(state, args.latency_ms) as server:
-            for name, extra in (("--base", ()), ("--base --changed-only", ("--changed-only",))):
+            for name, manifests, extra in variants:
                 out = Path(scratch) / "plan.json"
-                run = run_plan(head, env, server, args.concurrency,
-                               ("--base", str(base), "-o", "json", "--out", str(out), *extra))
+                run = run_plan(manifests, env, server, args.concurrency, ("-o", "json", "--out", str(out), *extra))
                 report["runs"][name] = {"requests": run.requests, "process_seconds": run.process_seconds,
                                         "cpu_seconds": run.cpu_seconds, "fetch_seconds": run.fetch_seconds,
                                         "labels": labels(out)}
@@ -70,10 +87,10 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
 def table(report: dict[str, Any]) -> str:
     lines = [f"{report['size']}, {report['latency_ms']:g} ms latency, concurrency {report['concurrency']}; "
              f"a pull request that rebinds one API ({report['moved_api']}) of one group", "",
-             f"{'plan':<24}{'requests':>9}{'wall s':>8}{'CPU s':>8}  labels"]
+             f"{'plan':<27}{'requests':>9}{'wall s':>8}{'CPU s':>8}  labels"]
     for name, r in report["runs"].items():
         shown = ", ".join(f"{count} {label}" for label, count in sorted(r["labels"].items()))
-        lines.append(f"{name:<24}{r['requests']:>9}{r['process_seconds']:>8.2f}{r['cpu_seconds']:>8.2f}  {shown}")
+        lines.append(f"{name:<27}{r['requests']:>9}{r['process_seconds']:>8.2f}{r['cpu_seconds']:>8.2f}  {shown}")
     return "\n".join(lines)
 
 

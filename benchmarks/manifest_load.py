@@ -15,10 +15,10 @@ Candidates (the reading only, without validation, unless said):
 - `pyyaml CSafeLoader`: `yaml.load(text, CSafeLoader)`; libyaml parses, PyYAML constructs in Python;
   no positions;
 - `pyyaml exact (nodes + lines)`: what reconciler did before: libyaml composes PyYAML's node tree (with
-  positions), checked and constructed (`yamlsource._read_exact`);
+  positions), checked and constructed (`yamlsource.read_exact`);
 - `yaml_rs whole file` / `ryaml` / `rapidyaml tree` / `rapidyaml tree + walk`: Rust and C++ parsers;
   none reports positions to Python (rapidyaml only in its error messages);
-- `fast reading`: `yamlsource._read_fast`, yaml_rs in slices with the checks that decide it may be used;
+- `fast reading`: `yamlsource.read_fast`, yaml_rs in slices with the checks that decide it may be used;
 - `load_desired_state`: reading, validation with pydantic and the desired state, in process (the
   target: <= 0.6 s, <= 120 MB);
 - `reconciler validate` (process): the whole command, start-up included.
@@ -65,8 +65,8 @@ runpy.run_module("reconciler", run_name="__main__")
 CANDIDATES: dict[str, tuple[str, str, str | None]] = {
     # name: (setup, body, module that must be importable)
     "pyyaml CSafeLoader": ("import yaml", "for t in TEXTS: yaml.load(t, Loader=yaml.CSafeLoader)", None),
-    "pyyaml exact (nodes + lines)": ("from reconciler.yamlsource import _read_exact",
-                                     "for p, t in zip(FILES, TEXTS): _read_exact(str(p), t)", None),
+    "pyyaml exact (nodes + lines)": ("from reconciler.yamlsource import read_exact",
+                                     "for p, t in zip(FILES, TEXTS): read_exact(str(p), t)", None),
     "yaml_rs whole file": ("import yaml_rs", "for t in TEXTS: yaml_rs.loads(t, parse_datetime=False)", "yaml_rs"),
     "ryaml": ("import ryaml", "for t in TEXTS: ryaml.loads(t)", "ryaml"),
     "rapidyaml tree": ("import ryml", "for t in TEXTS: ryml.parse_in_arena(t.encode())", "ryml"),
@@ -87,8 +87,8 @@ def walk(tree, node):
     return bytes(tree.val(node)).decode()""",
                               "for t in TEXTS:\n    tree = ryml.parse_in_arena(t.encode()); walk(tree, tree.root_id())",
                               "ryml"),
-    "fast reading (yaml_rs in slices + checks)": ("from reconciler.yamlsource import _read_fast",
-                                                  "for t in TEXTS: assert _read_fast(t) is not None", "yaml_rs"),
+    "fast reading (yaml_rs in slices + checks)": ("from reconciler.yamlsource import read_fast",
+                                                  "for t in TEXTS: assert read_fast(t) is not None", "yaml_rs"),
     "load_desired_state (read + validate)": (
         "import os\nfrom reconciler.manifest import load_desired_state\nenv = dict(os.environ)",
         "load_desired_state(FILES, env=env)", None),

@@ -13,9 +13,10 @@ Design notes:
   attributes; the manifest line (`source`) is ignored, since a pull request moves lines. A change
   that writes a secret (create, or update of the secret) is `introduced` when the two sets of
   manifests give that signature different secrets, even though a plan never shows secrets.
-- The base's manifests are read from git with `git ls-tree` and `git show` (no checkout, nothing
-  written in the working tree), the same paths as given for the pull request, relative to the
-  repository's top folder. A path the base does not have yet contributes no manifest; a base with
+- The base's manifests are read from git with `git ls-tree` and one `git cat-file --batch` for all
+  their contents (no checkout, nothing written in the working tree; a git process per file made a
+  base of hundreds of files cost seconds), the same paths as given for the pull request, relative to
+  the repository's top folder. A path the base does not have yet contributes no manifest; a base with
   no manifest at all has an empty plan, so every change is `introduced`.
 - Errors in the base's manifests are reported with `base REF:` before them and the base's path in
   the repository, and they fail the run: a label computed from a broken base would mislead.
@@ -53,9 +54,9 @@ MANIFEST_SUFFIXES = (".yaml", ".yml")
 _SYMLINK_MODE = "120000"
 
 
-def _git(args: Sequence[str], cwd: Path) -> bytes:
+def _git(args: Sequence[str], cwd: Path, stdin: bytes | None = None) -> bytes:
     try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
+        done = subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, check=False)
     except OSError as exc:
         raise InputError(f"--base-ref needs git: {exc.strerror}") from None
     if done.returncode != 0:
@@ -90,6 +91,7 @@ def checkout_base_manifests(ref: str, paths: Sequence[Path], into: Path) -> list
         raise InputError(f"--base-ref {ref}: no such commit in {top} (in CI, fetch the base branch too, "
                          f"e.g. actions/checkout with fetch-depth: 0)") from None
     found: list[Path] = []
+    blobs: dict[str, str] = {}  # path in the repository -> object id
     for path in paths:
         try:
             relative = path.resolve().relative_to(top)
@@ -101,16 +103,37 @@ def checkout_base_manifests(ref: str, paths: Sequence[Path], into: Path) -> list
         wrote = False
         for entry in filter(None, listing.split(b"\0")):
             meta, _, name = entry.decode("utf-8", "surrogateescape").partition("\t")
-            mode, kind, _ = meta.split(" ", 2)
+            mode, kind, object_id = meta.split(" ", 2)
             if kind != "blob" or mode == _SYMLINK_MODE or not name.endswith(MANIFEST_SUFFIXES):
                 continue
-            target = into / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(_git(["show", f"{ref}:{name}"], top))
+            blobs[name] = object_id
             wrote = True
         if wrote:
             found.append(into / relative)
+    contents = _read_blobs(list(blobs.values()), top)
+    for name, object_id in blobs.items():
+        target = into / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(contents[object_id])
     return found
+
+
+def _read_blobs(object_ids: Sequence[str], top: Path) -> dict[str, bytes]:
+    """The contents of git blobs, read by one `git cat-file --batch`."""
+    if not object_ids:
+        return {}
+    output = _git(["cat-file", "--batch"], top, stdin="".join(f"{oid}\n" for oid in object_ids).encode())
+    contents: dict[str, bytes] = {}
+    offset = 0
+    for object_id in object_ids:
+        end = output.index(b"\n", offset)
+        header = output[offset:end].decode("ascii", "replace").split()
+        if len(header) != 3 or header[1] != "blob":
+            raise InputError(f"git cat-file failed: {' '.join(header)} for object {object_id}")
+        size = int(header[2])
+        contents[object_id] = output[end + 1:end + 1 + size]
+        offset = end + 1 + size + 1  # the content is followed by a line feed
+    return contents
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,10 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
@@ -50,6 +52,7 @@ from reconciler.vendor_rules import (
     SIGNATURE_NAME_RULE,
     SIGNATURE_SECRET_HINT,
     SIGNATURE_SECRET_RULE,
+    STAGES,
     UNMANAGED_STAGE_HINT,
     Stage,
 )
@@ -97,6 +100,10 @@ def _rule(pattern: re.Pattern[str], what: str, help_text: str) -> AfterValidator
         return value
 
     return AfterValidator(check)
+
+
+# A secret the model takes: a whole reference, or a literal within the vendor's rule (which has no `$`).
+_SECRET_RULE = re.compile(f"{ENV_REFERENCE.pattern}|{SIGNATURE_SECRET_RULE.pattern}")
 
 
 def _secret_field(value: str) -> str:
@@ -150,7 +157,7 @@ SignatureName = Annotated[str, _rule(SIGNATURE_NAME_RULE, "signature name", SIGN
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 class SignatureSpec(_Strict):
@@ -199,6 +206,120 @@ class ManifestFile(_Strict):
         json_schema_extra={"propertyNames": {"pattern": f"^{API_ID.pattern}$"},
                            "additionalProperties": {"type": "array", "items": _REQUIRABLE_STAGES,
                                                     "uniqueItems": True}})
+
+
+SignatureEntry = tuple[str, str, str]
+"""A validated `signatures` entry: name, key, secret (a literal or `${env:NAME}`)."""
+BindingEntry = tuple[str, Stage, str, list[str]]
+"""A validated `bindings` entry: group, stage, signature, apis."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedManifest:
+    """One manifest file that `ManifestFile` validates, as plain values (a model instance per entry cost more to
+    build and to keep than the checks themselves)."""
+
+    region: str
+    prune: bool | None
+    ignore: list[str]
+    signatures: list[SignatureEntry]
+    bindings: list[BindingEntry]
+    require_signature: list[Stage] | None  # None: not given (`[]` is given)
+    require_signature_by_group: dict[str, list[Stage]]
+
+    @classmethod
+    def of(cls, model: ManifestFile) -> CheckedManifest:
+        return cls(model.region, model.prune, model.ignore, [(s.name, s.key, s.secret) for s in model.signatures],
+                   [(b.group, b.stage, b.signature, b.apis) for b in model.bindings],
+                   model.require_signature if "require_signature" in model.model_fields_set else None,
+                   model.require_signature_by_group)
+
+
+_MANIFEST_FIELDS = frozenset(ManifestFile.model_fields)
+_SIGNATURE_FIELDS = frozenset(SignatureSpec.model_fields)
+_BINDING_FIELDS = frozenset(BindingSpec.model_fields)
+_ANY_STAGE: dict[str, Stage] = {stage: stage for stage in STAGES}
+_MANAGED_STAGE: dict[str, Stage] = {"RELEASE": "RELEASE", "TEST": "TEST"}
+
+
+def check_manifest(data: Any) -> CheckedManifest | None:
+    """What `ManifestFile.model_validate(data)` gives, when it certainly succeeds; else None, and the model
+    decides (and words every error).
+
+    The model's rules written as one loop over plain values, several times faster than the model on a large
+    manifest; it accepts nothing the model refuses (tests/manifest/test_manifest_check.py compares
+    them over generated values), and a group id or signature name that repeats is checked and kept once.
+    """
+    if type(data) is not dict or not data.keys() <= _MANIFEST_FIELDS:
+        return None
+    region, prune = data.get("region"), data.get("prune")
+    ignore = data.get("ignore", [])
+    require = data.get("require_signature", [])
+    by_group = data.get("require_signature_by_group", {})
+    if (type(region) is not str or not REGION_RULE.fullmatch(region)
+            or (prune is not None and type(prune) is not bool)
+            or type(ignore) is not list or not all(type(p) is str and p.strip() for p in ignore)
+            or not _stage_list(require)
+            or type(by_group) is not dict or not all(type(g) is str and _stage_list(s) for g, s in by_group.items())):
+        return None
+    signatures = _signature_entries(data.get("signatures", []))
+    bindings = _binding_entries(data.get("bindings", []))
+    if signatures is None or bindings is None:
+        return None
+    return CheckedManifest(region, prune, ignore, signatures, bindings,
+                           require if "require_signature" in data else None, by_group)
+
+
+def _stage_list(value: Any) -> bool:
+    return type(value) is list and all(type(s) is str and s in _ANY_STAGE for s in value)
+
+
+def _signature_entries(entries: Any) -> list[SignatureEntry] | None:
+    if type(entries) is not list:
+        return None
+    name_rule, key_rule = SIGNATURE_NAME_RULE.fullmatch, SIGNATURE_KEY_RULE.fullmatch
+    secret_rule = _SECRET_RULE.fullmatch
+    out: list[SignatureEntry] = []
+    for entry in entries:
+        if type(entry) is not dict or entry.keys() != _SIGNATURE_FIELDS:
+            return None
+        name, key, secret = entry["name"], entry["key"], entry["secret"]
+        if (type(name) is not str or type(key) is not str or type(secret) is not str
+                or not name_rule(name) or not key_rule(key) or not secret_rule(secret)):
+            return None
+        out.append((name, key, secret))
+    return out
+
+
+def _binding_entries(entries: Any) -> list[BindingEntry] | None:
+    if type(entries) is not list:
+        return None
+    group_rule, name_rule = RESOURCE_ID_RULE.fullmatch, SIGNATURE_NAME_RULE.fullmatch
+    groups: dict[str, str] = {}
+    names: dict[str, str] = {}
+    out: list[BindingEntry] = []
+    for entry in entries:
+        if type(entry) is not dict or entry.keys() != _BINDING_FIELDS:
+            return None
+        group, stage, signature, apis = entry["group"], entry["stage"], entry["signature"], entry["apis"]
+        if type(group) is not str or type(stage) is not str or type(signature) is not str or type(apis) is not list:
+            return None
+        known_group, known_name, managed = groups.get(group), names.get(signature), _MANAGED_STAGE.get(stage)
+        if known_group is None:
+            if not group_rule(group):
+                return None
+            known_group = groups[group] = group
+        if known_name is None:
+            if not name_rule(signature):
+                return None
+            known_name = names[signature] = signature
+        if managed is None or not apis:
+            return None
+        for api in apis:
+            if type(api) is not str or not api.strip():
+                return None
+        out.append((known_group, managed, known_name, apis))
+    return out
 
 
 # ---------------------------------------------------------------- desired state
@@ -282,8 +403,10 @@ class DesiredSignature:
     location: Location
 
 
-@dataclass(frozen=True, slots=True)
-class DesiredBinding:
+class DesiredBinding(NamedTuple):
+    """One API bound to a signature in one (group, stage). A named tuple: a frozen dataclass took several times
+    as long to build, and a manifest can bind hundreds of thousands of APIs."""
+
     group: str
     stage: Stage
     signature: str
@@ -400,17 +523,20 @@ def _message(err: ErrorDetails) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def _validate(doc: YamlDocument) -> ManifestFile:
+def _validate(doc: YamlDocument) -> CheckedManifest:
+    checked = check_manifest(doc.data)
+    if checked is not None:
+        return checked
     if not doc.exact:
         try:
-            return ManifestFile.model_validate(doc.data)
+            return CheckedManifest.of(ManifestFile.model_validate(doc.data))
         except ValidationError:
             doc = doc.exactly()  # the exact reading decides what is wrong, and where
     if not isinstance(doc.data, dict):
         raise ManifestError(doc.path, doc.line_of(()), None,
                             f"a manifest must be a mapping with 'region', got {_describe(doc.data)}")
     try:
-        return ManifestFile.model_validate(doc.data)
+        return CheckedManifest.of(ManifestFile.model_validate(doc.data))
     except ValidationError as exc:
         found = []
         for err in exc.errors():
@@ -471,35 +597,34 @@ def load_env_file(path: Path) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 
-def _resolve_secret(doc: YamlDocument, index: int, spec: SignatureSpec, env: Mapping[str, str] | None
-                    ) -> tuple[SecretStr | None, str | None]:
-    reference = ENV_REFERENCE.fullmatch(spec.secret)
-    variable = reference.group(1) if reference else None
-    where = f"signatures[{index}].secret"
+def _resolve_secret(doc: YamlDocument, index: int, name: str, secret: str, variable: str | None,
+                    env: Mapping[str, str] | None) -> SecretStr | None:
+    """The secret of `signatures[index]`: the literal `secret`, or the value of `variable` (its `${env:...}`)."""
     if variable is not None and is_credential_variable(variable):
-        example = allowed_secret_variable(spec.name.upper() + "_SECRET") if spec.name.isascii() else "SIG_01_SECRET"
-        raise ManifestError(doc.path, doc.line_of(("signatures", index, "secret")), where,
-                            f"${{env:{variable}}} may not be used: {variable} is named like a credential (of "
-                            f"the cloud, the CI system or a token), never a signature secret; use a variable "
-                            f"of your own, e.g. {example}")
+        example = allowed_secret_variable(name.upper() + "_SECRET") if name.isascii() else "SIG_01_SECRET"
+        raise _secret_error(doc, index, f"${{env:{variable}}} may not be used: {variable} is named like a credential "
+                                        f"(of the cloud, the CI system or a token), never a signature secret; use a "
+                                        f"variable of your own, e.g. {example}")
     if env is None:
-        return None, variable
+        return None
     if variable is None:
-        return SecretStr(spec.secret), None
-    if variable not in env:
-        raise ManifestError(doc.path, doc.line_of(("signatures", index, "secret")), where,
-                            f"environment variable {variable} is not set (set it, use --env-file, "
-                            f"or plan with --skip-secrets)")
-    value = env[variable]
+        return SecretStr(secret)
+    value = env.get(variable)
+    if value is None:
+        raise _secret_error(doc, index, f"environment variable {variable} is not set (set it, use --env-file, "
+                                        f"or plan with --skip-secrets)")
     if not value:
         # What an undefined secret of a CI system becomes (`${{ secrets.X }}` in GitHub Actions).
-        raise ManifestError(doc.path, doc.line_of(("signatures", index, "secret")), where,
-                            f"environment variable {variable} is set but empty (in CI: is the secret defined "
-                            f"for this repository and job?)")
+        raise _secret_error(doc, index, f"environment variable {variable} is set but empty (in CI: is the secret "
+                                        f"defined for this repository and job?)")
     if not SIGNATURE_SECRET_RULE.fullmatch(value):
-        raise ManifestError(doc.path, doc.line_of(("signatures", index, "secret")), where,
-                            f"the value of {variable} breaks the vendor's rule: {SIGNATURE_SECRET_HINT}")
-    return SecretStr(value), variable
+        raise _secret_error(doc, index, f"the value of {variable} breaks the vendor's rule: {SIGNATURE_SECRET_HINT}")
+    return SecretStr(value)
+
+
+def _secret_error(doc: YamlDocument, index: int, message: str) -> ManifestError:
+    return ManifestError(doc.path, doc.line_of(("signatures", index, "secret")), f"signatures[{index}].secret",
+                         message)
 
 
 @dataclass
@@ -507,7 +632,7 @@ class ParsedFile:
     """One validated manifest and, once merged without error, the bindings built from it (in order)."""
 
     doc: YamlDocument
-    manifest: ManifestFile
+    manifest: CheckedManifest
     bindings: list[DesiredBinding] | None = None
 
 
@@ -553,8 +678,8 @@ def _load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None,
     warnings: list[ManifestWarning] = []
     errors: list[ManifestError] = []
     prune_source: dict[str, tuple[bool, Location]] = {}
-    # (region, group, stage, api) -> binding, to find an API given two signatures.
-    bound: dict[tuple[str, str, str, str], DesiredBinding] = {}
+    # region -> (group, stage) -> api -> binding, to find an API given two signatures.
+    bound: dict[str, _Bound] = {}
     files_failed = False
     for path in manifest_paths(paths):
         try:
@@ -586,32 +711,36 @@ def _load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None,
         except ManifestError as exc:  # reported with the others; the rest of the file is still checked
             errors.append(exc)
 
-        for index, spec in enumerate(manifest.signatures):
+        reference_of = ENV_REFERENCE.fullmatch
+        for index, (name, key, secret_text) in enumerate(manifest.signatures):
             location = _location(doc, ("signatures", index, "name"))
-            earlier_sig = region.signatures.get(spec.name)
+            earlier_sig = region.signatures.get(name)
             if earlier_sig is not None:
                 errors.append(ManifestError(doc.path, location.line, f"signatures[{index}].name",
-                                            f"signature '{spec.name}' is already declared at "
+                                            f"signature '{name}' is already declared at "
                                             f"{earlier_sig.location}"))
                 continue
+            reference = reference_of(secret_text)
+            variable = reference.group(1) if reference is not None else None
             try:
-                secret, variable = _resolve_secret(doc, index, spec, env)
+                secret = _resolve_secret(doc, index, name, secret_text, variable, env)
             except ManifestError as exc:
                 # Declared all the same, so that its bindings are not reported as well.
                 errors.append(exc)
                 secret, variable = None, None
-            if not ENV_REFERENCE.fullmatch(spec.secret):
+            if reference is None:
                 warnings.append(ManifestWarning(
                     "literal secret", _location(doc, ("signatures", index, "secret")), f"signatures[{index}].secret",
                     "use ${env:VARIABLE} so the secret is not kept in the repository"))
-            region.signatures[spec.name] = DesiredSignature(
-                name=spec.name, key=spec.key, secret=secret, secret_variable=variable, location=location)
+            region.signatures[name] = DesiredSignature(
+                name=name, key=key, secret=secret, secret_variable=variable, location=location)
 
         if read.bindings is not None:
-            _add_built_bindings(region, doc, manifest.bindings, read.bindings, bound, errors)
+            _add_built_bindings(region, doc, manifest.bindings, read.bindings, bound.setdefault(region.region, {}),
+                                errors)
         else:
             first, before = len(region.bindings), len(errors)
-            _add_bindings(region, doc, manifest.bindings, bound, errors)
+            _add_bindings(region, doc, manifest.bindings, bound.setdefault(region.region, {}), errors)
             if parsed is not None and len(errors) == before:
                 read.bindings = region.bindings[first:]
 
@@ -633,9 +762,9 @@ def _stages(doc: YamlDocument, loc: tuple[str, ...], stages: list[Stage]) -> tup
     return tuple(stages)
 
 
-def _merge_policy(doc: YamlDocument, manifest: ManifestFile, region: RegionDesired) -> None:
+def _merge_policy(doc: YamlDocument, manifest: CheckedManifest, region: RegionDesired) -> None:
     """Add one file's signature policy to its region (see the module docstring)."""
-    if "require_signature" in manifest.model_fields_set:
+    if manifest.require_signature is not None:
         stages = _stages(doc, ("require_signature",), manifest.require_signature)
         here = Location(doc.path, doc.line_of(("require_signature",)))
         earlier = region.policy_sources.get("")
@@ -660,23 +789,28 @@ def _merge_policy(doc: YamlDocument, manifest: ManifestFile, region: RegionDesir
         region.require_signature_by_group[group] = stages
 
 
-def _add_bindings(region: RegionDesired, doc: YamlDocument, specs: Sequence[BindingSpec],
-                  bound: dict[tuple[str, str, str, str], DesiredBinding], errors: list[ManifestError]) -> None:
+_Bound = dict[tuple[str, Stage], dict[str, DesiredBinding]]
+"""The bindings of one region so far: (group, stage) -> API -> binding."""
+
+
+def _add_bindings(region: RegionDesired, doc: YamlDocument, specs: Sequence[BindingEntry], bound: _Bound,
+                  errors: list[ManifestError]) -> None:
     """The bindings of a manifest, each checked against every binding before it (`bound`). One tight loop:
-    a manifest can hold 40,000 entries."""
+    a manifest can hold 40,000 entries, or 200,000 APIs."""
     path, exact, lines_of_doc = doc.path, doc.exact, doc.lines
-    name, add, api_id = region.region, region.bindings.append, API_ID.fullmatch
-    for index, spec in enumerate(specs):
-        group, stage, signature, apis = spec.group, spec.stage, spec.signature, spec.apis
-        if (group, stage) not in region.scope_sources:
-            region.scope_sources[(group, stage)] = _location(doc, ("bindings", index))
+    add, api_id, sources = region.bindings.append, API_ID.fullmatch, region.scope_sources
+    for index, (group, stage, signature, apis) in enumerate(specs):
+        scope = (group, stage)
+        if scope not in sources:
+            sources[scope] = _location(doc, ("bindings", index))
+        in_scope = bound.get(scope)
+        if in_scope is None:
+            in_scope = bound[scope] = {}
         lines = doc.item_lines(("bindings", index, "apis"), len(apis)) if exact else None
         for api_index, api in enumerate(apis):
             location = (Location(path, lines[api_index]) if lines is not None else
                         _ApiLocation(path, lines_of_doc, index, api_index))
-            binding = DesiredBinding(group, stage, signature, api, api_id(api) is not None, location)
-            key = (name, group, stage, api)
-            other = bound.get(key)
+            other = in_scope.get(api)
             if other is not None:
                 where = f"bindings[{index}].apis[{api_index}]"
                 if other.signature != signature:
@@ -690,31 +824,41 @@ def _add_bindings(region: RegionDesired, doc: YamlDocument, specs: Sequence[Bind
                         f"API '{api}' in group {group} stage {stage} is already bound to "
                         f"'{other.signature}' at {other.location}"))
                 continue
-            bound[key] = binding
+            binding = DesiredBinding(group, stage, signature, api, api_id(api) is not None, location)
+            in_scope[api] = binding
             add(binding)
 
 
-def _add_built_bindings(region: RegionDesired, doc: YamlDocument, specs: Sequence[BindingSpec],
-                        built: Sequence[DesiredBinding], bound: dict[tuple[str, str, str, str], DesiredBinding],
-                        errors: list[ManifestError]) -> None:
+_SCOPE_OF = itemgetter(0, 1)  # a DesiredBinding's (group, stage)
+_API_OF = itemgetter(3)
+
+
+def _add_built_bindings(region: RegionDesired, doc: YamlDocument, specs: Sequence[BindingEntry],
+                        built: Sequence[DesiredBinding], bound: _Bound, errors: list[ManifestError]) -> None:
     """`_add_bindings` for a file whose bindings were built before (the same bytes): only the checks against
     the bindings of the other files are made again."""
-    for index, spec in enumerate(specs):
-        if (spec.group, spec.stage) not in region.scope_sources:
-            region.scope_sources[(spec.group, spec.stage)] = _location(doc, ("bindings", index))
-    name, add, first = region.region, region.bindings.append, len(region.bindings)
-    for count, binding in enumerate(built):
-        key = (name, binding.group, binding.stage, binding.api)
-        if key in bound:
+    sources = region.scope_sources
+    for index, (group, stage, _, _) in enumerate(specs):
+        if (group, stage) not in sources:
+            sources[(group, stage)] = _location(doc, ("bindings", index))
+    added: list[tuple[dict[str, DesiredBinding], list[str]]] = []
+    # A run of bindings of one scope at a time, checked and added with set and dict operations, not a Python
+    # loop over every binding (see benchmarks/README.md, "Profile notes").
+    for scope, run in groupby(built, key=_SCOPE_OF):
+        in_scope = bound.setdefault(scope, {})
+        bindings = list(run)
+        apis = list(map(_API_OF, bindings))
+        if not in_scope.keys().isdisjoint(apis):
             # Rare: take this file's bindings back and add them as the first reading does, which reports
             # each duplicate with its entry's place.
-            for earlier in built[:count]:
-                del bound[(name, earlier.group, earlier.stage, earlier.api)]
-            del region.bindings[first:]
+            for earlier_scope, earlier_apis in added:
+                for api in earlier_apis:
+                    del earlier_scope[api]
             _add_bindings(region, doc, specs, bound, errors)
             return
-        bound[key] = binding
-        add(binding)
+        in_scope.update(zip(apis, bindings, strict=True))
+        added.append((in_scope, apis))
+    region.bindings += built
 
 
 def env_names(desired: DesiredState) -> list[str]:

@@ -9,7 +9,7 @@ Every user mistake must be reported with file, line and field. A file is read on
   about ten times faster than libyaml composing PyYAML's nodes, and in a fraction of the memory when
   a long top-level block sequence (`bindings:`, `signatures:`) is read a slice of entries at a time
   (benchmarks/manifest_load.py measures the candidates). It is used only where it certainly gives the
-  value the exact reading would (see `_read_fast`); otherwise, and for every error, the exact
+  value the exact reading would (see `read_fast`); otherwise, and for every error, the exact
   reading decides and reports.
 
 Lines of a fast document are found when asked for, which is rarely (a plan names the lines of its
@@ -59,7 +59,7 @@ class YamlLines:
 
     def root(self) -> Node:
         if self._root is None:
-            self._root, _ = _read_exact(self.path, self._text)
+            self._root, _ = read_exact(self.path, self._text)
         return self._root
 
     def line_of(self, loc: Sequence[str | int]) -> int:
@@ -84,7 +84,7 @@ class YamlLines:
         if node is None:
             stop = starts[index + 1] if index + 1 < len(starts) else sequence.end
             try:
-                node, _ = _read_exact(self.path, self._text[starts[index]:stop])
+                node, _ = read_exact(self.path, self._text[starts[index]:stop])
             except ManifestError:
                 return None
             self._entries[(key, index)] = node
@@ -109,7 +109,7 @@ class YamlDocument:
         """This document read exactly (itself when it was); raises the ManifestError the exact reading finds."""
         if self.exact:
             return self
-        root, data = _read_exact(self.path, self.lines._text)
+        root, data = read_exact(self.path, self.lines._text)
         return YamlDocument(self.path, data, root)
 
     @property
@@ -228,6 +228,10 @@ def _parse_with_libyaml(name: str, text: str) -> tuple[Node, Any] | None:
 # directive, a complex key or a document marker. (`_INDICATOR` is the cheap test; `_TOKEN` looks closer.)
 _NOT_READ_FAST = "[^\n\x20-\x7E\xA0-\u2027\u202A-\uD7FF\uE000-\uFEFE\uFF00-\uFFFD\U00010000-\U0010FFFF]"
 _INDICATOR = re.compile(r"[!&*<%?]")
+# The same two tests for ASCII text, as C string operations (far faster than the expressions on a large
+# manifest): the bytes that may be read fast, and the indicators.
+_ASCII_READ_FAST = bytes([0x0A, *range(0x20, 0x7F)])
+_ASCII_INDICATORS = "!&*<%?"
 _TOKEN = re.compile(r"(?:^|[\s\[\]{},])[!&*%?]|<<", re.MULTILINE)
 # A string that PyYAML's resolver would, written plain, read as another type (yes/no/on/off, 1_000, 1:30,
 # dates, `=`, `~`, the empty string): PyYAML may have read it as that type, so it is left to PyYAML.
@@ -254,7 +258,7 @@ def _region_end(text: str, offset: int) -> int:
 class _BlockSequence:
     """A top-level key whose value is a block sequence: where the value's text lies and how its entries begin.
 
-    Only a guess until `_read_fast` has read each slice of it."""
+    Only a guess until `read_fast` has read each slice of it."""
 
     def __init__(self, text: str, start: int, end: int, indent: str) -> None:
         self.text = text
@@ -314,7 +318,7 @@ def _loads(text: str) -> Any:
         raise
 
 
-def _read_fast(text: str) -> tuple[dict[str, Any], dict[str, _BlockSequence]] | None:
+def read_fast(text: str) -> tuple[dict[str, Any], dict[str, _BlockSequence]] | None:
     """The document's value through yaml_rs, when it is certainly the value the exact reading gives, and
     the entries of its top-level block sequences; else None.
 
@@ -327,7 +331,12 @@ def _read_fast(text: str) -> tuple[dict[str, Any], dict[str, _BlockSequence]] | 
     some numbers differently), no string PyYAML would type, no nesting deeper than `MAX_DEPTH` and no
     more than `MAX_NODES` nodes.
     """
-    if re.search(_NOT_READ_FAST, text) or (_INDICATOR.search(text) and _TOKEN.search(text)):
+    if text.isascii():
+        refused = bool(text.encode("ascii").translate(None, _ASCII_READ_FAST))
+        indicator = any(character in text for character in _ASCII_INDICATORS)
+    else:
+        refused, indicator = re.search(_NOT_READ_FAST, text) is not None, _INDICATOR.search(text) is not None
+    if refused or (indicator and _TOKEN.search(text)):
         return None
     if text.startswith(("---", "...")) or "\n---" in text or "\n..." in text:
         return None
@@ -361,9 +370,10 @@ def _read_fast(text: str) -> tuple[dict[str, Any], dict[str, _BlockSequence]] | 
     strings = _plain_values(data)
     if strings is None:
         return None
-    for value in set(strings):
-        if (not value or value[0] in _TYPED_FIRST) and _TYPED_BY_PYYAML.match(value):
-            return None
+    first = _TYPED_FIRST
+    # Matched through `map`, not a Python loop: every API id that begins with a digit is a candidate.
+    if any(map(_TYPED_BY_PYYAML.match, [value for value in set(strings) if not value or value[0] in first])):
+        return None
     return data, sequences
 
 
@@ -402,7 +412,7 @@ def _plain_values(data: dict[str, Any]) -> list[str] | None:
     return strings
 
 
-def _read_exact(name: str, text: str) -> tuple[Node, Any]:
+def read_exact(name: str, text: str) -> tuple[Node, Any]:
     """PyYAML's node tree and the value built from it; every problem is a ManifestError with its line."""
     fast = _parse_with_libyaml(name, text)
     if fast is not None:
@@ -457,8 +467,8 @@ def parse_yaml_document(name: str, raw: bytes) -> YamlDocument:
     if "\x00" in text:
         raise ManifestError(name, text[: text.index("\x00")].count("\n") + 1, None,
                             "file contains NUL bytes (binary, not YAML)")
-    fast = _read_fast(text) if len(raw) >= FAST_FROM_BYTES else None
+    fast = read_fast(text) if len(raw) >= FAST_FROM_BYTES else None
     if fast is not None:
         return YamlDocument(name, fast[0], text=text, sequences=fast[1])
-    root, data = _read_exact(name, text)
+    root, data = read_exact(name, text)
     return YamlDocument(name, data, root)

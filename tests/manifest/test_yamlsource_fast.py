@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from reconciler import yamlsource
 from reconciler.errors import ManifestError
 from reconciler.manifest import load_desired_state
-from reconciler.yamlsource import YamlDocument, YamlLines, _read_exact, _read_fast, load_yaml_document
+from reconciler.yamlsource import YamlDocument, YamlLines, load_yaml_document, read_exact, read_fast
 
 # Strings chosen where YAML 1.1 (PyYAML) and 1.2 (yaml_rs) differ, or where quoting and splitting are hard.
 TRICKY = ["yes", "No", "on", "OFF", "y", "1_000", "0o17", "0x1F", "017", "1:30", "1e5", ".inf", "2020-01-01", "=",
@@ -37,10 +37,10 @@ def _scalar_paths(value: Any, prefix: tuple[str | int, ...] = ()) -> list[tuple[
 
 
 def _same_as_exact(text: str) -> dict[str, Any] | None:
-    fast = _read_fast(text)
+    fast = read_fast(text)
     if fast is None:
         return None
-    root, data = _read_exact("m.yaml", text)
+    root, data = read_exact("m.yaml", text)
     assert fast[0] == data
     exact_lines = YamlLines("m.yaml", text, root, {})
     fast_lines = YamlLines("m.yaml", text, None, fast[1])
@@ -63,9 +63,9 @@ def test_fast_reading_is_the_exact_reading_or_none(document: dict[str, Any], flo
     if comment:
         text = "# a comment\n" + text.replace("\n- ", "\n# - between entries\n- ", 1)
     try:
-        _read_exact("m.yaml", text)
+        read_exact("m.yaml", text)
     except ManifestError:
-        assert _read_fast(text) is None  # what the exact reading refuses, the fast one must not accept
+        assert read_fast(text) is None  # what the exact reading refuses, the fast one must not accept
         return
     _same_as_exact(text)
 
@@ -98,7 +98,7 @@ def test_a_manifest_as_teams_write_it_is_read_fast_with_the_same_value_and_lines
     "region: " + "[" * 40 + "]" * 40 + "\n",
 ])
 def test_what_the_two_readings_could_read_differently_is_read_exactly(text: str) -> None:
-    fast = _read_fast(text)
+    fast = read_fast(text)
     if fast is not None:  # then it must be exactly the same
         assert fast[0] == yaml.safe_load(text)
     assert "prune: yes" not in text or fast is None
@@ -114,7 +114,7 @@ def test_a_large_manifest_is_read_fast_and_its_lines_found_when_asked(tmp_path: 
     assert doc.line_of(("bindings", 4321, "apis", 0)) == 3 + 4 * 4321 + 3
     assert doc.line_of(("bindings", 4321, "signature")) == 3 + 4 * 4321 + 2
     assert doc.line_of(("region",)) == 1
-    exact = YamlDocument(doc.path, *reversed(_read_exact(doc.path, path.read_text())))
+    exact = YamlDocument(doc.path, *reversed(read_exact(doc.path, path.read_text())))
     assert doc.line_of(("bindings", 17)) == exact.line_of(("bindings", 17))
 
 
@@ -128,3 +128,20 @@ def test_an_error_in_a_large_manifest_names_its_exact_line(tmp_path: Path) -> No
         load_desired_state([path], env={})
     assert str(caught.value) == (f"{path}:{4 + 4 * 4000 + 1}: bindings[4000].stage: must be RELEASE or TEST "
                                  f"(got 'release')")
+
+
+@pytest.mark.parametrize("ascii_text", [True, False])
+@pytest.mark.parametrize("character", [chr(c) for c in [*range(0x20), 0x7F]] + list("!&*<%?"))
+def test_a_control_character_or_an_indicator_sends_the_document_to_the_exact_reading(character: str,
+                                                                                      ascii_text: bool) -> None:
+    """Each character the fast reading refuses, or an indicator before a token, in ASCII text and in text that is
+    not (which is checked another way)."""
+    if character == "\n":
+        return
+    other = "" if ascii_text else "é"
+    token = f" {character}x" if character in "!&*%?" else character
+    if character == "<":
+        token = "<<"
+    text = f"region: cn-hangzhou\nignore: [a{other}, b{token}]\n"
+    assert read_fast(text) is None
+    assert read_fast(text.replace(token, "c")) is not None

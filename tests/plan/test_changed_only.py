@@ -192,3 +192,35 @@ def test_a_duplicate_in_a_reused_file_is_reported_as_without_reuse(tmp_path: Pat
                f"{base}/a.yaml:6")
     # The reused file is named by the pull request's path (the same name and bytes).
     assert (str(reused.value), str(fresh.value)) == (message.format(head), message.format(base))
+
+
+def test_a_duplicate_late_in_a_reused_file_is_reported_once_as_without_reuse(tmp_path: Path) -> None:
+    """The reused file's earlier scopes are taken back before it is read again, so that only the real
+    duplicate is reported, not each binding against itself."""
+    from reconciler.errors import ManifestError, ManifestErrors
+    from reconciler.manifest import ParsedFiles, load_desired_state
+
+    group = "0009db9c828549768a200320714b8930"
+    entry = "  - group: {}\n    stage: {}\n    signature: orders_backend\n    apis: [{}]\n"
+    other = "a" * 32
+    reused_file = ("region: cn-hangzhou\nbindings:\n" + entry.format(other, "TEST", "other_list, other_get")
+                   + entry.format(other, "RELEASE", "other_list")
+                   + entry.format(group, "RELEASE", "orders_more, 46fbb52840d146f186e38e8e70fc8c94"))
+    head, base = tmp_path / "head", tmp_path / "base"
+    for folder, extra in ((head, "region: cn-hangzhou\n"), (base, ORDERS_EXTRA)):
+        folder.mkdir()
+        (folder / "a.yaml").write_text(extra)  # read first; the base's binds the API the last entry binds
+        (folder / "hangzhou.yaml").write_text(DEMO.replace(ORDERS_RELEASE, "apis: [orders_list]"))
+        (folder / "z.yaml").write_text(reused_file)
+    parsed: ParsedFiles = {}
+    load_desired_state([head], env=None, parsed=parsed)
+    outcomes = []
+    for reuse in (parsed, None):
+        try:
+            load_desired_state([base], env=None, parsed=reuse)
+        except ManifestErrors as exc:
+            outcomes.append([str(e).replace(str(head), str(base)) for e in exc.errors])
+        except ManifestError as exc:  # one error is raised alone
+            outcomes.append([str(exc).replace(str(head), str(base))])
+    assert outcomes[0] == outcomes[1]
+    assert len(outcomes[0]) == 1 and "z.yaml:14: bindings[2].apis[1]:" in outcomes[0][0]

@@ -169,3 +169,19 @@ def test_manifests_outside_the_repository(cli: Cli, repo: Path, tmp_path: Path) 
     assert result.err.startswith(f"Error: {outside}: not in a git repository (git rev-parse failed: fatal: not a git "
                                  "repository")
     assert result.err.endswith("); give the base's manifests with --base PATH instead\n")
+
+
+def test_the_base_manifests_are_read_from_git_byte_for_byte(repo: Path, tmp_path: Path) -> None:
+    from reconciler.drift import checkout_base_manifests
+
+    files = {"hangzhou.yaml": DEMO.encode(), "same.yaml": DEMO.encode(), "last.yml": b"region: cn-hangzhou",
+             "empty.yaml": b"", "binary.yaml": bytes(range(256)) + b"\n\n"}
+    for name, content in files.items():
+        (repo / "manifests" / name).write_bytes(content)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "more manifests")
+    for name in files:
+        (repo / "manifests" / name).write_bytes(b"region: changed-in-the-pull-request\n")
+    into = tmp_path / "base"
+    assert checkout_base_manifests("main", [repo / "manifests"], into) == [into / "manifests"]
+    assert {p.name: p.read_bytes() for p in (into / "manifests").iterdir()} == files
