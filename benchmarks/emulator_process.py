@@ -16,9 +16,9 @@ from pathlib import Path
 
 import uvicorn
 
-from reconciler.emulator.app import EmulatorApp, Message, Receive, Scope, Send
+from reconciler.emulator.app import AsgiScope, EmulatorApp, Message, Receive, Send
 from reconciler.emulator.faults import FaultConfig
-from reconciler.emulator.server import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, _listening_socket, _url
+from reconciler.emulator.server import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, listening_socket, socket_url
 from reconciler.emulator.state import EmulatorState
 from reconciler.emulator.verify import AccessKey
 
@@ -33,7 +33,7 @@ class CountingApp:
         self.first: float | None = None
         self.last = 0.0
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == STATS_PATH:
             await self._send_stats(send)
             return
@@ -71,10 +71,10 @@ def main() -> None:
     faults = FaultConfig(latency_ms=args.latency_ms, qps_limit=args.qps_limit)
     app = EmulatorApp(EmulatorState.from_file(args.state),
                       [AccessKey(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET)], faults=faults)
-    sock = _listening_socket("127.0.0.1", 0)  # already accepting into its backlog
+    sock = listening_socket("127.0.0.1", 0)  # already accepting into its backlog
     config = uvicorn.Config(CountingApp(app), lifespan="off", log_level="warning", access_log=False,
                             server_header=False, date_header=False)
-    print(f"Emulator listening on {_url(sock)}", flush=True)
+    print(f"Emulator listening on {socket_url(sock)}", flush=True)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -43,8 +43,8 @@ from benchmarks.emulator_process import STATS_PATH
 from benchmarks.report import RESULTS, publish
 from benchmarks.workload import UNMANAGED, Size, expected_changes, in_memory, write_tenant
 from reconciler.emulator.server import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
-from reconciler.fetcher import PAGE_SIZE
 from reconciler.limits import DEFAULT_CONCURRENCY
+from reconciler.vendor_rules import MAX_PAGE_SIZE
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def minimum_requests(size: Size, *, with_api_lists: bool = True) -> int:
     reads agree (a shift across a page boundary can otherwise lose an item unseen)."""
 
     def listing(items: int) -> int:
-        pages = max(1, math.ceil(items / PAGE_SIZE))
+        pages = max(1, math.ceil(items / MAX_PAGE_SIZE))
         return pages if pages == 1 else 2 * pages
 
     requests = listing(size.signatures + UNMANAGED) + size.groups * len(size.stages) * listing(size.apis)

@@ -28,7 +28,7 @@ from typing import Any
 from benchmarks.plan_benchmark import Emulator, emulator
 from benchmarks.workload import UNMANAGED, Size, emulator_state
 from reconciler.emulator.server import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
-from reconciler.fetcher import GROUP_PAGE_SIZE, PAGE_SIZE
+from reconciler.vendor_rules import MAX_GROUP_PAGE_SIZE, MAX_PAGE_SIZE
 
 
 def published_stages(group: int) -> list[str]:
@@ -58,8 +58,8 @@ def minimum_scan_requests(size: Size) -> int:
     """The least requests a complete scan of the tenant can make (see the module docstring). Bindings per
     (group, stage) are at most `size.apis` (100): one page each."""
     published_scopes = sum(len(published_stages(g)) for g in range(size.groups))
-    return (1 + _listing(size.signatures + UNMANAGED, PAGE_SIZE) + _listing(size.groups, GROUP_PAGE_SIZE)
-            + size.groups * _listing(size.apis, PAGE_SIZE) + published_scopes * _listing(size.apis, PAGE_SIZE))
+    return (1 + _listing(size.signatures + UNMANAGED, MAX_PAGE_SIZE) + _listing(size.groups, MAX_GROUP_PAGE_SIZE)
+            + size.groups * _listing(size.apis, MAX_PAGE_SIZE) + published_scopes * _listing(size.apis, MAX_PAGE_SIZE))
 
 
 def run_scan(server: Emulator, concurrency: int) -> dict[str, Any]:

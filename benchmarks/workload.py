@@ -23,7 +23,8 @@ import yaml
 from pydantic import SecretStr
 
 from reconciler.manifest import DesiredBinding, DesiredSignature, DesiredState, Location, RegionDesired
-from reconciler.snapshot import LiveApi, LiveBinding, LiveGroup, LiveSignature, Scope, Snapshot, Stage
+from reconciler.snapshot import BindingScope, LiveApi, LiveBinding, LiveGroup, LiveSignature, Snapshot
+from reconciler.vendor_rules import Stage
 
 REGION = "cn-hangzhou"
 APIS_PER_SIGNATURE_RUN = 25
@@ -186,7 +187,7 @@ def in_memory(size: Size) -> tuple[DesiredState, Snapshot]:
                                                 api_name=f"api{g:05d}_{a:03d}", signature_id=hex_id("signature", index),
                                                 signature_name=signature_name(index)))
     snapshot = Snapshot(region=REGION, signatures=live_signatures, groups=tuple(groups),
-                        scopes=tuple(Scope(group=hex_id("group", g), stage=stage)
+                        scopes=tuple(BindingScope(group=hex_id("group", g), stage=stage)
                                      for g in range(size.groups) for stage in size.stages),
                         bindings=tuple(bindings))
     return DesiredState(regions={REGION: region}, secrets_checked=True), snapshot

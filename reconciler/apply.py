@@ -54,9 +54,8 @@ from reconciler.aliyun.client import ApiClient
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.manifest import DesiredState
 from reconciler.plan import ACTIONABLE, Action, BindingValues, Change, Plan, SignatureValues, still_bound_scopes
-from reconciler.snapshot import Snapshot, Stage
-
-MAX_APIS_PER_CALL = 100
+from reconciler.snapshot import Snapshot
+from reconciler.vendor_rules import MAX_APIS_PER_CALL, Stage
 
 
 class BlockedPlanError(ReconcilerError):
@@ -75,7 +74,7 @@ class ApplyInterrupted(ReconcilerError):
 
 
 @dataclass(eq=False)  # one tally per scope, told apart by identity
-class ScopeTally:
+class BindingCallsTally:
     """The calls (at most 100 APIs each) that bind, unbind or rebind the APIs of one (group, stage) for one
     signature: one line once all are done, with the total, instead of one line per call (a scope of
     2,000 APIs read as 20 identical lines): "{verb} 2000 APIs {where}", or "{verb} 300 of 2000 APIs {where}"."""
@@ -114,7 +113,7 @@ class Step:
     what: str
     run: Callable[[], Awaitable[str]]  # returns the line logged once done (past tense)
     # For a call of a scope's binding changes: the scope's line is logged once its last call is done.
-    tally: ScopeTally | None = None
+    tally: BindingCallsTally | None = None
     apis: int = 0
 
 
@@ -155,8 +154,8 @@ def _plural(count: int) -> str:
     return f"{count} API" if count == 1 else f"{count} APIs"
 
 
-def _tally(api_ids: Sequence[str], verb: str, where: str) -> ScopeTally:
-    return ScopeTally(calls=-(-len(api_ids) // MAX_APIS_PER_CALL), apis=len(api_ids), verb=verb, where=where)
+def _tally(api_ids: Sequence[str], verb: str, where: str) -> BindingCallsTally:
+    return BindingCallsTally(calls=-(-len(api_ids) // MAX_APIS_PER_CALL), apis=len(api_ids), verb=verb, where=where)
 
 
 def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
@@ -255,7 +254,7 @@ class _RegionSteps:
                                                     "StageName": stage, "ApiIds": ",".join(api_ids)})
 
     def _rebinds(self) -> list[Step]:
-        def step(group: str, stage: Stage, old: str, new: str, api_ids: list[str], tally: ScopeTally) -> Step:
+        def step(group: str, stage: Stage, old: str, new: str, api_ids: list[str], tally: BindingCallsTally) -> Step:
             where = f"{_plural(len(api_ids))} of group {group} stage {stage}"
 
             async def run() -> str:
@@ -274,7 +273,7 @@ class _RegionSteps:
                 for chunk in _chunks(ids)]
 
     def _binds(self) -> list[Step]:
-        def step(group: str, stage: Stage, signature: str, api_ids: list[str], tally: ScopeTally) -> Step:
+        def step(group: str, stage: Stage, signature: str, api_ids: list[str], tally: BindingCallsTally) -> Step:
             where = f"{_plural(len(api_ids))} of group {group} stage {stage}"
 
             async def run() -> str:
@@ -288,7 +287,7 @@ class _RegionSteps:
                 for chunk in _chunks(ids)]
 
     def _unbinds(self) -> list[Step]:
-        def step(group: str, stage: Stage, signature: str, api_ids: list[str], tally: ScopeTally) -> Step:
+        def step(group: str, stage: Stage, signature: str, api_ids: list[str], tally: BindingCallsTally) -> Step:
             where = f"{_plural(len(api_ids))} of group {group} stage {stage}"
 
             async def run() -> str:

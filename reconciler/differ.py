@@ -39,7 +39,8 @@ from reconciler.plan import (
     SignatureValues,
     summarize,
 )
-from reconciler.snapshot import STAGES, LiveBinding, LiveSignature, Snapshot
+from reconciler.snapshot import LiveBinding, LiveSignature, Snapshot
+from reconciler.vendor_rules import STAGES
 
 
 class PlanError(ManifestError):

@@ -48,7 +48,8 @@ from reconciler.differ import diff
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.manifest import DesiredState, ParsedFiles, RegionDesired, load_desired_state
 from reconciler.plan import Action, Change, Label, Plan, summarize
-from reconciler.snapshot import Snapshot, Stage
+from reconciler.snapshot import Snapshot
+from reconciler.vendor_rules import Stage
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 _SYMLINK_MODE = "120000"
@@ -248,7 +249,7 @@ def label_changes(plan: Plan, base_plan: Plan, *, base: str, secret_changed: Set
 
 
 @dataclass(frozen=True)
-class RegionScope:
+class ChangedPart:
     """What of one region a `--changed-only` plan covers: these signatures (None: all of them) and scopes."""
 
     signatures: frozenset[str] | None
@@ -282,10 +283,10 @@ def _shared_files(head: RegionDesired | None, base: RegionDesired | None) -> fro
     return frozenset(head.files) & frozenset(base.files)
 
 
-def changed_scope(desired: DesiredState, base: DesiredState) -> dict[str, RegionScope]:
+def changed_scope(desired: DesiredState, base: DesiredState) -> dict[str, ChangedPart]:
     """Per region, what differs between the pull request's declarations and the base's (see the module
     docstring); a region where nothing differs is absent."""
-    changed: dict[str, RegionScope] = {}
+    changed: dict[str, ChangedPart] = {}
     for name in sorted({*desired.regions, *base.regions}):
         head_region, base_region = desired.regions.get(name), base.regions.get(name)
         shared = _shared_files(head_region, base_region)
@@ -294,17 +295,17 @@ def changed_scope(desired: DesiredState, base: DesiredState) -> dict[str, Region
         whole = (head_region is None or base_region is None
                  or (head_region.prune, set(head_region.ignore)) != (base_region.prune, set(base_region.ignore)))
         if whole:
-            changed[name] = RegionScope(None, frozenset({*head_scopes, *base_scopes}))
+            changed[name] = ChangedPart(None, frozenset({*head_scopes, *base_scopes}))
             continue
         scopes = frozenset(s for s in {*head_scopes, *base_scopes} if head_scopes.get(s) != base_scopes.get(s))
         names = frozenset(n for n in {*head_signatures, *base_signatures}
                           if head_signatures.get(n) != base_signatures.get(n))
         if names or scopes:
-            changed[name] = RegionScope(names, scopes)
+            changed[name] = ChangedPart(names, scopes)
     return changed
 
 
-def restrict(state: DesiredState, scope: Mapping[str, RegionScope]) -> DesiredState:
+def restrict(state: DesiredState, scope: Mapping[str, ChangedPart]) -> DesiredState:
     """`state` with only the regions, signatures and binding scopes of `scope`."""
     regions: dict[str, RegionDesired] = {}
     for name, region_scope in scope.items():
@@ -319,7 +320,7 @@ def restrict(state: DesiredState, scope: Mapping[str, RegionScope]) -> DesiredSt
     return DesiredState(regions=regions, secrets_checked=state.secrets_checked, warnings=state.warnings)
 
 
-def restrict_snapshots(snapshots: Mapping[str, Snapshot], scope: Mapping[str, RegionScope]) -> dict[str, Snapshot]:
+def restrict_snapshots(snapshots: Mapping[str, Snapshot], scope: Mapping[str, ChangedPart]) -> dict[str, Snapshot]:
     """The regions of `scope`, with the live signatures of `scope` only (a listing read whole holds the others
     too, and so does a snapshot file)."""
     narrowed: dict[str, Snapshot] = {}
@@ -338,7 +339,7 @@ class ChangeView:
 
     desired: DesiredState
     base: Base
-    scope: Mapping[str, RegionScope]
+    scope: Mapping[str, ChangedPart]
 
     @property
     def signature_names(self) -> dict[str, frozenset[str] | None]:

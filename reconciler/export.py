@@ -48,14 +48,14 @@ from typing import Literal
 
 import yaml
 
-from reconciler.aliyun.auth import format_timestamp
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.inert import inert
-from reconciler.manifest import API_ID, REGION_RULE, allowed_secret_variable, manifest_json_schema
-from reconciler.snapshot import STAGES, LiveBinding, LiveSignature, Snapshot, Stage
+from reconciler.manifest import allowed_secret_variable, manifest_json_schema
+from reconciler.snapshot import LiveBinding, LiveSignature, Snapshot
+from reconciler.vendor_rules import MANAGED_STAGES, REGION_RULE, RESOURCE_ID_RULE, STAGES, Stage, format_timestamp
 from reconciler.yamlsource import MAX_FILE_BYTES, MAX_NODES
 
-DEFAULT_STAGES: tuple[Stage, ...] = ("RELEASE", "TEST")
+DEFAULT_STAGES = MANAGED_STAGES
 SplitBy = Literal["none", "group"]
 
 # Wide enough that PyYAML never folds a value onto a second line.
@@ -181,7 +181,9 @@ class _Document:
 
 
 @dataclass(frozen=True)
-class _Scope:
+class _BindingBlock:
+    """One entry of a manifest's `bindings`: the APIs of one (group, stage) bound to one signature."""
+
     group: str
     stage: Stage
     signature: str
@@ -201,19 +203,19 @@ def _api_names(snapshot: Snapshot) -> dict[str, dict[str, str]]:
 def _api_entry(binding: LiveBinding, name_of: Mapping[str, str], name_counts: Counter[str]
                ) -> tuple[str, str | None]:
     name = name_of[binding.api_id]
-    if name.strip() and name_counts[name] == 1 and not API_ID.fullmatch(name):
+    if name.strip() and name_counts[name] == 1 and not RESOURCE_ID_RULE.fullmatch(name):
         return name, None
-    if not API_ID.fullmatch(binding.api_id):
+    if not RESOURCE_ID_RULE.fullmatch(binding.api_id):
         raise ExportError(f"API {name!r} of group {binding.group} cannot be named in a manifest: its name is "
                           f"not unique in the group and its id {binding.api_id!r} is not 32 hex characters")
     return binding.api_id, name
 
 
-def _scopes(snapshot: Snapshot, signature_names: set[str]) -> list[_Scope]:
+def _binding_blocks(snapshot: Snapshot, signature_names: set[str]) -> list[_BindingBlock]:
     api_names = _api_names(snapshot)
     name_counts = {group: Counter(names.values()) for group, names in api_names.items()}
     # (group, stage order, signature) -> (API name, API id, written as, comment)
-    by_scope: dict[tuple[str, int, str], list[tuple[str, str, str, str | None]]] = defaultdict(list)
+    by_block: dict[tuple[str, int, str], list[tuple[str, str, str, str | None]]] = defaultdict(list)
     for binding in snapshot.bindings:
         if binding.signature_name not in signature_names:
             raise ExportError(f"API {binding.api_name!r} ({binding.group} {binding.stage}) is bound to signature "
@@ -222,10 +224,10 @@ def _scopes(snapshot: Snapshot, signature_names: set[str]) -> list[_Scope]:
         name_of = api_names[binding.group]
         written, comment = _api_entry(binding, name_of, name_counts[binding.group])
         key = (binding.group, STAGES.index(binding.stage), binding.signature_name)
-        by_scope[key].append((name_of[binding.api_id], binding.api_id, written, comment))
-    return [_Scope(group, STAGES[stage_index], signature,
+        by_block[key].append((name_of[binding.api_id], binding.api_id, written, comment))
+    return [_BindingBlock(group, STAGES[stage_index], signature,
                    tuple((written, comment) for _, _, written, comment in sorted(apis)))
-            for (group, stage_index, signature), apis in sorted(by_scope.items())]
+            for (group, stage_index, signature), apis in sorted(by_block.items())]
 
 
 def _signature_lines(doc: _Document, signatures: list[LiveSignature], variables: Mapping[str, str],
@@ -246,17 +248,17 @@ def _signature_lines(doc: _Document, signatures: list[LiveSignature], variables:
         doc.value("    secret: ", secret)
 
 
-def _binding_lines(doc: _Document, scopes: list[_Scope], group_names: Mapping[str, str | None]) -> None:
-    if not scopes:
+def _binding_lines(doc: _Document, blocks: list[_BindingBlock], group_names: Mapping[str, str | None]) -> None:
+    if not blocks:
         doc.literal("bindings: []")
         return
     doc.literal("bindings:")
-    for scope in scopes:
-        doc.value("  - group: ", scope.group, group_names.get(scope.group))
-        doc.value("    stage: ", scope.stage)
-        doc.value("    signature: ", scope.signature)
+    for block in blocks:
+        doc.value("  - group: ", block.group, group_names.get(block.group))
+        doc.value("    stage: ", block.stage)
+        doc.value("    signature: ", block.signature)
         doc.literal("    apis:")
-        for written, comment in scope.apis:
+        for written, comment in block.apis:
             doc.value("      - ", written, comment)
 
 
@@ -268,7 +270,7 @@ def export_manifests(snapshot: Snapshot, *, exported_at: str, source: str, split
         raise ExportError(f"region {snapshot.region!r} is not a region id a manifest accepts (e.g. cn-hangzhou)")
     signatures = sorted(snapshot.signatures, key=lambda s: s.name)
     variables = {} if include_secrets else secret_variable_names(s.name for s in signatures)
-    scopes = _scopes(snapshot, {s.name for s in signatures})
+    blocks = _binding_blocks(snapshot, {s.name for s in signatures})
     group_names = {g.id: g.name for g in snapshot.groups}
     header = [
         f"yaml-language-server: $schema={manifest_json_schema()['$id']}",
@@ -288,12 +290,12 @@ def export_manifests(snapshot: Snapshot, *, exported_at: str, source: str, split
     _signature_lines(main, signatures, variables, include_secrets)
     main_nodes = 3 + 2 + 7 * len(signatures)  # root, region; signatures: key, list, 7 per entry
     if split_by == "none":
-        _binding_lines(main, scopes, group_names)
-        files.append((f"{snapshot.region}.yaml", main, main_nodes + _binding_nodes(scopes)))
+        _binding_lines(main, blocks, group_names)
+        files.append((f"{snapshot.region}.yaml", main, main_nodes + _binding_nodes(blocks)))
     else:
         files.append((f"{snapshot.region}.yaml", main, main_nodes))
-        for group in sorted({s.group for s in scopes}):
-            in_group = [s for s in scopes if s.group == group]
+        for group in sorted({b.group for b in blocks}):
+            in_group = [b for b in blocks if b.group == group]
             doc = new_document()
             _binding_lines(doc, in_group, group_names)
             files.append((f"{snapshot.region}.{_file_safe(group)}.yaml", doc, 3 + _binding_nodes(in_group)))
@@ -306,14 +308,14 @@ def export_manifests(snapshot: Snapshot, *, exported_at: str, source: str, split
         rendered.append(ExportedFile(name, text))
     return Export(region=snapshot.region, files=tuple(rendered), secret_variables=variables,
                   signatures=len(signatures), bindings=len(snapshot.bindings),
-                  # (group, stage) pairs; `scopes` has an entry per signature within a pair.
-                  scopes=len({(s.group, s.stage) for s in scopes}),
+                  # (group, stage) pairs; `blocks` has an entry per signature within a pair.
+                  scopes=len({(b.group, b.stage) for b in blocks}),
                   holds_secrets=include_secrets and bool(signatures))
 
 
-def _binding_nodes(scopes: list[_Scope]) -> int:
+def _binding_nodes(blocks: list[_BindingBlock]) -> int:
     """bindings: key and list; per entry its mapping, three keys with values, apis: key and list, each API."""
-    return 2 + sum(9 + len(scope.apis) for scope in scopes)
+    return 2 + sum(9 + len(block.apis) for block in blocks)
 
 
 def _file_safe(group_id: str) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import re
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -28,18 +27,22 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import AliasPath, BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, create_model
 
-from reconciler.aliyun.auth import format_timestamp, utc_now
 from reconciler.aliyun.client import ApiClient, ApiResponse
 from reconciler.errors import ReconcilerError
 from reconciler.gcrelax import fewer_cyclic_collections
 from reconciler.limits import DEFAULT_CONCURRENCY
-from reconciler.snapshot import STAGES, LiveBinding, LiveGroup, LiveSignature, Scope, Snapshot, Stage
-from reconciler.vendor_rules import MANAGED_STAGES
+from reconciler.snapshot import BindingScope, LiveBinding, LiveGroup, LiveSignature, Snapshot
+from reconciler.vendor_rules import (
+    MANAGED_STAGES,
+    MAX_GROUP_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    RESOURCE_ID_RULE,
+    STAGES,
+    Stage,
+    timestamp_now,
+)
 
-PAGE_SIZE = 100
-GROUP_PAGE_SIZE = 50  # DescribeApiGroups allows no more
 MAX_REREADS = 2
-_GROUP_ID = re.compile(r"[0-9a-f]{32}")
 # The most items one listing is read to: 1,000,000 (10,000 pages), five times every binding of the
 # benchmark's tenant (200,000), which one DescribeApisBySignature could list were a single key bound to
 # every API. A larger TotalCount is refused before any page past the first is asked for, so a broken or
@@ -165,7 +168,7 @@ class Listing(Generic[ItemT]):
     item: str
     model: type[ItemT]
     identity: Callable[[ItemT], str]
-    page_size: int = PAGE_SIZE
+    page_size: int = MAX_PAGE_SIZE
 
     @property
     def page(self) -> type[Page[ItemT]]:
@@ -349,7 +352,7 @@ class Fetcher:
     async def groups(self) -> list[LiveGroup]:
         """Every API group of the region (for export --all-groups)."""
         listing = Listing("DescribeApiGroups", {}, "ApiGroupAttributes", "ApiGroupAttribute", ApiGroupAttribute,
-                          lambda g: g.id, page_size=GROUP_PAGE_SIZE)
+                          lambda g: g.id, page_size=MAX_GROUP_PAGE_SIZE)
         return [LiveGroup(id=g.id, name=g.name) for g in await self.read(listing)]
 
     async def snapshot(self, target: FetchTarget, *, endpoint: str | None = None) -> Snapshot:
@@ -372,9 +375,9 @@ class Fetcher:
         signatures = tuple(s.model_copy(update={"bindings_in_region": usage[s.id]}) if s.id in usage else s
                            for s in signatures)
         return Snapshot(
-            region=target.region, endpoint=endpoint, fetched_at=format_timestamp(utc_now()),
+            region=target.region, endpoint=endpoint, fetched_at=timestamp_now(),
             signatures=signatures, groups=tuple(groups),
-            scopes=tuple(Scope(group=g, stage=s) for g, s in target.scopes),
+            scopes=tuple(BindingScope(group=g, stage=s) for g, s in target.scopes),
             bindings=tuple(b for scope_bindings in bindings for b in scope_bindings),
         )
 
@@ -451,7 +454,7 @@ async def fetch_for_export(client_for: Callable[[str], ApiClient], region: str, 
                 hints = [f"'{g}' is the name of group {named[g]}" for g in unknown if g in named]
                 hint = (f"; --group takes the id: {'; '.join(hints)}" if hints
                         else "; --group takes a group's id (32 hex characters), not its name"
-                        if any(not _GROUP_ID.fullmatch(g) for g in unknown) else "")
+                        if any(not RESOURCE_ID_RULE.fullmatch(g) for g in unknown) else "")
                 raise ReconcilerError(f"region {region} has no API group {', '.join(unknown)}{hint}")
             scopes = [(g, s) for g in chosen for s in dict.fromkeys(stages)]
             binding_tasks = [asyncio.ensure_future(fetcher.bindings(g, s)) for g, s in scopes]
@@ -464,10 +467,10 @@ async def fetch_for_export(client_for: Callable[[str], ApiClient], region: str, 
             signatures = await signatures_task
         endpoint = client.endpoint
     return Snapshot(
-        region=region, endpoint=endpoint, fetched_at=format_timestamp(utc_now()),
+        region=region, endpoint=endpoint, fetched_at=timestamp_now(),
         signatures=signatures,
         groups=tuple(LiveGroup(id=g.id, name=listed[g.id].name, apis=g.apis) for g in api_lists),
-        scopes=tuple(Scope(group=g, stage=s) for g, s in scopes), bindings=tuple(bindings),
+        scopes=tuple(BindingScope(group=g, stage=s) for g, s in scopes), bindings=tuple(bindings),
     )
 
 
@@ -509,9 +512,9 @@ async def fetch_for_scan(client_for: Callable[[str], ApiClient], regions: Sequen
                 signatures = await signatures_task
             endpoint = client.endpoint
         return Snapshot(
-            region=region, endpoint=endpoint, fetched_at=format_timestamp(utc_now()), signatures=signatures,
+            region=region, endpoint=endpoint, fetched_at=timestamp_now(), signatures=signatures,
             groups=tuple(g for g, _, _ in groups),
-            scopes=tuple(Scope(group=g.id, stage=s) for g, stages, _ in groups for s in stages),
+            scopes=tuple(BindingScope(group=g.id, stage=s) for g, stages, _ in groups for s in stages),
             bindings=tuple(b for _, _, bound in groups for b in bound))
 
     snapshots = await asyncio.gather(*(one(r) for r in regions))

@@ -22,14 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-from reconciler.aliyun.client import AdaptiveRate, ApiClient, RetryTiming, endpoint_for_region, validate_endpoint
+from reconciler.aliyun.client import AdaptiveRate, ApiClient, RetryTiming, validate_endpoint
 from reconciler.aliyun.credentials import Credentials, CredentialSource, resolve_credential_source, static_source
 from reconciler.errors import InputError
 from reconciler.fetcher import FetchTarget, PageProgress, fetch_for_scan, fetch_snapshots, list_regions, run_fetch
 from reconciler.inert import inert
 from reconciler.limits import DEFAULT_CONCURRENCY
 from reconciler.manifest import DesiredState, RegionDesired
-from reconciler.snapshot import Snapshot, Stage
+from reconciler.snapshot import Snapshot
+from reconciler.vendor_rules import REGION_RULE, Stage, endpoint_for_region
 
 if TYPE_CHECKING:
     from reconciler.emulator.state import EmulatorState
@@ -208,7 +209,6 @@ def read_live_state(desired: DesiredState, connection: Connection, progress: Pag
 
 # Where DescribeRegions is asked when no manifest declares a region (any regional endpoint answers it).
 DEFAULT_REGION = "cn-hangzhou"
-_REGION_ID = re.compile(r"[a-z]{2,}(-[a-z0-9]+)+")
 
 
 def read_account(connection: Connection, declared: Iterable[str],
@@ -228,7 +228,7 @@ def read_account(connection: Connection, declared: Iterable[str],
         async with connection.client(first) as client:
             listed = await list_regions(client)
         for region in listed:
-            if not _REGION_ID.fullmatch(region):
+            if not REGION_RULE.fullmatch(region):
                 raise InputError(f"DescribeRegions listed '{inert(region)}', which is not a region id")
         regions = sorted({*listed, *declared})
         if connection.fixed_endpoint is not None and len(regions) > 1:

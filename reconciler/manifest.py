@@ -45,6 +45,7 @@ from reconciler.inert import inert
 from reconciler.inputfile import check_link, read_input_text
 from reconciler.vendor_rules import (
     MANAGED_STAGES,
+    REGION_RULE,
     RESOURCE_ID_RULE,
     SIGNATURE_KEY_HINT,
     SIGNATURE_KEY_RULE,
@@ -59,8 +60,6 @@ from reconciler.vendor_rules import (
 from reconciler.yamlsource import YamlDocument, YamlLines, parse_yaml_document, read_yaml_bytes
 
 ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
-API_ID = re.compile(r"[0-9a-f]{32}")
-REGION_RULE = re.compile(r"[a-z]{2,}(-[a-z0-9]+)+")
 
 # `${env:NAME}` never resolves a variable named like a credential (matched upper-cased, as globs), so a
 # reviewed and merged manifest cannot set a signature secret to the cloud credential or a CI token, which
@@ -203,7 +202,7 @@ class ManifestFile(_Strict):
     require_signature_by_group: dict[str, list[Stage]] = Field(
         default={}, description="Per API group id: the stages that replace require_signature for that group "
                                 "([] exempts it).",
-        json_schema_extra={"propertyNames": {"pattern": f"^{API_ID.pattern}$"},
+        json_schema_extra={"propertyNames": {"pattern": f"^{RESOURCE_ID_RULE.pattern}$"},
                            "additionalProperties": {"type": "array", "items": _REQUIRABLE_STAGES,
                                                     "uniqueItems": True}})
 
@@ -777,7 +776,7 @@ def _merge_policy(doc: YamlDocument, manifest: CheckedManifest, region: RegionDe
     for group, group_stages in manifest.require_signature_by_group.items():
         loc = ("require_signature_by_group", group)
         here = Location(doc.path, doc.line_of(loc))
-        if not API_ID.fullmatch(group):
+        if not RESOURCE_ID_RULE.fullmatch(group):
             raise ManifestError(doc.path, here.line, "require_signature_by_group",
                                 "a key must be an API group id (32 lowercase hex characters)")
         stages = _stages(doc, loc, group_stages)
@@ -798,7 +797,7 @@ def _add_bindings(region: RegionDesired, doc: YamlDocument, specs: Sequence[Bind
     """The bindings of a manifest, each checked against every binding before it (`bound`). One tight loop:
     a manifest can hold 40,000 entries, or 200,000 APIs."""
     path, exact, lines_of_doc = doc.path, doc.exact, doc.lines
-    add, api_id, sources = region.bindings.append, API_ID.fullmatch, region.scope_sources
+    add, api_id, sources = region.bindings.append, RESOURCE_ID_RULE.fullmatch, region.scope_sources
     for index, (group, stage, signature, apis) in enumerate(specs):
         scope = (group, stage)
         if scope not in sources:

@@ -45,8 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler import __version__
 from reconciler.inert import inert, md_code, md_fence, md_text
-from reconciler.snapshot import Stage
-from reconciler.vendor_rules import API_NAME_RULE, RESOURCE_ID_RULE, SIGNATURE_KEY_RULE, SIGNATURE_NAME_RULE
+from reconciler.vendor_rules import API_NAME_RULE, RESOURCE_ID_RULE, SIGNATURE_KEY_RULE, SIGNATURE_NAME_RULE, Stage
 
 SENSITIVE = "(sensitive value)"
 NOT_CHECKED = "(not checked)"

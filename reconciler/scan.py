@@ -41,8 +41,8 @@ from reconciler import __version__
 from reconciler.inert import inert, md_code
 from reconciler.manifest import DesiredState, RegionDesired
 from reconciler.plan import GITHUB_COMMENT_LIMIT, Violation, marked, md_marked
-from reconciler.snapshot import STAGES, LiveGroup, Snapshot, Stage
-from reconciler.vendor_rules import MANAGED_STAGES
+from reconciler.snapshot import LiveGroup, Snapshot
+from reconciler.vendor_rules import MANAGED_STAGES, STAGES, Stage
 
 SCAN_FORMAT_VERSION = "1"
 

@@ -42,9 +42,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from reconciler.errors import InputError
 from reconciler.inputfile import read_input_text
 from reconciler.output import write_atomically
-from reconciler.vendor_rules import STAGES, Stage  # re-exported: the live state's stages
-
-__all__ = ["STAGES", "Stage"]
+from reconciler.vendor_rules import Stage
 
 SNAPSHOT_FORMAT_VERSION = "2"
 # Large enough for 2,000,000 bindings (about 250 bytes each as indented JSON).
@@ -148,7 +146,7 @@ class LiveGroup(_Frozen):
     apis: tuple[LiveApi, ...] = ()
 
 
-class Scope(_Frozen):
+class BindingScope(_Frozen):
     """One (group, stage) whose bindings were read completely."""
 
     group: str
@@ -162,7 +160,7 @@ class Snapshot(_Frozen):
     fetched_at: str | None = None
     signatures: tuple[LiveSignature, ...] = ()
     groups: tuple[LiveGroup, ...] = ()
-    scopes: tuple[Scope, ...] = Field(
+    scopes: tuple[BindingScope, ...] = Field(
         default=(), description="(group, stage) pairs whose bindings were read; absent = not read"
     )
     bindings: tuple[LiveBinding, ...] = ()

@@ -30,6 +30,7 @@ from reconciler.aliyun.signing import (
     v3_signature,
     v3_signed_header_names,
 )
+from reconciler.vendor_rules import format_timestamp
 
 API_VERSION = "2016-07-14"
 ACTION_EXTENSION = "aliyun_action"
@@ -44,14 +45,6 @@ def new_nonce() -> str:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-# UTC ``YYYY-MM-DDThh:mm:ssZ``: the form both algorithms require, and the API's own times.
-TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def format_timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
 
 
 def with_query(request: httpx.Request, params: dict[str, str]) -> None:

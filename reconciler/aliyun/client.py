@@ -34,7 +34,6 @@ import logging
 import math
 import os
 import random
-import re
 import socket
 import ssl
 from collections import deque
@@ -72,16 +71,8 @@ SENSITIVE_PARAMS = frozenset({"SignatureSecret", "SecurityToken", "AccessKeySecr
 _SENSITIVE_HEADERS = frozenset({"authorization", "x-acs-security-token"})
 _READ_RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _WRITE_RETRY_STATUSES = frozenset({503})
-_REGION = re.compile(r"[a-z]{2,}(-[a-z0-9]+)+")
 _ATTEMPT_EXTENSION = "aliyun_attempt"
 USER_AGENT = "reconciler/0.1 (+httpx)"
-
-
-def endpoint_for_region(region: str) -> str:
-    """``https://apigateway.<region>.aliyuncs.com``; ``InputError`` for something that is no region id."""
-    if not _REGION.fullmatch(region):
-        raise InputError(f"region {region!r} is not a region id such as cn-hangzhou")
-    return f"https://apigateway.{region}.aliyuncs.com"
 
 
 def validate_endpoint(url: str) -> str:

@@ -1,7 +1,7 @@
 """Errors the emulator answers with, in the vendor's code templates and HTTP statuses.
 
-Every failure a client can cause is an `ApiError`; the application turns it into the vendor's JSON
-error body `{Code, Message, RequestId, HostId, Recommend}` with `status` as the HTTP status. Messages
+Every failure a client can cause is a `VendorErrorAnswer`; the application turns it into the vendor's
+JSON error body `{Code, Message, RequestId, HostId, Recommend}` with `status` as the HTTP status. Messages
 name the parameter or resource and never contain a secret (the V1 ``SignatureDoesNotMatch`` message
 echoes the string to sign, as the vendor's does: the product must cope with it).
 
@@ -34,7 +34,10 @@ INVENTED = frozenset({
 })
 
 
-class ApiError(Exception):
+class VendorErrorAnswer(Exception):
+    """The error the vendor would answer with (the client side's error of the same answer is
+    `reconciler.aliyun.errors.ApiError`)."""
+
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.status = status
@@ -43,14 +46,14 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def missing(param: str) -> ApiError:
-    return ApiError(400, f"Missing{param}", f"The input parameter {param} that is mandatory is not supplied.")
+def missing(param: str) -> VendorErrorAnswer:
+    return VendorErrorAnswer(400, f"Missing{param}", f"The input parameter {param} that is mandatory is not supplied.")
 
 
-def invalid(param: str, reason: str) -> ApiError:
-    return ApiError(400, f"Invalid{param}", f"The specified parameter {param} is not valid: {reason}.")
+def invalid(param: str, reason: str) -> VendorErrorAnswer:
+    return VendorErrorAnswer(400, f"Invalid{param}", f"The specified parameter {param} is not valid: {reason}.")
 
 
-def not_found(resource: str, identifier: str) -> ApiError:
+def not_found(resource: str, identifier: str) -> VendorErrorAnswer:
     """`NotFound<Resource>` (HTTP 404), e.g. `NotFoundSignature`."""
-    return ApiError(404, f"NotFound{resource}", f"The specified {resource} {identifier!r} does not exist.")
+    return VendorErrorAnswer(404, f"NotFound{resource}", f"The specified {resource} {identifier!r} does not exist.")

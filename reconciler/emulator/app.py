@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from reconciler.emulator.apierror import ApiError, missing
+from reconciler.emulator.apierror import VendorErrorAnswer, missing
 from reconciler.emulator.faults import (
     JSON_CONTENT_TYPE,
     NO_FAULT,
@@ -43,7 +43,7 @@ from reconciler.emulator.verify import AccessKey, RequestVerifier
 API_VERSION = "2016-07-14"
 MAX_BODY_BYTES = 1024 * 1024
 
-Scope = MutableMapping[str, Any]
+AsgiScope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
@@ -67,7 +67,7 @@ class EmulatorApp:
         self.qps_limiter = QpsLimiter(limit) if limit is not None else None
         self.host_id = f"apigateway.{state.region}.aliyuncs.com"
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _run_lifespan(receive, send)
             return
@@ -89,7 +89,7 @@ class EmulatorApp:
                 raise plan.error
             payload = self._handle(scope, body, mutate=plan.mutate, swap=plan.swap)
             status, headers = 200, {}
-        except ApiError as error:
+        except VendorErrorAnswer as error:
             status, headers = error.status, error.headers
             payload = {"Code": error.code, "Message": error.message, "HostId": self.host_id}
         except Exception:  # the emulator's own bug: answer like the vendor's 500, never hang the client
@@ -102,13 +102,13 @@ class EmulatorApp:
                                     f"&requestId={request_id}")
         await _send_json(send, status, payload, {**headers, "x-acs-request-id": request_id}, plan)
 
-    def _handle(self, scope: Scope, body: bytes, *, mutate: bool = False, swap: bool = False) -> dict[str, Any]:
+    def _handle(self, scope: AsgiScope, body: bytes, *, mutate: bool = False, swap: bool = False) -> dict[str, Any]:
         method = scope["method"].upper()
         if method not in ("POST", "GET"):
-            raise ApiError(405, "UnsupportedHTTPMethod", f"HTTP method {method} is not supported.")
+            raise VendorErrorAnswer(405, "UnsupportedHTTPMethod", f"HTTP method {method} is not supported.")
         path = scope["path"]
         if path != "/":
-            raise ApiError(404, "InvalidAction.NotFound", f"Path {path!r} is not served; RPC calls go to '/'.")
+            raise VendorErrorAnswer(404, "InvalidAction.NotFound", f"Path {path!r} is not served; RPC calls go to '/'.")
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
         params = _parameters(scope["query_string"], headers, body)
         caller = self.verifier.verify(method, path, headers, params, body)
@@ -120,15 +120,15 @@ class EmulatorApp:
             action, version = params.get("Action"), params.get("Version")
             response_format = params.get("Format", "JSON")
             if response_format.upper() != "JSON":
-                raise ApiError(400, "InvalidFormat", f"Format {response_format!r} is not supported; use JSON.")
+                raise VendorErrorAnswer(400, "InvalidFormat", f"Format {response_format!r} is not supported; use JSON.")
         if not action:
             raise missing("Action")
         if version != API_VERSION:
-            raise ApiError(400, "InvalidVersion", f"Specified parameter Version {version!r} is not valid; "
+            raise VendorErrorAnswer(400, "InvalidVersion", f"Specified parameter Version {version!r} is not valid; "
                            f"this endpoint serves {API_VERSION}.")
         operation = OPERATIONS.get(action)
         if operation is None:
-            raise ApiError(404, "InvalidAction.NotFound", f"Specified api {action!r} is not found.")
+            raise VendorErrorAnswer(404, "InvalidAction.NotFound", f"Specified api {action!r} is not found.")
         if mutate:
             change_between_pages(self.state, action, params, swap=swap)
         return operation(self.state, Params(params))
@@ -141,7 +141,7 @@ def _parameters(query_string: bytes, headers: dict[str, str], body: bytes) -> di
     params: dict[str, str] = {}
     for name, value in pairs:
         if name in params:
-            raise ApiError(400, "InvalidParameter", f"Parameter {name!r} is given more than once.")
+            raise VendorErrorAnswer(400, "InvalidParameter", f"Parameter {name!r} is given more than once.")
         params[name] = value
     return params
 
@@ -156,7 +156,7 @@ async def _read_body(receive: Receive) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise ApiError(413, "RequestEntityTooLarge", f"The request body exceeds {MAX_BODY_BYTES} bytes.")
+            raise VendorErrorAnswer(413, "RequestEntityTooLarge", f"The request body exceeds {MAX_BODY_BYTES} bytes.")
         chunks.append(chunk)
         if not message.get("more_body", False):
             break

@@ -36,10 +36,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.emulator.apierror import ApiError
+from reconciler.emulator.apierror import VendorErrorAnswer
 from reconciler.emulator.state import EmulatorState
 from reconciler.errors import InputError
-from reconciler.snapshot import STAGES
+from reconciler.vendor_rules import STAGES
 
 # Throttled answers carry `x-acs-retry-after` (milliseconds) on about this share of them.
 RETRY_AFTER_SHARE = 0.5
@@ -107,7 +107,7 @@ class FaultConfig:
 @dataclass(frozen=True)
 class FaultPlan:
     delay_seconds: float = 0.0
-    error: ApiError | None = None
+    error: VendorErrorAnswer | None = None
     reset: bool = False
     hang: bool = False
     malformed: str | None = None
@@ -146,10 +146,10 @@ class FaultInjector:
                     headers = {}
                     if self._random.random() < RETRY_AFTER_SHARE:
                         headers["x-acs-retry-after"] = str(self._random.randint(*RETRY_AFTER_MS))
-                    error = ApiError(400, "Throttling.User", "Request was denied due to user flow control.",
+                    error = VendorErrorAnswer(400, "Throttling.User", "Request was denied due to user flow control.",
                                      headers)
                 elif (draw := draw - config.throttle_rate) < config.error_rate:
-                    error = ApiError(503, "ServiceUnavailable",
+                    error = VendorErrorAnswer(503, "ServiceUnavailable",
                                      "The request has failed due to a temporary failure of the server.")
                 elif (draw := draw - config.error_rate) < config.reset_rate:
                     reset = True
@@ -211,7 +211,7 @@ def change_between_pages(state: EmulatorState, action: str, params: Mapping[str,
             for signature in signatures:
                 try:
                     state.delete_signature(signature.id)
-                except ApiError:
+                except VendorErrorAnswer:
                     continue  # still bound
                 break
         number = state.signature_count()
@@ -226,7 +226,7 @@ def change_between_pages(state: EmulatorState, action: str, params: Mapping[str,
         try:
             apis, _ = state.describe_apis(group, None, None, 1, 1 << 30)
             bound, _ = state.describe_api_signatures(group, stage, [], 1, 1 << 30)
-        except ApiError:
+        except VendorErrorAnswer:
             return  # an unknown group: the operation itself answers NotFoundApiGroup
         bound_ids = {b.api.id for b in bound}
         unbound = next((a for a in reversed(apis) if a.id not in bound_ids), None) if swap else \
@@ -263,5 +263,5 @@ class QpsLimiter:
                 return
             self._buckets[access_key_id] = (tokens, now)
         retry_after_ms = math.ceil((1.0 - tokens) / self._limit * 1000)
-        raise ApiError(400, "Throttling.User", "Request was denied due to user flow control.",
+        raise VendorErrorAnswer(400, "Throttling.User", "Request was denied due to user flow control.",
                        {"x-acs-retry-after": str(retry_after_ms)})

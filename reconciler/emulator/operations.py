@@ -51,14 +51,16 @@ from reconciler.emulator.state import (
     SignatureRecord,
     validate_signature_fields,
 )
-from reconciler.snapshot import STAGES, Stage
+from reconciler.vendor_rules import (
+    MANAGED_STAGES,
+    MAX_APIS_PER_CALL,
+    MAX_GROUP_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    STAGES,
+    Stage,
+)
 
-MAX_PAGE_SIZE = 100
-MAX_GROUP_PAGE_SIZE = 50
-MAX_API_IDS = 100
 DEFAULT_PAGE_SIZE = 10
-# The StageName values the references of DescribeApiSignatures and RemoveSignatureApis document.
-READ_AND_REMOVE_STAGES: tuple[Stage, ...] = ("RELEASE", "TEST")
 
 Body = dict[str, Any]
 
@@ -109,8 +111,8 @@ class Params:
     def id_list(self, name: str) -> list[str]:
         raw = self.optional(name) or ""
         ids = list(dict.fromkeys(item.strip() for item in raw.split(",") if item.strip()))
-        if len(ids) > MAX_API_IDS:
-            raise invalid(name, f"{len(ids)} ids given; at most {MAX_API_IDS} are allowed")
+        if len(ids) > MAX_APIS_PER_CALL:
+            raise invalid(name, f"{len(ids)} ids given; at most {MAX_APIS_PER_CALL} are allowed")
         return ids
 
 
@@ -196,7 +198,7 @@ def describe_signatures(state: EmulatorState, params: Params) -> Body:
 
 def describe_api_signatures(state: EmulatorState, params: Params) -> Body:
     group_id = params.required("GroupId")
-    stage = params.stage(READ_AND_REMOVE_STAGES)
+    stage = params.stage(MANAGED_STAGES)
     api_ids = params.id_list("ApiIds")
     page_number, page_size = params.page(MAX_PAGE_SIZE)
     bindings, total = state.describe_api_signatures(group_id, stage, api_ids, page_number, page_size)
@@ -287,7 +289,7 @@ def set_signature_apis(state: EmulatorState, params: Params) -> Body:
 def remove_signature_apis(state: EmulatorState, params: Params) -> Body:
     group_id = params.required("GroupId")
     signature_id = params.required("SignatureId")
-    stage = params.stage(READ_AND_REMOVE_STAGES)
+    stage = params.stage(MANAGED_STAGES)
     api_ids = params.id_list("ApiIds")
     state.remove_signature_apis(group_id, signature_id, stage, api_ids or None)
     return {}

@@ -151,7 +151,9 @@ def _as_state(state: EmulatorState | Path) -> EmulatorState:
     return state if isinstance(state, EmulatorState) else EmulatorState.from_file(state)
 
 
-def _listening_socket(host: str, port: int, *, allow_remote: bool = False) -> socket.socket:
+def listening_socket(host: str, port: int, *, allow_remote: bool = False) -> socket.socket:
+    """A TCP socket bound to (host, port) and already accepting into its backlog (loopback only unless
+    `allow_remote`)."""
     if not allow_remote and not is_loopback_host(host):
         raise InputError(f"the emulator listens on loopback only (127.0.0.1, ::1, localhost), not {host!r}: it "
                          f"serves signature secrets to well-known credentials; --allow-remote listens there anyway")
@@ -170,7 +172,8 @@ def _listening_socket(host: str, port: int, *, allow_remote: bool = False) -> so
     return sock
 
 
-def _url(sock: socket.socket) -> str:
+def socket_url(sock: socket.socket) -> str:
+    """The http:// URL a listening socket is reached at."""
     host, port = sock.getsockname()[:2]
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
@@ -201,7 +204,7 @@ def running_emulator(
 ) -> Iterator[RunningEmulator]:
     """Serve the emulator from a background thread for the duration of the `with` block."""
     emulator_state = _as_state(state)
-    sock = _listening_socket(host, port, allow_remote=allow_remote)
+    sock = listening_socket(host, port, allow_remote=allow_remote)
     server = _server(emulator_state, access_key_id, access_key_secret, security_token, faults, header_timeout)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="reconciler-emulator",
                               daemon=True)
@@ -212,7 +215,7 @@ def running_emulator(
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the emulator's HTTP server did not start")
             time.sleep(0.005)
-        yield RunningEmulator(_url(sock), emulator_state, access_key_id, access_key_secret, security_token)
+        yield RunningEmulator(socket_url(sock), emulator_state, access_key_id, access_key_secret, security_token)
     finally:
         server.stop()
         thread.join(SHUTDOWN_TIMEOUT_SECONDS)

@@ -49,7 +49,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -57,19 +57,22 @@ from typing import Annotated, Any, TypeVar
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
-from reconciler.aliyun.auth import TIMESTAMP_FORMAT, format_timestamp
-from reconciler.emulator.apierror import ApiError, invalid, not_found
+from reconciler.emulator.apierror import VendorErrorAnswer, invalid, not_found
 from reconciler.errors import InputError
 from reconciler.inputfile import read_input_text
 from reconciler.output import write_atomically
-from reconciler.snapshot import STAGES, Stage
 from reconciler.vendor_rules import (
+    REGION_RULE,
     SIGNATURE_KEY_HINT,
     SIGNATURE_KEY_RULE,
     SIGNATURE_NAME_HINT,
     SIGNATURE_NAME_RULE,
     SIGNATURE_SECRET_HINT,
     SIGNATURE_SECRET_RULE,
+    STAGES,
+    TIMESTAMP_FORMAT,
+    Stage,
+    timestamp_now,
 )
 
 _ID_RULE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -80,10 +83,6 @@ DEFAULT_TIME = "2024-01-01T00:00:00Z"
 STATE_FILE_MAX_BYTES = 256 * 1024 * 1024
 
 
-def utc_now() -> str:
-    return format_timestamp(datetime.now(UTC))
-
-
 def derived_id(kind: str, *parts: str) -> str:
     return hashlib.sha256(":".join((kind, *parts)).encode("utf-8")).hexdigest()[:32]
 
@@ -91,7 +90,7 @@ def derived_id(kind: str, *parts: str) -> str:
 # --- the state file --------------------------------------------------------------------------
 
 
-def _rule(pattern: re.Pattern[str], hint: str) -> AfterValidator:
+def _must_match(pattern: re.Pattern[str], hint: str) -> AfterValidator:
     def check(value: str) -> str:
         if not pattern.fullmatch(value):
             raise ValueError(f"must be {hint}")
@@ -108,7 +107,7 @@ def _check_time(value: str) -> str:
     return value
 
 
-_Id = Annotated[str, _rule(_ID_RULE, "1-64 characters: letters, digits, _ . -")]
+_Id = Annotated[str, _must_match(_ID_RULE, "1-64 characters: letters, digits, _ . -")]
 _Time = Annotated[str, AfterValidator(_check_time)]
 
 
@@ -116,35 +115,36 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class SignatureSpec(_Strict):
-    name: Annotated[str, _rule(SIGNATURE_NAME_RULE, SIGNATURE_NAME_HINT)]
-    key: Annotated[str, _rule(SIGNATURE_KEY_RULE, SIGNATURE_KEY_HINT)]
-    secret: Annotated[str, _rule(SIGNATURE_SECRET_RULE, SIGNATURE_SECRET_HINT)]
+class StateSignature(_Strict):
+    name: Annotated[str, _must_match(SIGNATURE_NAME_RULE, SIGNATURE_NAME_HINT)]
+    key: Annotated[str, _must_match(SIGNATURE_KEY_RULE, SIGNATURE_KEY_HINT)]
+    secret: Annotated[str, _must_match(SIGNATURE_SECRET_RULE, SIGNATURE_SECRET_HINT)]
     id: _Id | None = None
     created: _Time | None = None
     modified: _Time | None = None
 
 
 class ApiSpec(_Strict):
-    name: Annotated[str, _rule(re.compile(r"\S{1,128}"), "1-128 characters without spaces")]
+    name: Annotated[str, _must_match(re.compile(r"\S{1,128}"), "1-128 characters without spaces")]
     id: _Id | None = None
     deployed: list[Stage] = []  # stages the API is published in
 
 
 class GroupSpec(_Strict):
-    name: Annotated[str, _rule(re.compile(r"\S{1,128}"), "1-128 characters without spaces")]
+    name: Annotated[str, _must_match(re.compile(r"\S{1,128}"), "1-128 characters without spaces")]
     id: _Id | None = None
     apis: list[ApiSpec] = []
     bindings: dict[Stage, dict[str, str]] = {}
 
 
 class StateFile(_Strict):
-    region: Annotated[str, _rule(re.compile(r"[a-z0-9-]{1,64}"), "a region id such as cn-hangzhou")]
-    signatures: list[SignatureSpec] = []
+    region: Annotated[str, _must_match(REGION_RULE, "a region id such as cn-hangzhou")]
+    signatures: list[StateSignature] = []
     groups: list[GroupSpec] = []
 
 
-_FIELD_NAMES = sorted({name for model in (StateFile, SignatureSpec, GroupSpec, ApiSpec) for name in model.model_fields})
+_FIELD_NAMES = sorted({name for model in (StateFile, StateSignature, GroupSpec, ApiSpec)
+                       for name in model.model_fields})
 
 
 class _FieldError(InputError):
@@ -303,7 +303,7 @@ class EmulatorState:
     @classmethod
     def from_spec(cls, spec: StateFile, *, source: str = "<emulator state>") -> EmulatorState:
         state = cls(spec.region)
-        loaded_at = utc_now()
+        loaded_at = timestamp_now()
 
         def fail(where: str, message: str) -> InputError:
             # At most 5 parts: an API name in a binding may itself hold dots.
@@ -362,7 +362,7 @@ class EmulatorState:
     def to_spec(self) -> StateFile:
         with self._lock:
             signatures = [
-                SignatureSpec(name=s.name, key=s.key, secret=s.secret, id=s.id, created=s.created,
+                StateSignature(name=s.name, key=s.key, secret=s.secret, id=s.id, created=s.created,
                               modified=s.modified)
                 for s in self._signatures.values()
             ]
@@ -530,8 +530,8 @@ class EmulatorState:
     def create_signature(self, name: str, key: str, secret: str) -> SignatureRecord:
         with self._lock:
             if name in self._signature_ids_by_name:
-                raise ApiError(400, "RepeatedSignatureName", f"A signature named {name!r} already exists.")
-            now = utc_now()
+                raise VendorErrorAnswer(400, "RepeatedSignatureName", f"A signature named {name!r} already exists.")
+            now = timestamp_now()
             record = SignatureRecord(uuid.uuid4().hex, name, key, secret, now, now)
             self._add_signature(record)
             return record
@@ -543,7 +543,7 @@ class EmulatorState:
             record = self._signature(signature_id)
             if name is not None and name != record.name:
                 if name in self._signature_ids_by_name:
-                    raise ApiError(400, "RepeatedSignatureName", f"A signature named {name!r} already exists.")
+                    raise VendorErrorAnswer(400, "RepeatedSignatureName", f"A signature named {name!r} already exists.")
                 del self._signature_ids_by_name[record.name]
                 self._signature_ids_by_name[name] = record.id
                 record.name = name
@@ -551,7 +551,7 @@ class EmulatorState:
                 record.key = key
             if secret is not None:
                 record.secret = secret
-            record.modified = utc_now()
+            record.modified = timestamp_now()
             return record
 
     def delete_signature(self, signature_id: str) -> None:
@@ -559,7 +559,7 @@ class EmulatorState:
             record = self._signature(signature_id)
             bound = len(self._bound_by_signature[signature_id])
             if bound:
-                raise ApiError(
+                raise VendorErrorAnswer(
                     400, "DependencyViolation.Signature",
                     f"The signature {signature_id!r} is still bound to {bound} API(s); "
                     "unbind them with RemoveSignatureApis first.",
@@ -573,7 +573,7 @@ class EmulatorState:
             group = self._group(group_id)
             signature = self._signature(signature_id)
             apis = self._apis(group, api_ids)
-            now = utc_now()
+            now = timestamp_now()
             for api in apis:
                 self._bind(api, stage, signature, now)
 

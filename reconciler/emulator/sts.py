@@ -34,10 +34,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from reconciler.aliyun.auth import format_timestamp
-from reconciler.emulator.apierror import ApiError, missing
-from reconciler.emulator.app import Receive, Scope, Send
+from reconciler.emulator.apierror import VendorErrorAnswer, missing
+from reconciler.emulator.app import AsgiScope, Receive, Send
 from reconciler.emulator.verify import AccessKey, RequestVerifier
+from reconciler.vendor_rules import format_timestamp
 
 STS_VERSION = "2015-04-01"
 DEFAULT_LIFETIME = 3600.0
@@ -97,21 +97,21 @@ class StsApp:
         self.roles = set(roles) if roles is not None else None  # None: any well-formed role ARN
         self.calls: list[str] = []
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         body = await _read_body(receive)
         request_id = str(uuid.uuid4()).upper()
         try:
             payload, status = self._handle(scope, body), 200
-        except ApiError as error:
+        except VendorErrorAnswer as error:
             payload = {"Code": error.code, "Message": error.message, "HostId": "sts.aliyuncs.com",
                        "Recommend": f"https://api.aliyun.com/troubleshoot?q={error.code}"}
             status = error.status
         payload["RequestId"] = request_id
         await _answer(send, status, json.dumps(payload).encode())
 
-    def _handle(self, scope: Scope, body: bytes) -> dict[str, Any]:
+    def _handle(self, scope: AsgiScope, body: bytes) -> dict[str, Any]:
         pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if body and headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
@@ -120,7 +120,8 @@ class StsApp:
         action = params.get("Action")
         self.calls.append(action or "")
         if params.get("Version") != STS_VERSION:
-            raise ApiError(400, "InvalidVersion", f"Specified parameter Version is not valid; use {STS_VERSION}.")
+            raise VendorErrorAnswer(400, "InvalidVersion",
+                                    f"Specified parameter Version is not valid; use {STS_VERSION}.")
         duration = _duration(params)
         role_arn = params.get("RoleArn") or ""
         if action == "AssumeRole":
@@ -134,15 +135,15 @@ class StsApp:
             self._check_role(role_arn)
             expected = self.oidc_tokens.get(params["OIDCProviderArn"])
             if expected is None or not secrets.compare_digest(expected, params["OIDCToken"].strip()):
-                raise ApiError(400, "AuthenticationFail.OIDCToken.Invalid", "The OIDC token is not valid.")
+                raise VendorErrorAnswer(400, "AuthenticationFail.OIDCToken.Invalid", "The OIDC token is not valid.")
             return self._assumed(role_arn, params, duration)
-        raise ApiError(404, "InvalidAction.NotFound", "Specified api is not found.")
+        raise VendorErrorAnswer(404, "InvalidAction.NotFound", "Specified api is not found.")
 
     def _check_role(self, role_arn: str) -> None:
         if not role_arn:
             raise missing("RoleArn")
         if not _ROLE_ARN.fullmatch(role_arn) or (self.roles is not None and role_arn not in self.roles):
-            raise ApiError(404, "EntityNotExist.Role", "The role does not exist.")
+            raise VendorErrorAnswer(404, "EntityNotExist.Role", "The role does not exist.")
 
     def _assumed(self, role_arn: str, params: Mapping[str, str], duration: float | None) -> dict[str, Any]:
         key = self.issuer.issue(duration)
@@ -158,9 +159,9 @@ def _duration(params: Mapping[str, str]) -> float | None:
     try:
         value = int(raw)
     except ValueError:
-        raise ApiError(400, "InvalidParameter.DurationSeconds", "DurationSeconds is not an integer.") from None
+        raise VendorErrorAnswer(400, "InvalidParameter.DurationSeconds", "DurationSeconds is not an integer.") from None
     if value < 900 or value > 43200:
-        raise ApiError(400, "InvalidParameter.DurationSeconds", "DurationSeconds must be 900 to 43200.")
+        raise VendorErrorAnswer(400, "InvalidParameter.DurationSeconds", "DurationSeconds must be 900 to 43200.")
     return float(value)
 
 
@@ -174,7 +175,7 @@ class InstanceMetadataApp:
         self.tokens: set[str] = set()
         self.requests: list[tuple[str, str, bool]] = []  # (method, path, carried an IMDSv2 token)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         await _read_body(receive)
@@ -211,7 +212,7 @@ class CredentialsUriApp:
     def __init__(self, issuer: Issuer) -> None:
         self.issuer = issuer
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         await _read_body(receive)

@@ -2,7 +2,7 @@
 
 The signatures themselves are computed by `reconciler.aliyun.signing` (the same code the client
 signs with). This module decides which algorithm a request uses and checks everything around the
-signature; each failure is an `ApiError` with the vendor's code:
+signature; each failure is an `VendorErrorAnswer` with the vendor's code:
 
 - V3 (an ``Authorization: ACS3-HMAC-SHA256 ...`` header): verified with the header list the client
   says it signed, which must include ``host``, ``x-acs-action``, ``x-acs-version``, ``x-acs-date``,
@@ -40,7 +40,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from reconciler.aliyun.auth import TIMESTAMP_FORMAT
 from reconciler.aliyun.signing import (
     V1_SIGNATURE_METHOD,
     V1_SIGNATURE_VERSION,
@@ -51,7 +50,8 @@ from reconciler.aliyun.signing import (
     v3_canonical_request,
     v3_signature,
 )
-from reconciler.emulator.apierror import ApiError, missing
+from reconciler.emulator.apierror import VendorErrorAnswer, missing
+from reconciler.vendor_rules import TIMESTAMP_FORMAT
 
 TIME_WINDOW_SECONDS = 15 * 60
 V3_REQUIRED_SIGNED_HEADERS = (
@@ -109,7 +109,7 @@ def _parse_time(value: str) -> float:
     try:
         parsed = datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
     except ValueError:
-        raise ApiError(400, "InvalidTimeStamp.Format",
+        raise VendorErrorAnswer(400, "InvalidTimeStamp.Format",
                        f"Specified time stamp or date value {value!r} is not well formatted.") from None
     return parsed.timestamp()
 
@@ -138,29 +138,30 @@ class RequestVerifier:
     def _access_key(self, access_key_id: str) -> AccessKey:
         key = self._keys.get(access_key_id)
         if key is None:
-            raise ApiError(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+            raise VendorErrorAnswer(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
         return key
 
     def _check_security_token(self, key: AccessKey, token: str | None) -> None:
         if key.expires_at is not None and self._clock() >= key.expires_at:
-            raise ApiError(400, "InvalidSecurityToken.Expired", "Specified SecurityToken is expired.")
+            raise VendorErrorAnswer(400, "InvalidSecurityToken.Expired", "Specified SecurityToken is expired.")
         if key.security_token is not None and token is None:
-            raise ApiError(400, "MissingSecurityToken", "The security token of these STS credentials is missing.")
+            raise VendorErrorAnswer(400, "MissingSecurityToken",
+                                    "The security token of these STS credentials is missing.")
         if token is not None and (
             key.security_token is None or not hmac.compare_digest(token.encode(), key.security_token.encode())
         ):
-            raise ApiError(400, "InvalidSecurityToken.MismatchWithAccessKey",
+            raise VendorErrorAnswer(400, "InvalidSecurityToken.MismatchWithAccessKey",
                            "The security token does not match the access key.")
 
     def _check_time_and_nonce(self, key: AccessKey, timestamp: str, nonce: str) -> None:
         request_time = _parse_time(timestamp)
         now = self._clock()
         if abs(now - request_time) > TIME_WINDOW_SECONDS:
-            raise ApiError(400, "InvalidTimeStamp.Expired",
+            raise VendorErrorAnswer(400, "InvalidTimeStamp.Expired",
                            f"Specified time stamp or date value {timestamp!r} is expired "
                            "(more than 15 minutes from the server's time).")
         if not self.nonces.use(key.id, nonce, request_time, now):
-            raise ApiError(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
+            raise VendorErrorAnswer(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
 
     def _verify_v3(
         self, method: str, path: str, headers: Mapping[str, str], params: Mapping[str, str], body: bytes,
@@ -168,30 +169,31 @@ class RequestVerifier:
     ) -> Caller:
         algorithm = authorization.strip().partition(" ")[0]
         if algorithm != V3_ALGORITHM:
-            raise ApiError(400, "InvalidSignatureMethod",
+            raise VendorErrorAnswer(400, "InvalidSignatureMethod",
                            f"Signature algorithm {algorithm!r} is not supported; use {V3_ALGORITHM}.")
         try:
             access_key_id, signed_names, signature = parse_v3_authorization(authorization)
         except ValueError as exc:
-            raise ApiError(400, "IncompleteSignature", f"The Authorization header is malformed: {exc}.") from None
+            raise VendorErrorAnswer(400, "IncompleteSignature",
+                                    f"The Authorization header is malformed: {exc}.") from None
         signed = {name.lower() for name in signed_names}
         token = headers.get("x-acs-security-token")
         required = (*V3_REQUIRED_SIGNED_HEADERS, *(("x-acs-security-token",) if token is not None else ()))
         unsigned = [name for name in required if name not in signed]
         if unsigned:
-            raise ApiError(400, "IncompleteSignature",
+            raise VendorErrorAnswer(400, "IncompleteSignature",
                            f"The request signature does not sign the header(s) {', '.join(unsigned)}.")
         uncovered = sorted(name for name in headers if _must_be_signed(name) and name not in signed)
         if uncovered:
             # The vendor's V3 rule: every common header present but Authorization is signed. The code the
             # live service answers with is not documented; IncompleteSignature is the documented code for
             # a signature that does not cover what it must.
-            raise ApiError(400, "IncompleteSignature",
+            raise VendorErrorAnswer(400, "IncompleteSignature",
                            f"The request signature does not sign the header(s) {', '.join(uncovered)}, "
                            "which are present in the request.")
         absent = sorted(name for name in signed if name not in headers)
         if absent:
-            raise ApiError(400, "IncompleteSignature",
+            raise VendorErrorAnswer(400, "IncompleteSignature",
                            f"The signed header(s) {', '.join(absent)} are not in the request.")
         key = self._access_key(access_key_id)
         self._check_security_token(key, token if token is not None else params.get("SecurityToken"))
@@ -200,7 +202,7 @@ class RequestVerifier:
         )
         if not hmac.compare_digest(v3_signature(key.secret, canonical), signature):
             digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-            raise ApiError(400, "SignatureDoesNotMatch",
+            raise VendorErrorAnswer(400, "SignatureDoesNotMatch",
                            "Specified signature is not matched with our calculation. "
                            f"Server hashed canonical request: {digest}")
         self._check_time_and_nonce(key, headers["x-acs-date"], headers["x-acs-signature-nonce"])
@@ -211,12 +213,12 @@ class RequestVerifier:
             if not params.get(name):
                 raise missing(name)
         if params["SignatureMethod"] != V1_SIGNATURE_METHOD:
-            raise ApiError(400, "InvalidSignatureMethod",
+            raise VendorErrorAnswer(400, "InvalidSignatureMethod",
                            f"Signature method {params['SignatureMethod']!r} is not supported; "
                            f"use {V1_SIGNATURE_METHOD}.")
         version = params.get("SignatureVersion")
         if version != V1_SIGNATURE_VERSION:
-            raise ApiError(400, "InvalidSignatureVersion",
+            raise VendorErrorAnswer(400, "InvalidSignatureVersion",
                            f"Signature version {version!r} is not supported; use {V1_SIGNATURE_VERSION}.")
         key = self._access_key(params["AccessKeyId"])
         self._check_security_token(key, params.get("SecurityToken"))
@@ -224,7 +226,7 @@ class RequestVerifier:
         if not hmac.compare_digest(expected.encode(), params["Signature"].encode()):
             # The vendor's own answer, echoing its string to sign with every parameter (a SecurityToken,
             # a SignatureSecret) percent-encoded twice: clients must cope with it, and never show it.
-            raise ApiError(400, "SignatureDoesNotMatch",
+            raise VendorErrorAnswer(400, "SignatureDoesNotMatch",
                            "Specified signature is not matched with our calculation. server string to sign is:"
                            + v1_string_to_sign(method, params))
         self._check_time_and_nonce(key, params["Timestamp"], params["SignatureNonce"])

@@ -19,7 +19,7 @@ from alibabacloud_cloudapi20160714 import models
 from alibabacloud_cloudapi20160714.client import Client
 from alibabacloud_tea_openapi.models import Config
 
-from reconciler.emulator.apierror import ApiError as EmulatorApiError
+from reconciler.emulator.apierror import VendorErrorAnswer
 from reconciler.emulator.faults import FaultConfig
 from reconciler.emulator.server import RunningEmulator, running_emulator
 from reconciler.emulator.state import EmulatorState, derived_id
@@ -137,7 +137,7 @@ def fail_nth_call(state: EmulatorState, method: str, n: int, *, after_write: boo
             return real(*args)
         if after_write:
             real(*args)
-        raise EmulatorApiError(500, "InternalError", "The request processing has failed due to some unknown error.")
+        raise VendorErrorAnswer(500, "InternalError", "The request processing has failed due to some unknown error.")
 
     setattr(state, method, failing)
     return calls

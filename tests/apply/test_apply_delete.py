@@ -18,7 +18,7 @@ from reconciler.emulator.server import RunningEmulator, running_emulator
 from reconciler.emulator.state import EmulatorState, derived_id
 from reconciler.manifest import load_desired_state
 from reconciler.plan import Action, render_markdown, render_text, with_group_names
-from reconciler.snapshot import LiveBinding, LiveSignature, Scope, Snapshot
+from reconciler.snapshot import BindingScope, LiveBinding, LiveSignature, Snapshot
 from tests.support.cli import CliResult
 
 CREDENTIALS = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "testid", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "testsecret"}
@@ -181,7 +181,7 @@ def binding(group: str, stage: str, api_id: str) -> LiveBinding:
 
 
 def plan_of(tmp_path: Path, manifest: str, signature: LiveSignature, bindings: tuple[LiveBinding, ...] = (),
-            scopes: tuple[Scope, ...] = ()) -> Any:
+            scopes: tuple[BindingScope, ...] = ()) -> Any:
     path = tmp_path / "m.yaml"
     path.write_text(manifest)
     desired = load_desired_state([path], env={})
@@ -194,7 +194,7 @@ def test_bindings_the_plan_itself_unbinds_do_not_block(tmp_path: Path) -> None:
     old = LiveSignature(id="id-old", name="old_key", key="oldKey01", secret="oldSecret01",
                         bindings_in_region=(managed,))
     manifest = "region: cn-hangzhou\nprune: true\nbindings: []\nsignatures: []\n"
-    _, _, plan = plan_of(tmp_path, manifest, old, (managed,), (Scope(group="e" * 32, stage="RELEASE"),))
+    _, _, plan = plan_of(tmp_path, manifest, old, (managed,), (BindingScope(group="e" * 32, stage="RELEASE"),))
     # No manifest mentions the scope, so nothing unbinds it: blocked.
     assert [c.action for c in plan.changes] == [Action.DELETE_BLOCKED]
 
@@ -202,7 +202,7 @@ def test_bindings_the_plan_itself_unbinds_do_not_block(tmp_path: Path) -> None:
                 f"newSecret01}}\nbindings:\n  - {{group: {'e' * 32}, stage: RELEASE, signature: new_key, "
                 "apis: [b2]}\n")
     _, _, plan = plan_of(tmp_path, manifest.replace("b2", "b" * 32), old, (managed,),
-                         (Scope(group="e" * 32, stage="RELEASE"),))
+                         (BindingScope(group="e" * 32, stage="RELEASE"),))
     assert sorted(c.action.value for c in plan.changes) == ["bind", "create", "delete", "unbind"]
 
 

@@ -303,7 +303,7 @@ def test_every_code_the_emulator_answers_is_documented_or_marked_invented() -> N
                             r"InternalError|ServiceUnavailable|Throttling(\.User)?|SignatureDoesNotMatch|"
                             r"InvalidAccessKeyId\.NotFound|IncompleteSignature|SignatureNonceUsed")
     source = "".join(p.read_text() for p in (ROOT / "reconciler/emulator").glob("*.py"))
-    codes = set(re.findall(r'ApiError\(\s*\d{3},\s*"([A-Za-z.]+)"', source))
+    codes = set(re.findall(r'VendorErrorAnswer\(\s*\d{3},\s*"([A-Za-z.]+)"', source))
     assert len(codes) > 15
     unmarked = sorted(c for c in codes if c not in INVENTED and not documented.fullmatch(c))
     assert unmarked == []

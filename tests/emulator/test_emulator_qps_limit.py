@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from reconciler.emulator.apierror import ApiError
+from reconciler.emulator.apierror import VendorErrorAnswer
 from reconciler.emulator.cli import emulator_command
 from reconciler.emulator.faults import FaultConfig, QpsLimiter
 from reconciler.emulator.verify import AccessKey
@@ -21,8 +21,8 @@ class FakeClock:
         return self.now
 
 
-def refusal(limiter: QpsLimiter, key: str) -> ApiError:
-    with pytest.raises(ApiError) as caught:
+def refusal(limiter: QpsLimiter, key: str) -> VendorErrorAnswer:
+    with pytest.raises(VendorErrorAnswer) as caught:
         limiter.admit(key)
     return caught.value
 
@@ -50,7 +50,7 @@ def test_the_sustained_rate_is_the_limit() -> None:
         try:
             limiter.admit("ak")
             admitted += 1
-        except ApiError:
+        except VendorErrorAnswer:
             pass
     assert 50 * 10 <= admitted <= 50 * 10 + 50  # the limit, plus the initial burst at most
 

@@ -15,7 +15,7 @@ from reconciler.differ import diff
 from reconciler.errors import InputError
 from reconciler.export import ExportError, export_manifests, header_time, secret_variable_names
 from reconciler.manifest import load_desired_state
-from reconciler.snapshot import LiveApi, LiveBinding, LiveGroup, LiveSignature, Scope, Snapshot
+from reconciler.snapshot import BindingScope, LiveApi, LiveBinding, LiveGroup, LiveSignature, Snapshot
 
 REGION = "cn-hangzhou"
 GROUP = "0009db9c828549768a200320714b8930"
@@ -30,7 +30,7 @@ def snapshot(apis: tuple[LiveApi, ...], bound: tuple[str, ...], *, signature: st
         signatures=(LiveSignature(id="s1", name="orders_backend", key="ordersKey01",
                                   secret=SecretStr("ordersSecret1")),),
         groups=(LiveGroup(id=GROUP, name="orders", apis=apis),),
-        scopes=(Scope(group=GROUP, stage="RELEASE"),),
+        scopes=(BindingScope(group=GROUP, stage="RELEASE"),),
         bindings=tuple(LiveBinding(group=GROUP, stage="RELEASE", api_id=api_id, api_name=names[api_id],
                                    signature_id="s1", signature_name=signature) for api_id in bound),
     )

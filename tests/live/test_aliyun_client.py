@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from reconciler.aliyun.client import ApiClient, endpoint_for_region, validate_endpoint
+from reconciler.aliyun.client import ApiClient, validate_endpoint
 from reconciler.aliyun.credentials import Credentials
 from reconciler.aliyun.errors import (
     ApiError,
@@ -29,6 +29,7 @@ from reconciler.aliyun.errors import (
 )
 from reconciler.aliyun.signing import parse_v3_authorization, v3_canonical_request, v3_signature
 from reconciler.errors import InputError
+from reconciler.vendor_rules import endpoint_for_region
 
 ACCESS_KEY_SECRET = "AkSecretNeverLogged"
 SECURITY_TOKEN = "StsTokenNeverLogged"

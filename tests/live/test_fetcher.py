@@ -18,7 +18,7 @@ from reconciler.emulator.faults import FaultConfig
 from reconciler.emulator.server import RunningEmulator, running_emulator
 from reconciler.emulator.state import EmulatorState
 from reconciler.fetcher import MAX_REREADS, Fetcher, FetchTarget, InconsistentReadError, fetch_snapshots
-from reconciler.snapshot import Scope, Snapshot
+from reconciler.snapshot import BindingScope, Snapshot
 from tests.support.cli import CliResult
 from tests.support.emulator import make_state
 from tests.support.paths import ROOT
@@ -79,7 +79,7 @@ def test_paging_reads_every_item_once_in_the_fewest_requests(count: int) -> None
     assert [b.api_id for b in snapshot.bindings] == api_ids(state, group)
     assert [(g.id, [a.name for a in g.apis]) for g in snapshot.groups] == [
         (group, [f"api{i:03d}" for i in range(count)])]
-    assert snapshot.scopes == (Scope(group=group, stage="RELEASE"),)
+    assert snapshot.scopes == (BindingScope(group=group, stage="RELEASE"),)
     assert (snapshot.region, snapshot.endpoint) == ("cn-hangzhou", emulator.url)
 
 

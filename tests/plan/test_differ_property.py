@@ -9,7 +9,7 @@ from pydantic import SecretStr
 from reconciler.differ import diff
 from reconciler.manifest import DesiredBinding, DesiredSignature, DesiredState, Location, RegionDesired
 from reconciler.plan import ACTIONABLE, Action, BindingValues, Plan, SignatureValues
-from reconciler.snapshot import LiveApi, LiveBinding, LiveGroup, LiveSignature, Scope, Snapshot
+from reconciler.snapshot import BindingScope, LiveApi, LiveBinding, LiveGroup, LiveSignature, Snapshot
 
 REGION = "cn-hangzhou"
 NAMES = ["alpha_sig", "beta_sig", "gamma_sig", "delta_sig", "legacy_one"]
@@ -60,7 +60,7 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
 
 def _snapshot(sigs: tuple[LiveSignature, ...], bindings: list[LiveBinding]) -> Snapshot:
     groups = tuple(LiveGroup(id=g, apis=tuple(LiveApi(id=i, name=n) for i, n in APIS[g])) for g in GROUPS)
-    scopes = tuple(Scope(group=g, stage=s) for g in GROUPS for s in STAGES)  # type: ignore[arg-type]
+    scopes = tuple(BindingScope(group=g, stage=s) for g in GROUPS for s in STAGES)  # type: ignore[arg-type]
     return Snapshot(region=REGION, signatures=sigs, groups=groups, scopes=scopes, bindings=tuple(bindings))
 
 

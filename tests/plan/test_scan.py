@@ -28,7 +28,7 @@ from reconciler.scan import (
     render_text,
     scan_json_schema,
 )
-from reconciler.snapshot import LiveApi, LiveGroup, LiveSignature, Scope, Snapshot
+from reconciler.snapshot import BindingScope, LiveApi, LiveGroup, LiveSignature, Snapshot
 from tests.support.cli import CliResult
 from tests.support.emulator_actions import record_actions
 from tests.support.paths import ROOT
@@ -126,7 +126,7 @@ def hostile_scan() -> Scan:
         region="cn-hangzhou", signatures=(LiveSignature(id="s" * 32, name=HOSTILE, key="k"),),
         groups=(LiveGroup(id="a" * 32, name=HOSTILE,
                           apis=(LiveApi(id="b" * 32, name=HOSTILE, deployed=("RELEASE",)),)),),
-        scopes=(Scope(group="a" * 32, stage="RELEASE"),))
+        scopes=(BindingScope(group="a" * 32, stage="RELEASE"),))
     desired = load_desired_state([], env=None)
     return build_scan(desired, {"cn-hangzhou": snapshot})
 

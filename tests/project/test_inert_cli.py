@@ -21,7 +21,7 @@ import yaml
 from reconciler.emulator.server import running_emulator
 from reconciler.emulator.state import EmulatorState
 from reconciler.inert import inert
-from reconciler.snapshot import LiveApi, LiveBinding, LiveGroup, LiveSignature, Scope, Snapshot
+from reconciler.snapshot import BindingScope, LiveApi, LiveBinding, LiveGroup, LiveSignature, Snapshot
 from tests.support.cli import CliResult
 from tests.support.hostile import HOSTILE, markdown_findings, raw_controls, runner_commands
 from tests.support.loopback_servers import serving
@@ -73,7 +73,7 @@ def hostile_snapshot(value: str) -> Snapshot:
                     LiveSignature(id="sig-evil", name=value, key=value, secret="evilSecret01")),
         groups=(LiveGroup(id=ORDERS, name=value, apis=(LiveApi(id=API1, name=value), LiveApi(id=API2, name=value),
                                                       LiveApi(id=value, name=value))),),
-        scopes=(Scope(group=ORDERS, stage="RELEASE"),),
+        scopes=(BindingScope(group=ORDERS, stage="RELEASE"),),
         bindings=(LiveBinding(group=ORDERS, stage="RELEASE", api_id=API2, api_name=value, signature_id="sig-evil",
                               signature_name=value),
                   LiveBinding(group=ORDERS, stage="RELEASE", api_id=value, api_name=value, signature_id="sig-evil",
@@ -327,7 +327,7 @@ def test_a_yaml_escape_in_a_value_is_shown_escaped(cli: Cli, write: Callable[[st
     manifest = write("manifests/m.yaml", MANIFEST.replace("apis: [", 'apis: ["\\e[2J\\e[HNo changes\\a", '))
     snapshot = write("live.json", "")
     Snapshot(region="cn-hangzhou", groups=(LiveGroup(id=ORDERS, apis=(LiveApi(id=API1, name="api_one"),)),),
-             scopes=(Scope(group=ORDERS, stage="RELEASE"),)).write_json(snapshot)
+             scopes=(BindingScope(group=ORDERS, stage="RELEASE"),)).write_json(snapshot)
     result = cli("plan", str(manifest), "--snapshot", str(snapshot), env=SECRETS)
     line = assert_one_error_line(result)
     assert "\\x1b[2J\\x1b[HNo changes\\x07" in line

@@ -520,7 +520,7 @@ def test_apply_logs_one_line_per_scope_with_the_total(cli: Cli, tmp_path: Path) 
 
 
 def test_a_scope_cut_short_by_a_failure_says_how_much_of_it_was_done(cli: Cli, tmp_path: Path) -> None:
-    from reconciler.emulator.apierror import ApiError as EmulatorApiError
+    from reconciler.emulator.apierror import VendorErrorAnswer
     from reconciler.emulator.server import running_emulator
     from reconciler.emulator.state import derived_id
 
@@ -533,7 +533,7 @@ def test_a_scope_cut_short_by_a_failure_says_how_much_of_it_was_done(cli: Cli, t
     def third_fails(*args: object) -> object:
         calls[0] += 1
         if calls[0] == 3:
-            raise EmulatorApiError(400, "InvalidParameter", "refused for the test")
+            raise VendorErrorAnswer(400, "InvalidParameter", "refused for the test")
         return real(*args)
 
     state.set_signature_apis = third_fails  # type: ignore[attr-defined]

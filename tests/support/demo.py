@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.snapshot import LiveApi, LiveBinding, LiveGroup, LiveSignature, Scope, Snapshot
+from reconciler.snapshot import BindingScope, LiveApi, LiveBinding, LiveGroup, LiveSignature, Snapshot
 
 ORDERS = "0009db9c828549768a200320714b8930"
 PAYMENTS = "5d1f3e0a7b8c4d2e9f6a1b3c5d7e9f01"
@@ -71,4 +71,4 @@ def demo_snapshot() -> Snapshot:
                     signature_id="sig-legacy", signature_name="legacy_partner"),
     )
     return Snapshot(region="cn-hangzhou", signatures=sigs, groups=(LiveGroup(id=ORDERS, name="orders", apis=apis),),
-                    scopes=(Scope(group=ORDERS, stage="RELEASE"),), bindings=bindings)
+                    scopes=(BindingScope(group=ORDERS, stage="RELEASE"),), bindings=bindings)
