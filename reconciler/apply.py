@@ -44,16 +44,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from reconciler.aliyun.client import ApiClient
 from reconciler.errors import InputError, ReconcilerError
+from reconciler.gateway import Gateway
 from reconciler.manifest import DesiredState
 from reconciler.plan import ACTIONABLE, Action, BindingValues, Change, Plan, SignatureValues, still_bound_scopes
+from reconciler.runner import run_async
 from reconciler.snapshot import Snapshot
 from reconciler.vendor_rules import MAX_APIS_PER_CALL, Stage
 
@@ -167,11 +166,11 @@ class _RegionSteps:
     """Builds the steps of one region; ids of signatures created by this run are filled in as they come."""
 
     def __init__(self, region: str, changes: Sequence[Change], desired: DesiredState, snapshot: Snapshot,
-                 client: ApiClient, result: ApplyResult) -> None:
+                 gateway: Gateway, result: ApplyResult) -> None:
         self.region = region
         self.changes = changes
         self.desired = desired.regions[region]
-        self.client = client
+        self.gateway = gateway
         self.result = result
         self.ids = {sig.name: sig.id for sig in snapshot.signatures}
         self.live_binding = {(b.group, b.stage, b.api_id): b for b in snapshot.bindings}
@@ -196,12 +195,7 @@ class _RegionSteps:
     def _creates(self) -> list[Step]:
         def step(values: SignatureValues) -> Step:
             async def run() -> str:
-                body = await self.client.call("CreateSignature", {
-                    "SignatureName": values.name, "SignatureKey": values.key,
-                    "SignatureSecret": self._secret(values.name)})
-                new_id = body.get("SignatureId")
-                if not isinstance(new_id, str) or not new_id:
-                    raise ReconcilerError(f"{values.name}: CreateSignature answered without a SignatureId")
+                new_id = await self.gateway.create_signature(values.name, values.key, self._secret(values.name))
                 self.ids[values.name] = new_id
                 self.result.counts["create"] += 1
                 return f"{values.name}: created (id {new_id})"
@@ -211,12 +205,9 @@ class _RegionSteps:
     def _updates(self) -> list[Step]:
         def step(change: Change, values: SignatureValues) -> Step:
             async def run() -> str:
-                params = {"SignatureId": self.ids[values.name]}
-                if "key" in change.changed:
-                    params["SignatureKey"] = values.key
-                if "secret" in change.changed:
-                    params["SignatureSecret"] = self._secret(values.name)
-                await self.client.call("ModifySignature", params)
+                await self.gateway.modify_signature(
+                    self.ids[values.name], key=values.key if "key" in change.changed else None,
+                    secret=self._secret(values.name) if "secret" in change.changed else None)
                 self.result.counts["update"] += 1
                 return f"{values.name}: updated ({' and '.join(change.changed)})"
             return Step(f"update signature {values.name} ({' and '.join(change.changed)})", run)
@@ -246,12 +237,10 @@ class _RegionSteps:
         for api_id in api_ids:
             by_signature.setdefault(self._old_signature_id(group, stage, api_id), []).append(api_id)
         for signature_id, ids in by_signature.items():
-            await self.client.call("RemoveSignatureApis", {"GroupId": group, "SignatureId": signature_id,
-                                                           "StageName": stage, "ApiIds": ",".join(ids)})
+            await self.gateway.remove_signature_apis(group, stage, signature_id, ids)
 
     async def _set(self, group: str, stage: Stage, signature: str, api_ids: list[str]) -> None:
-        await self.client.call("SetSignatureApis", {"GroupId": group, "SignatureId": self.ids[signature],
-                                                    "StageName": stage, "ApiIds": ",".join(api_ids)})
+        await self.gateway.set_signature_apis(group, stage, self.ids[signature], api_ids)
 
     def _rebinds(self) -> list[Step]:
         def step(group: str, stage: Stage, old: str, new: str, api_ids: list[str], tally: BindingCallsTally) -> Step:
@@ -304,14 +293,14 @@ class _RegionSteps:
         def step(name: str) -> Step:
             async def run() -> str:
                 signature_id = self.ids[name]
-                await self.client.call("DeleteSignature", {"SignatureId": signature_id})
+                await self.gateway.delete_signature(signature_id)
                 self.result.counts["delete"] += 1
                 return f"{name}: deleted (id {signature_id})"
             return Step(f"delete signature {name}", run)
         return [step(values.name) for values in self._signature_changes(Action.DELETE)]
 
 
-class _Runner:
+class _PhaseRunner:
     """Runs the steps of a phase with bounded concurrency; after the first failure starts no new step."""
 
     def __init__(self, concurrency: int, result: ApplyResult, report: Callable[[str], None]) -> None:
@@ -358,10 +347,8 @@ def refuse_blocked(plan: Plan) -> None:
                            f"a manifest, or list the signature under ignore")
 
 
-@contextmanager
-def _signals_stop_new_steps(result: ApplyResult, warn: Callable[[str], None]) -> Iterator[None]:
+def _stop_new_steps(result: ApplyResult, warn: Callable[[str], None]) -> Callable[[signal.Signals], None]:
     """While the writes run, SIGINT and SIGTERM only stop new steps from starting (see the module docstring)."""
-    loop = asyncio.get_running_loop()
 
     def on_signal(received: signal.Signals) -> None:
         if result.interrupted_by is None:
@@ -370,48 +357,36 @@ def _signals_stop_new_steps(result: ApplyResult, warn: Callable[[str], None]) ->
         else:
             warn(f"{received.name} received: still finishing the calls in flight.")
 
-    installed: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():  # the only thread that receives signals
-        for each in (signal.SIGINT, signal.SIGTERM):
-            installed[each] = signal.getsignal(each)
-            loop.add_signal_handler(each, on_signal, each)
-    try:
-        yield
-    finally:
-        for each, previous in installed.items():
-            loop.remove_signal_handler(each)
-            # asyncio puts back Python's defaults, not what the command had (SIGTERM's clean exit).
-            signal.signal(each, previous)
+    return on_signal
 
 
 async def apply_plan_async(plan: Plan, desired: DesiredState, snapshots: Mapping[str, Snapshot],
                            client_for: Callable[[str], ApiClient], *, concurrency: int,
-                           report: Callable[[str], None],
-                           warn: Callable[[str], None] = lambda _: None) -> ApplyResult:
-    """Carry out `plan` (made from `desired` against `snapshots`); `report` gets each done step's line, `warn`
-    what the user should know at once (a signal received)."""
+                           report: Callable[[str], None], result: ApplyResult | None = None) -> ApplyResult:
+    """Carry out `plan` (made from `desired` against `snapshots`) into `result` (a new one when not given);
+    `report` gets each done step's line."""
     if not desired.secrets_checked:
         raise InputError("apply needs the secrets: do not use --skip-secrets")
-    if concurrency < 1:
-        raise InputError("--concurrency must be at least 1")
     refuse_blocked(plan)
-    result = ApplyResult()
-    runner = _Runner(concurrency, result, report)
-    with _signals_stop_new_steps(result, warn):
-        for region in plan.regions:
-            changes = [c for c in plan.changes if c.region == region and c.action in ACTIONABLE and c.pending]
-            if not changes:
-                continue
-            if len(plan.regions) > 1:
-                report(f"Region {region}:")
-            async with client_for(region) as client:
-                for steps in _RegionSteps(region, changes, desired, snapshots[region], client, result).phases():
-                    await runner.run_phase(steps)
+    result = result if result is not None else ApplyResult()
+    runner = _PhaseRunner(concurrency, result, report)
+    for region in plan.regions:
+        changes = [c for c in plan.changes if c.region == region and c.action in ACTIONABLE and c.pending]
+        if not changes:
+            continue
+        if len(plan.regions) > 1:
+            report(f"Region {region}:")
+        async with client_for(region) as client:
+            for steps in _RegionSteps(region, changes, desired, snapshots[region], Gateway(client), result).phases():
+                await runner.run_phase(steps)
     return result
 
 
 def apply_plan(plan: Plan, desired: DesiredState, snapshots: Mapping[str, Snapshot],
                client_for: Callable[[str], ApiClient], *, concurrency: int,
                report: Callable[[str], None], warn: Callable[[str], None] = lambda _: None) -> ApplyResult:
-    return asyncio.run(apply_plan_async(plan, desired, snapshots, client_for, concurrency=concurrency,
-                                        report=report, warn=warn))
+    """`apply_plan_async`, run the process's way, with SIGINT and SIGTERM stopping new steps; `warn` gets
+    what the user should know at once (a signal received)."""
+    result = ApplyResult()
+    return run_async(apply_plan_async(plan, desired, snapshots, client_for, concurrency=concurrency, report=report,
+                                      result=result), on_signal=_stop_new_steps(result, warn))

@@ -21,7 +21,7 @@ import click
 from reconciler import __version__
 from reconciler.errors import InputError, ManifestError, ManifestErrors, ReconcilerError
 from reconciler.inert import inert
-from reconciler.limits import DEFAULT_CONCURRENCY
+from reconciler.limits import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from reconciler.vendor_rules import MANAGED_STAGES, STAGES
 
 if TYPE_CHECKING:
@@ -170,8 +170,8 @@ def connection_options(func: Callable[..., int]) -> Callable[..., int]:
                           "chain, where ALIBABA_CLOUD_PROFILE names the profile)."),
         click.option("--signature-version", type=click.Choice(["v3", "v1"]), default="v3", show_default=True,
                      help="Request signing: ACS3-HMAC-SHA256 (v3) or RPC HMAC-SHA1 (v1)."),
-        click.option("--concurrency", type=click.IntRange(1, 256), default=DEFAULT_CONCURRENCY, show_default=True,
-                     help="Requests in flight at most."),
+        click.option("--concurrency", type=click.IntRange(1, MAX_CONCURRENCY), default=DEFAULT_CONCURRENCY,
+                     show_default=True, help="Requests in flight at most."),
         click.option("--max-rps", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Requests a second at most (default: as many as the API accepts; the rate adapts "
                           "to its throttling either way)."),
@@ -516,8 +516,7 @@ def export_command(connection: ConnectionOptions, quiet: bool, region: str, grou
                    force: bool) -> int:
     """Write the live state of a region as manifests; a plan of them shows no changes."""
     from reconciler.export import DEFAULT_STAGES, export_manifests, header_time
-    from reconciler.fetcher import fetch_for_export, run_fetch
-    from reconciler.live import open_connection
+    from reconciler.live import open_connection, read_region
     from reconciler.progress import progress_on_stderr
 
     if bool(groups) == all_groups:
@@ -527,8 +526,7 @@ def export_command(connection: ConnectionOptions, quiet: bool, region: str, grou
     chosen_stages = tuple(s for s in STAGES if s in stages) or DEFAULT_STAGES
     with open_connection(connection, [region], wanted_by="--region is", warn=warn) as live, \
             progress_on_stderr(quiet) as progress:
-        snapshot = run_fetch(fetch_for_export(live.client, region, groups or None, chosen_stages,
-                                              concurrency=connection.concurrency, progress=progress))
+        snapshot = read_region(live, region, groups or None, chosen_stages, progress)
     source = (f"embedded emulator of {' '.join(map(str, connection.emulator_states))}"
               if connection.emulator_states else f"endpoint {snapshot.endpoint}")
     exported_at = header_time(snapshot.fetched_at, os.environ.get("SOURCE_DATE_EPOCH"))

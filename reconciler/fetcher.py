@@ -12,35 +12,27 @@ of several pages is only accepted when two consecutive reads agree (see `read`);
 at the target scale that is a handful of extra requests (the signature list),
 since bindings and APIs of one group and stage fit one page.
 
-Default concurrency: see `reconciler.limits`.
+The fetcher reads through `reconciler.gateway.Gateway`, which knows each operation's parameters and
+answers; what is here is how a listing is read whole. Default concurrency: see `reconciler.limits`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from pydantic import AliasPath, BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, create_model
+from pydantic import TypeAdapter
 
-from reconciler.aliyun.client import ApiClient, ApiResponse
+from reconciler.aliyun.client import ApiClient
 from reconciler.errors import ReconcilerError
-from reconciler.gcrelax import fewer_cyclic_collections
+from reconciler.gateway import Gateway, ItemT, Listing
 from reconciler.limits import DEFAULT_CONCURRENCY
+from reconciler.runner import cancelled_on_failure
 from reconciler.snapshot import BindingScope, LiveBinding, LiveGroup, LiveSignature, Snapshot
-from reconciler.vendor_rules import (
-    MANAGED_STAGES,
-    MAX_GROUP_PAGE_SIZE,
-    MAX_PAGE_SIZE,
-    RESOURCE_ID_RULE,
-    STAGES,
-    Stage,
-    timestamp_now,
-)
+from reconciler.vendor_rules import MANAGED_STAGES, RESOURCE_ID_RULE, STAGES, Stage, timestamp_now
 
 MAX_REREADS = 2
 # The most items one listing is read to: 1,000,000 (10,000 pages), five times every binding of the
@@ -57,126 +49,6 @@ class InconsistentReadError(ReconcilerError):
 
 class ListingTooLargeError(ReconcilerError):
     """A listing claims more items than `MAX_LISTING_ITEMS`; nothing is read past its first page."""
-
-
-# ------------------------------------------------------------ response items (validated a page at a time)
-
-
-class _Item(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-
-class SignatureInfo(_Item):
-    id: str = Field(alias="SignatureId")
-    name: str = Field(alias="SignatureName")
-    key: str = Field(alias="SignatureKey")
-    secret: SecretStr = Field(alias="SignatureSecret")
-    created: str | None = Field(default=None, alias="CreatedTime")
-    modified: str | None = Field(default=None, alias="ModifiedTime")
-
-
-class ApiSignatureItem(_Item):
-    api_id: str = Field(alias="ApiId")
-    api_name: str = Field(alias="ApiName")
-    signature_id: str = Field(alias="SignatureId")
-    signature_name: str = Field(alias="SignatureName")
-    bound_time: str | None = Field(default=None, alias="BoundTime")
-
-
-class ApiInfo(_Item):
-    """One binding of a signature, as DescribeApisBySignature lists it."""
-
-    api_id: str = Field(alias="ApiId")
-    api_name: str = Field(alias="ApiName")
-    group: str = Field(alias="GroupId")
-    stage: Stage = Field(alias="StageName")
-    bound_time: str | None = Field(default=None, alias="BoundTime")
-
-
-class DeployedInfo(_Item):
-    stage: str = Field(alias="StageName")
-    status: str | None = Field(default=None, alias="DeployedStatus")
-
-
-class ApiSummary(_Item):
-    id: str = Field(alias="ApiId")
-    name: str = Field(alias="ApiName")
-    group_name: str | None = Field(default=None, alias="GroupName")
-
-    def deployed(self) -> list[Stage]:
-        return []
-
-
-class DeployedApiSummary(ApiSummary):
-    """An API with the stages it is published in. Read only where they are needed (scan, a signature policy):
-    validating DeployedInfos triples the cost of a page of 100 APIs (229 -> 680 us)."""
-
-    deployed_infos: list[DeployedInfo] = Field(default_factory=list,
-                                               validation_alias=AliasPath("DeployedInfos", "DeployedInfo"))
-
-    def deployed(self) -> list[Stage]:
-        """Stages the API is published in: a DeployedInfo with DeployedStatus DEPLOYED (the documented values
-        are DEPLOYED and NONDEPLOYED); a stage name outside RELEASE, TEST and PRE is not one we can read."""
-        published = [i.stage for i in self.deployed_infos if i.status == "DEPLOYED"]
-        return [s for s in STAGES if s in published] if published else []
-
-
-class RegionItem(_Item):
-    id: str = Field(alias="RegionId")
-
-
-class RegionsResponse(ApiResponse):
-    regions: list[RegionItem] = Field(default_factory=list, validation_alias=AliasPath("Regions", "Region"))
-
-
-class ApiGroupAttribute(_Item):
-    id: str = Field(alias="GroupId")
-    name: str | None = Field(default=None, alias="GroupName")
-
-
-ItemT = TypeVar("ItemT", bound=_Item)
-
-
-class Page(ApiResponse, Generic[ItemT]):
-    """One page of a listing, validated from the response's JSON bytes in one pass (see `page_model`)."""
-
-    total: int = Field(alias="TotalCount", ge=0, strict=True)
-    items: list[ItemT] = Field(default_factory=list)
-
-
-@functools.cache
-def page_model(container: str, item: str, model: type[ItemT]) -> type[Page[ItemT]]:
-    """The page of one listing: its items sit at ``container.item`` (``ApiSignatures.ApiSignatureItem``).
-
-    Parsing the body with `json` and validating the items from the resulting dicts was a large share of a
-    fetch's CPU; pydantic-core validating straight from the bytes costs much less (figures: "Profile
-    notes" in benchmarks/README.md). A page without that list (the vendor sends an empty or absent
-    container for an empty listing, and a page past the end after the listing shrank) counts as empty:
-    TotalCount and the consistency check in `Fetcher.read` decide whether that is right.
-    """
-    items: Any = Field(default_factory=list, validation_alias=AliasPath(container, item))
-    return create_model(f"{container}Page", __base__=Page[model], items=(list[model], items))  # type: ignore[valid-type]
-
-
-@dataclass(frozen=True)
-class Listing(Generic[ItemT]):
-    """One paged describe operation: where its items are and what identifies one."""
-
-    action: str
-    params: Mapping[str, str]
-    container: str
-    item: str
-    model: type[ItemT]
-    identity: Callable[[ItemT], str]
-    page_size: int = MAX_PAGE_SIZE
-
-    @property
-    def page(self) -> type[Page[ItemT]]:
-        return page_model(self.container, self.item, self.model)
-
-    def describe(self) -> str:
-        scope = ", ".join(f"{k} {v}" for k, v in self.params.items())
-        return f"{self.action} ({scope})" if scope else self.action
 
 
 @dataclass(frozen=True)
@@ -214,48 +86,19 @@ class PageProgress:
             self._report(self.done, self.known)
 
 
-ResultT = TypeVar("ResultT")
-
-
-def run_fetch(fetch: Coroutine[Any, Any, ResultT]) -> ResultT:
-    """`asyncio.run(fetch)`, without a cost that grows with the result.
-
-    On CPython 3.11, when `asyncio.run` returns, `signal.signal` builds the repr of the previous
-    SIGINT handler, which holds the main task, whose repr holds its result: seconds for a large
-    snapshot. The main task here returns nothing; the result travels beside it. The cyclic GC runs
-    less often meanwhile (see `gcrelax`). Figures: "Profile notes" in benchmarks/README.md.
-    """
-    results: list[ResultT] = []
-
-    async def main() -> None:
-        results.append(await fetch)
-
-    with fewer_cyclic_collections():
-        asyncio.run(main())
-    return results[0]
-
-
-def request_slots(concurrency: int) -> asyncio.Semaphore:
-    """The bound on requests in flight."""
-    if concurrency < 1:
-        raise ReconcilerError("--concurrency must be at least 1")
-    return asyncio.Semaphore(concurrency)
-
-
 class Fetcher:
     """Reads listings through one client; `slots`, when given, is the bound shared with other fetchers
     (one per region) of the same run, and `concurrency` is then ignored."""
 
     def __init__(self, client: ApiClient, *, concurrency: int = DEFAULT_CONCURRENCY,
                  progress: PageProgress | None = None, slots: asyncio.Semaphore | None = None) -> None:
-        self._client = client
-        self._slots = slots if slots is not None else request_slots(concurrency)
+        self._gateway = Gateway(client)
+        self._slots = slots if slots is not None else asyncio.Semaphore(concurrency)
         self.progress = progress if progress is not None else PageProgress()
 
     async def _page(self, listing: Listing[ItemT], number: int) -> tuple[int, list[ItemT]]:
-        params = {**listing.params, "PageNumber": str(number), "PageSize": str(listing.page_size)}
         async with self._slots:
-            page = await self._client.call_model(listing.action, params, listing.page)
+            page = await self._gateway.page(listing, number)
         self.progress.page_read()
         return page.total, page.items
 
@@ -300,8 +143,7 @@ class Fetcher:
 
     async def signatures(self, name: str | None = None) -> tuple[LiveSignature, ...]:
         """Every signature, or the one named `name` (none when it does not exist)."""
-        listing = Listing("DescribeSignatures", {} if name is None else {"SignatureName": name}, "SignatureInfos",
-                          "SignatureInfo", SignatureInfo, lambda s: s.id)
+        listing = self._gateway.signatures(name)
         # The filter is taken as the emulator documents it (an exact name); should the vendor match more
         # loosely, only the exact name is kept.
         items = [s for s in await self.read(listing) if name is None or s.name == name]
@@ -319,8 +161,7 @@ class Fetcher:
         return tuple(signature for one in found for signature in one)
 
     async def bindings(self, group: str, stage: Stage) -> list[LiveBinding]:
-        listing = Listing("DescribeApiSignatures", {"GroupId": group, "StageName": stage}, "ApiSignatures",
-                          "ApiSignatureItem", ApiSignatureItem, lambda b: b.api_id)
+        listing = self._gateway.bindings(group, stage)
         # One validation call for the whole scope: cheaper than building the LiveBindings one by one.
         return _LIVE_BINDINGS.validate_python([
             # The signature's id and name repeat on every binding of it: keep one copy of each.
@@ -331,16 +172,14 @@ class Fetcher:
 
     async def bindings_of_signature(self, signature: LiveSignature) -> tuple[LiveBinding, ...]:
         """Every binding of one signature in the region, any group and stage."""
-        listing = Listing("DescribeApisBySignature", {"SignatureId": signature.id}, "ApiInfos", "ApiInfo", ApiInfo,
-                          lambda a: f"{a.group}/{a.stage}/{a.api_id}")
+        listing = self._gateway.bindings_of_signature(signature.id)
         return tuple(LiveBinding(group=a.group, stage=a.stage, api_id=a.api_id, api_name=a.api_name,
                                  signature_id=signature.id, signature_name=signature.name, bound_time=a.bound_time)
                      for a in await self.read(listing))
 
     async def apis(self, group: str, *, deployment: bool = False) -> LiveGroup:
         """The APIs of a group; with `deployment`, also the stages each is published in."""
-        model: type[ApiSummary] = DeployedApiSummary if deployment else ApiSummary
-        listing = Listing("DescribeApis", {"GroupId": group}, "ApiSummarys", "ApiSummary", model, lambda a: a.id)
+        listing = self._gateway.apis(group, deployment=deployment)
         # One validation for the group, as for bindings: cheaper than building the LiveApis one by one.
         apis = await self.read(listing)
         # Each API names its group: the plan shows that name beside the group's id, at no extra request.
@@ -351,8 +190,7 @@ class Fetcher:
 
     async def groups(self) -> list[LiveGroup]:
         """Every API group of the region (for export --all-groups)."""
-        listing = Listing("DescribeApiGroups", {}, "ApiGroupAttributes", "ApiGroupAttribute", ApiGroupAttribute,
-                          lambda g: g.id, page_size=MAX_GROUP_PAGE_SIZE)
+        listing = self._gateway.groups()
         return [LiveGroup(id=g.id, name=g.name) for g in await self.read(listing)]
 
     async def snapshot(self, target: FetchTarget, *, endpoint: str | None = None) -> Snapshot:
@@ -362,7 +200,7 @@ class Fetcher:
         binding_tasks = [asyncio.ensure_future(self.bindings(g, s)) for g, s in target.scopes]
         group_tasks = [asyncio.ensure_future(self.apis(g, deployment=target.deployment)) for g in target.api_groups]
         tasks: list[asyncio.Future[Any]] = [signatures_task, *binding_tasks, *group_tasks]
-        async with _cancelled_on_failure(tasks):
+        async with cancelled_on_failure(tasks):
             signatures = await signatures_task
             # Where a signature the plan may delete is bound, read while the bindings are still coming in.
             may_delete = target.may_delete or (lambda _: False)
@@ -384,19 +222,6 @@ class Fetcher:
 
 _LIVE_BINDINGS = TypeAdapter(list[LiveBinding])
 _LIVE_SIGNATURES = TypeAdapter(tuple[LiveSignature, ...])
-
-
-@asynccontextmanager
-async def _cancelled_on_failure(tasks: list[asyncio.Future[Any]]) -> AsyncIterator[None]:
-    """If the block fails, cancel `tasks` (including those added to the list inside it) and wait for them,
-    so no request is left running behind an error."""
-    try:
-        yield
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 def _inconsistency(listing: Listing[ItemT], total: int, pages: Sequence[tuple[int, list[ItemT]]]) -> str:
@@ -423,7 +248,7 @@ async def fetch_snapshots(targets: Iterable[FetchTarget], client_for: Callable[[
                           concurrency: int = DEFAULT_CONCURRENCY,
                           progress: PageProgress | None = None) -> dict[str, Snapshot]:
     """Read every region concurrently (one connection pool per endpoint, one bound on requests in flight)."""
-    slots = request_slots(concurrency)
+    slots = asyncio.Semaphore(concurrency)
 
     async def one(target: FetchTarget) -> Snapshot:
         async with client_for(target.region) as client:
@@ -445,7 +270,7 @@ async def fetch_for_export(client_for: Callable[[str], ApiClient], region: str, 
         fetcher = Fetcher(client, concurrency=concurrency, progress=progress)
         signatures_task = asyncio.ensure_future(fetcher.signatures())
         tasks: list[asyncio.Future[Any]] = [signatures_task]
-        async with _cancelled_on_failure(tasks):
+        async with cancelled_on_failure(tasks):
             listed = {g.id: g for g in await fetcher.groups()}
             chosen = list(listed) if groups is None else list(dict.fromkeys(groups))
             unknown = [g for g in chosen if g not in listed]
@@ -474,13 +299,6 @@ async def fetch_for_export(client_for: Callable[[str], ApiClient], region: str, 
     )
 
 
-async def list_regions(client: ApiClient) -> list[str]:
-    """Every region where API Gateway is offered (DescribeRegions; any regional endpoint answers it).
-    Not paged: the vendor documents no paging for it."""
-    response = await client.call_model("DescribeRegions", {}, RegionsResponse)
-    return list(dict.fromkeys(r.id for r in response.regions))
-
-
 async def fetch_for_scan(client_for: Callable[[str], ApiClient], regions: Sequence[str], *,
                          concurrency: int = DEFAULT_CONCURRENCY,
                          progress: PageProgress | None = None) -> dict[str, Snapshot]:
@@ -490,7 +308,7 @@ async def fetch_for_scan(client_for: Callable[[str], ApiClient], regions: Sequen
     vendor documents reading; PRE is not measured). A stage with no published API has no coverage to
     measure, so its bindings are not read: the request count is 1 + signatures + groups + one per group +
     one per (group, published stage), at pages of 100 (50 for groups)."""
-    slots = request_slots(concurrency)
+    slots = asyncio.Semaphore(concurrency)
 
     async def one(region: str) -> Snapshot:
         async with client_for(region) as client:
@@ -505,7 +323,7 @@ async def fetch_for_scan(client_for: Callable[[str], ApiClient], regions: Sequen
 
             signatures_task = asyncio.ensure_future(fetcher.signatures())
             tasks: list[asyncio.Future[Any]] = [signatures_task]
-            async with _cancelled_on_failure(tasks):
+            async with cancelled_on_failure(tasks):
                 group_tasks = [asyncio.ensure_future(group_state(g)) for g in await fetcher.groups()]
                 tasks += group_tasks
                 groups = await asyncio.gather(*group_tasks)

@@ -11,3 +11,6 @@ account; `--concurrency` raises it.
 from __future__ import annotations
 
 DEFAULT_CONCURRENCY = 16
+# The most `--concurrency` allows, checked once, by the option's type; the client's pool holds as many
+# connections.
+MAX_CONCURRENCY = 256

@@ -15,7 +15,7 @@ import ipaddress
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +25,12 @@ from urllib.parse import urlsplit
 from reconciler.aliyun.client import AdaptiveRate, ApiClient, RetryTiming, validate_endpoint
 from reconciler.aliyun.credentials import Credentials, CredentialSource, resolve_credential_source, static_source
 from reconciler.errors import InputError
-from reconciler.fetcher import FetchTarget, PageProgress, fetch_for_scan, fetch_snapshots, list_regions, run_fetch
+from reconciler.fetcher import FetchTarget, PageProgress, fetch_for_export, fetch_for_scan, fetch_snapshots
+from reconciler.gateway import Gateway
 from reconciler.inert import inert
 from reconciler.limits import DEFAULT_CONCURRENCY
 from reconciler.manifest import DesiredState, RegionDesired
+from reconciler.runner import run_async
 from reconciler.snapshot import Snapshot
 from reconciler.vendor_rules import REGION_RULE, Stage, endpoint_for_region
 
@@ -203,8 +205,15 @@ def _among(names: frozenset[str], may_delete: Callable[[str], bool]) -> Callable
 def read_live_state(desired: DesiredState, connection: Connection, progress: PageProgress | None = None, *,
                     signature_names: Mapping[str, frozenset[str] | None] | None = None) -> dict[str, Snapshot]:
     """Fetch what the manifests need to be planned, every region concurrently."""
-    return run_fetch(fetch_snapshots(fetch_targets(desired, signature_names), connection.client,
+    return run_async(fetch_snapshots(fetch_targets(desired, signature_names), connection.client,
                                      concurrency=connection.options.concurrency, progress=progress))
+
+
+def read_region(connection: Connection, region: str, groups: Sequence[str] | None, stages: Sequence[Stage],
+                progress: PageProgress | None = None) -> Snapshot:
+    """What `export` reads of one region (see `fetcher.fetch_for_export`)."""
+    return run_async(fetch_for_export(connection.client, region, groups, stages,
+                                      concurrency=connection.options.concurrency, progress=progress))
 
 
 # Where DescribeRegions is asked when no manifest declares a region (any regional endpoint answers it).
@@ -226,7 +235,7 @@ def read_account(connection: Connection, declared: Iterable[str],
         first = (sorted(connection.emulator_endpoints)[0] if connection.emulator_endpoints
                  else declared[0] if declared else DEFAULT_REGION)
         async with connection.client(first) as client:
-            listed = await list_regions(client)
+            listed = await Gateway(client).regions()
         for region in listed:
             if not REGION_RULE.fullmatch(region):
                 raise InputError(f"DescribeRegions listed '{inert(region)}', which is not a region id")
@@ -237,4 +246,4 @@ def read_account(connection: Connection, declared: Iterable[str],
         return await fetch_for_scan(connection.client, regions, concurrency=connection.options.concurrency,
                                     progress=progress)
 
-    return run_fetch(main())
+    return run_async(main())

@@ -63,6 +63,7 @@ from reconciler.aliyun.errors import (
 from reconciler.aliyun.redaction import REDACTED, Scrubber, drop_string_to_sign
 from reconciler.aliyun.signing import canonical_query
 from reconciler.errors import InputError
+from reconciler.limits import MAX_CONCURRENCY
 
 logger = logging.getLogger("reconciler.aliyun")
 
@@ -297,7 +298,7 @@ class _CookielessClient(httpx.AsyncClient):
 _NO_COOKIES = _NoCookies()
 
 
-MAX_CONNECTIONS = 256  # the most --concurrency allows
+MAX_CONNECTIONS = MAX_CONCURRENCY
 KEEPALIVE_SECONDS = 5.0  # httpx's default expiry of an idle pooled connection
 
 
