@@ -41,7 +41,6 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from reconciler.errors import InputError
 from reconciler.inputfile import read_input_text
-from reconciler.output import write_atomically
 from reconciler.vendor_rules import Stage
 
 SNAPSHOT_FORMAT_VERSION = "2"
@@ -168,21 +167,14 @@ class Snapshot(_Frozen):
     def scope_was_read(self, group: str, stage: str) -> bool:
         return any(s.group == group and s.stage == stage for s in self.scopes)
 
-    def to_file_dict(self, *, include_secrets: bool = False) -> dict[str, Any]:
-        """The snapshot as a file holds it: secrets as `secret_digest` (or, asked, in clear)."""
-        return _file_dicts([self], include_secrets=include_secrets)[0]
-
-    def write_json(self, path: Path, *, include_secrets: bool = False) -> None:
-        text = json.dumps(self.to_file_dict(include_secrets=include_secrets), indent=2, sort_keys=True)
-        write_atomically(path, text + "\n", secret=include_secrets)
 
 
-def _file_dicts(snapshots: Iterable[Snapshot], *, include_secrets: bool) -> list[dict[str, Any]]:
-    """Each snapshot as a file holds it. The digests (one scrypt each) are computed on every CPU:
-    hashlib releases the GIL while scrypt runs."""
+def _file_dicts(snapshots: Iterable[Snapshot]) -> list[dict[str, Any]]:
+    """Each snapshot as a file holds it, secrets as `secret_digest`. The digests (one scrypt each) are
+    computed on every CPU: hashlib releases the GIL while scrypt runs."""
     snapshots = list(snapshots)
     to_digest = [sig.secret.get_secret_value() for snap in snapshots for sig in snap.signatures
-                 if sig.secret is not None and not include_secrets]
+                 if sig.secret is not None]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         digests = iter(list(pool.map(secret_digest, to_digest)))
     out = []
@@ -192,9 +184,7 @@ def _file_dicts(snapshots: Iterable[Snapshot], *, include_secrets: bool) -> list
         signatures = []
         for sig in snap.signatures:
             entry = sig.model_dump(mode="json", exclude={"secret", "secret_scrypt"}, exclude_none=True)
-            if sig.secret is not None and include_secrets:
-                entry["secret"] = sig.secret.get_secret_value()
-            elif sig.secret is not None:
+            if sig.secret is not None:
                 entry["secret_scrypt"] = next(digests)
             elif sig.secret_scrypt is not None:
                 entry["secret_scrypt"] = sig.secret_scrypt
@@ -210,16 +200,13 @@ def _file_dicts(snapshots: Iterable[Snapshot], *, include_secrets: bool) -> list
 
 def snapshots_file_text(snapshots: Iterable[Snapshot]) -> str:
     """What `plan --save-snapshot` writes: a JSON list of snapshots, one per region, secrets as digests."""
-    return json.dumps(_file_dicts(snapshots, include_secrets=False), indent=2) + "\n"
+    return json.dumps(_file_dicts(snapshots), indent=2) + "\n"
 
 
 class SnapshotSet(_Frozen):
     """Snapshots of several regions; a snapshot file holds one region or a list of them."""
 
     snapshots: tuple[Snapshot, ...]
-
-    def for_region(self, region: str) -> Snapshot | None:
-        return next((s for s in self.snapshots if s.region == region), None)
 
 
 def load_snapshot_file(path: Path) -> SnapshotSet:

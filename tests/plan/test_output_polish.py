@@ -28,6 +28,7 @@ from reconciler.plan import (
 from tests.support.cli import CliResult
 from tests.support.demo import DEMO_MANIFEST, DEMO_SECRETS, ORDERS, api_id, demo_snapshot
 from tests.support.paths import ROOT
+from tests.support.snapshots import write_snapshot
 
 STATE = ROOT / "examples" / "emulator-state.yaml"
 DEMO_ENV = str(ROOT / "examples" / "demo.env")
@@ -40,7 +41,7 @@ Cli = Callable[..., CliResult]
 def files(write: Callable[[str, str], Path]) -> tuple[str, str]:
     manifest = write("manifests/m.yaml", DEMO_MANIFEST)
     snapshot = write("snapshot.json", "")
-    demo_snapshot().write_json(snapshot)
+    write_snapshot(demo_snapshot(), snapshot)
     return str(manifest), str(snapshot)
 
 

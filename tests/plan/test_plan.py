@@ -15,6 +15,7 @@ from reconciler.snapshot import Snapshot
 from tests.support.cli import CliResult
 from tests.support.demo import DEMO_MANIFEST, DEMO_SECRETS, ORDERS, demo_snapshot
 from tests.support.paths import GOLDEN, ROOT
+from tests.support.snapshots import write_snapshot
 
 LIVE_SECRETS = ["ordersSecret01", "paymentsSecret01", "manualSecret01", "legacySecret01"]
 
@@ -23,7 +24,7 @@ LIVE_SECRETS = ["ordersSecret01", "paymentsSecret01", "manualSecret01", "legacyS
 def files(write: Callable[[str, str], Path]) -> tuple[Path, Path]:
     manifest = write("manifests/m.yaml", DEMO_MANIFEST)
     snapshot = write("snapshot.json", "")
-    demo_snapshot().write_json(snapshot)
+    write_snapshot(demo_snapshot(), snapshot)
     return manifest, snapshot
 
 
@@ -95,7 +96,7 @@ bindings:
   - {{group: {ORDERS}, stage: RELEASE, signature: payments_backend, apis: [orders_get]}}
 """)
     snapshot = write("s.json", "")
-    live.write_json(snapshot)
+    write_snapshot(live, snapshot)
     env = {"ORDERS_SECRET": "ordersSecret01", "PAYMENTS_SECRET": "paymentsSecret01"}
     for fmt, expected in [("text", "No changes. Live state matches the manifests.\n"),
                           ("markdown", "### reconciler plan\n\n**No changes.** Live state matches the manifests "
@@ -127,7 +128,7 @@ def test_secrets_never_appear_in_any_output(cli: Callable[..., CliResult], write
     literal = "literalSecretXyz9"
     manifest = write("m.yaml", DEMO_MANIFEST.replace("${env:INVENTORY_SECRET}", literal))
     snapshot = tmp_path / "clear.json"
-    demo_snapshot().write_json(snapshot, include_secrets=True)  # even a snapshot holding clear secrets
+    write_snapshot(demo_snapshot(), snapshot, clear_secrets=True)  # even a snapshot holding clear secrets
     planted = [literal, *DEMO_SECRETS.values(), *LIVE_SECRETS]
     for fmt in ("text", "json", "markdown"):
         out_file = tmp_path / f"plan.{fmt}"
@@ -139,7 +140,7 @@ def test_secrets_never_appear_in_any_output(cli: Callable[..., CliResult], write
 
 def test_written_snapshot_keeps_no_clear_secret(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
-    demo_snapshot().write_json(path)
+    write_snapshot(demo_snapshot(), path)
     text = path.read_text()
     assert not any(secret in text for secret in LIVE_SECRETS)
     loaded = Snapshot.model_validate_json(text)
@@ -199,7 +200,7 @@ bindings:
   - {{group: {ORDERS}, stage: RELEASE, signature: payments_backend, apis: [orders_get]}}
 """)
     snapshot = write("s.json", "")
-    demo_snapshot().write_json(snapshot)
+    write_snapshot(demo_snapshot(), snapshot)
     env = {"ORDERS_SECRET": "ordersSecret01", "PAYMENTS_SECRET": "paymentsSecret01"}
     result = cli("plan", str(manifest), "--snapshot", str(snapshot), "--detailed-exitcode", env=env)
     assert result.code == 0

@@ -27,6 +27,7 @@ from tests.support.hostile import HOSTILE, markdown_findings, raw_controls, runn
 from tests.support.loopback_servers import serving
 from tests.support.paths import ROOT
 from tests.support.prewarmed import Prewarmed
+from tests.support.snapshots import write_snapshot
 
 Cli = Callable[..., CliResult]
 ORDERS = "0009db9c828549768a200320714b8930"
@@ -98,7 +99,7 @@ def test_plans_of_a_hostile_live_state_are_inert_in_every_format(cli: Cli, manif
                                                                  name: str) -> None:
     value = HOSTILE[name]
     snapshot = tmp_path / "live.json"
-    hostile_snapshot(value).write_json(snapshot)
+    write_snapshot(hostile_snapshot(value), snapshot)
     base = tmp_path / "base"
     base.mkdir()
     (base / "m.yaml").write_text(MANIFEST.replace(f", {API2}]", "]"))
@@ -326,8 +327,9 @@ def test_usage_errors_echo_the_value_escaped_on_one_line(cli: Cli, manifests: Pa
 def test_a_yaml_escape_in_a_value_is_shown_escaped(cli: Cli, write: Callable[[str, str], Path]) -> None:
     manifest = write("manifests/m.yaml", MANIFEST.replace("apis: [", 'apis: ["\\e[2J\\e[HNo changes\\a", '))
     snapshot = write("live.json", "")
-    Snapshot(region="cn-hangzhou", groups=(LiveGroup(id=ORDERS, apis=(LiveApi(id=API1, name="api_one"),)),),
-             scopes=(BindingScope(group=ORDERS, stage="RELEASE"),)).write_json(snapshot)
+    live = Snapshot(region="cn-hangzhou", groups=(LiveGroup(id=ORDERS, apis=(LiveApi(id=API1, name="api_one"),)),),
+                    scopes=(BindingScope(group=ORDERS, stage="RELEASE"),))
+    write_snapshot(live, snapshot)
     result = cli("plan", str(manifest), "--snapshot", str(snapshot), env=SECRETS)
     line = assert_one_error_line(result)
     assert "\\x1b[2J\\x1b[HNo changes\\x07" in line
