@@ -36,7 +36,7 @@ Design notes:
   says only that it binds a key to APIs (at most 100 a call); the console guide says an API has one
   key per stage and that the key "can be replaced". Neither says whether SetSignatureApis on an API
   bound to another key replaces that binding or fails, so apply does not rely on it: between the two
-  calls the API is unsigned (measured in tests/test_apply_interrupt.py; a few milliseconds against
+  calls the API is unsigned (measured in tests/apply/test_apply_interrupt.py; a few milliseconds against
   the emulator on loopback, one round trip to the vendor's endpoint).
 """
 
