@@ -16,7 +16,7 @@ from reconciler.emulator.app import EmulatorApp
 from reconciler.emulator.faults import FaultConfig
 from reconciler.emulator.state import EmulatorState
 from reconciler.emulator.verify import AccessKey
-from reconciler.snapshot import Stage
+from reconciler.vendor_rules import Stage
 
 ACCESS_KEY = AccessKey("testid", "testsecret")
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
