@@ -47,7 +47,7 @@ from pathlib import Path
 from reconciler.differ import diff
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.manifest import DesiredState, ParsedFiles, RegionDesired, load_desired_state
-from reconciler.plan import Action, Change, Label, Plan, summarize
+from reconciler.plan import Change, Label, Plan, Resource, summarize
 from reconciler.snapshot import Snapshot, Stage
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -210,10 +210,6 @@ def secrets_differ(desired: DesiredState, base: DesiredState) -> set[str]:
     return addresses
 
 
-def _writes_secret(change: Change) -> bool:
-    return change.action is Action.CREATE or (change.action is Action.UPDATE and "secret" in change.changed)
-
-
 def _same(change: Change, earlier: Change) -> bool:
     return (change.action, change.before, change.after, change.changed) == (
         earlier.action, earlier.before, earlier.after, earlier.changed)
@@ -236,7 +232,8 @@ def label_changes(plan: Plan, base_plan: Plan, *, base: str, secret_changed: Set
     for change in plan.changes:
         earlier = earlier_by_address.get(change.address)
         drift = (earlier is not None and _same(change, earlier)
-                 and not (_writes_secret(change) and change.address in secret_changed))
+                 and not (change.resource is Resource.SIGNATURE and change.writes_secret
+                          and change.address in secret_changed))
         labelled.append(change.model_copy(update={"label": Label.DRIFT if drift else Label.INTRODUCED}))
     planned = {c.address for c in plan.changes}
     labelled += [c.model_copy(update={"label": Label.RESOLVED, "source": None})

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import groupby
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, assert_never
 
 import click
 from pydantic import BaseModel, ConfigDict, Field
@@ -99,29 +99,91 @@ class BindingValues(_Model):
     signature: str
 
 
-class Change(_Model):
-    action: Action
-    resource: Resource
-    address: str = Field(description="Stable identity: signature.REGION.NAME or binding.REGION.GROUP.STAGE.API_ID")
+SignatureAction = Literal[Action.CREATE, Action.UPDATE, Action.DELETE, Action.UNMANAGED, Action.DELETE_BLOCKED]
+BindingAction = Literal[Action.BIND, Action.UNBIND, Action.REBIND]
+
+_ADDRESS = "Stable identity: signature.REGION.NAME or binding.REGION.GROUP.STAGE.API_ID"
+_BEFORE = "Live values; null for create/bind"
+_AFTER = "Desired values; null for delete/unbind/unmanaged"
+_CHANGED = "Attributes that differ (update, rebind)"
+_SOURCE = "FILE:LINE of the manifest entry, when there is one"
+_LABEL = ("Only with plan --base/--base-ref: introduced (not in the base's plan), drift (the same change is in the "
+          "base's plan) or resolved (in the base's plan only; not counted in summary)")
+
+
+class SignatureChange(_Model):
+    """A change to a signature: its key and secret, or its existence."""
+
+    action: SignatureAction
+    resource: Literal[Resource.SIGNATURE]
+    address: str = Field(description=_ADDRESS)
     region: str
-    before: SignatureValues | BindingValues | None = Field(description="Live values; null for create/bind")
-    after: SignatureValues | BindingValues | None = Field(
-        description="Desired values; null for delete/unbind/unmanaged")
-    changed: tuple[str, ...] = Field(default=(), description="Attributes that differ (update, rebind)")
-    source: str | None = Field(default=None, description="FILE:LINE of the manifest entry, when there is one")
-    label: Label | None = Field(
-        default=None,
-        description="Only with plan --base/--base-ref: introduced (not in the base's plan), drift (the same change "
-                    "is in the base's plan) or resolved (in the base's plan only; not counted in summary)")
+    before: SignatureValues | None = Field(description=_BEFORE)
+    after: SignatureValues | None = Field(description=_AFTER)
+    changed: tuple[str, ...] = Field(default=(), description=_CHANGED)
+    source: str | None = Field(default=None, description=_SOURCE)
+    label: Label | None = Field(default=None, description=_LABEL)
     still_bound: tuple[BindingValues, ...] | None = Field(
         default=None,
         description="Only on delete_blocked: every binding that keeps the signature from being deleted, in (group, "
                     "stage) pairs this plan does not unbind (from DescribeApisBySignature)")
 
     @property
+    def values(self) -> SignatureValues:
+        """The desired values, else the live ones (every action has one of them)."""
+        values = self.after or self.before
+        assert values is not None
+        return values
+
+    @property
+    def writes_secret(self) -> bool:
+        """Whether carrying it out sets the secret (a create, or an update of the secret)."""
+        return self.action is Action.CREATE or (self.action is Action.UPDATE and "secret" in self.changed)
+
+    @property
     def pending(self) -> bool:
         """Part of what this plan would do (a `resolved` change was pending on the base only)."""
         return self.label is not Label.RESOLVED
+
+
+class BindingChange(_Model):
+    """A change to which signature an API is bound to in one (group, stage)."""
+
+    action: BindingAction
+    resource: Literal[Resource.BINDING]
+    address: str = Field(description=_ADDRESS)
+    region: str
+    before: BindingValues | None = Field(description=_BEFORE)
+    after: BindingValues | None = Field(description=_AFTER)
+    changed: tuple[str, ...] = Field(default=(), description=_CHANGED)
+    source: str | None = Field(default=None, description=_SOURCE)
+    label: Label | None = Field(default=None, description=_LABEL)
+
+    @property
+    def api(self) -> BindingValues:
+        """The API (group, stage, id, name): the desired values, else the live ones (every action has one)."""
+        values = self.after or self.before
+        assert values is not None
+        return values
+
+    @property
+    def old_signature(self) -> str | None:
+        """The signature the API is bound to now (None for a bind)."""
+        return self.before.signature if self.before is not None else None
+
+    @property
+    def new_signature(self) -> str | None:
+        """The signature the API is bound to after the change (None for an unbind)."""
+        return self.after.signature if self.after is not None else None
+
+    @property
+    def pending(self) -> bool:
+        """Part of what this plan would do (a `resolved` change was pending on the base only)."""
+        return self.label is not Label.RESOLVED
+
+
+# The resource says which values a change holds, and which actions it can take.
+Change = Annotated[SignatureChange | BindingChange, Field(discriminator="resource")]
 
 
 class Summary(_Model):
@@ -180,9 +242,10 @@ class Plan(_Model):
         return any(c.action is not Action.UNMANAGED and c.pending for c in self.changes)
 
     @property
-    def blocked(self) -> tuple[Change, ...]:
+    def blocked(self) -> tuple[SignatureChange, ...]:
         """The blocked deletes of this plan: apply refuses to start while there is one."""
-        return tuple(c for c in self.changes if c.action is Action.DELETE_BLOCKED and c.pending)
+        return tuple(c for c in self.changes
+                     if c.resource is Resource.SIGNATURE and c.action is Action.DELETE_BLOCKED and c.pending)
 
     @property
     def pending_changes(self) -> tuple[Change, ...]:
@@ -192,8 +255,9 @@ class Plan(_Model):
 def with_group_names(plan: Plan, names: Mapping[str, str | None]) -> Plan:
     """`plan` with the names of the groups its changes mention (the plan grows with the drift, not with the
     number of groups of the tenant)."""
-    mentioned = {v.group for c in plan.changes for v in (c.before, c.after) if isinstance(v, BindingValues)}
-    mentioned |= {b.group for c in plan.changes for b in c.still_bound or ()}
+    mentioned = {c.api.group if c.resource is Resource.BINDING else "" for c in plan.changes}
+    mentioned |= {b.group for c in plan.changes if c.resource is Resource.SIGNATURE for b in c.still_bound or ()}
+    mentioned.discard("")
     known = {group: name for group in sorted(mentioned) if (name := names.get(group))}
     return plan.model_copy(update={"group_names": known or None})
 
@@ -290,7 +354,7 @@ def summary_line(plan: Plan) -> str:
 BOUND_NAMES_SHOWN = 3
 
 
-def still_bound_scopes(change: Change, show: Callable[[str, str], str] | None = None,
+def still_bound_scopes(change: SignatureChange, show: Callable[[str, str], str] | None = None,
                        group_names: Mapping[str, str] | None = None) -> list[str]:
     """Where a blocked delete's signature is still bound, one entry per (group, stage): "group G (name), stage
     S: N APIs (a, b, c and 2 more)"; `show(value, kind)` renders each group id, group name and API name or id
@@ -319,7 +383,7 @@ def blocked_line(plan: Plan, show: Callable[[str], str] | None = None) -> str | 
     if not blocked:
         return None
     show_name = show or _shown_signature
-    names = ", ".join(show_name(c.before.name) for c in blocked if isinstance(c.before, SignatureValues))
+    names = ", ".join(show_name(c.values.name) for c in blocked)
     return (f"Apply refuses this plan: {len(blocked)} delete(s) blocked ({names}): each signature is still bound "
             f"in a group and stage no manifest manages. Unbind it there, manage that group and stage in a "
             f"manifest, or list the signature under ignore.")
@@ -365,19 +429,15 @@ def _tag(change: Change) -> str:
     return f"  [{change.label.value}]" if change.label is not None else ""
 
 
-def _secret_text(change: Change) -> str:
-    if "secret" in change.changed:
-        return "(sensitive value changed)"
-    values = change.after or change.before
-    assert isinstance(values, SignatureValues)
-    return values.secret
+def _secret_text(change: SignatureChange) -> str:
+    return "(sensitive value changed)" if "secret" in change.changed else change.values.secret
 
 
-def _signature_lines(change: Change, color: bool, group_names: Mapping[str, str] | None = None) -> Iterator[str]:
+def _signature_lines(change: SignatureChange, color: bool, group_names: Mapping[str, str] | None = None
+                     ) -> Iterator[str]:
     mark = _MARK[change.action]
     before, after = change.before, change.after
-    values = after or before
-    assert isinstance(values, SignatureValues)
+    values = change.values
     name = f'"{inert(values.name)}"{_mark(values.name, "signature name")}'
     heading = {
         Action.CREATE: "will be created",
@@ -395,8 +455,7 @@ def _signature_lines(change: Change, color: bool, group_names: Mapping[str, str]
     if change.action is Action.DELETE_BLOCKED:
         for scope in still_bound_scopes(change, _shown, group_names):
             yield _paint(f"      {mark} bound in {scope}", mark, color)
-    elif change.action is Action.UPDATE:
-        assert isinstance(before, SignatureValues) and isinstance(after, SignatureValues)
+    elif change.action is Action.UPDATE and before is not None and after is not None:
         if "key" in change.changed:
             yield _paint(f'      ~ key    = "{inert(before.key)}"{_mark(before.key, "key")} -> '
                          f'"{inert(after.key)}"{_mark(after.key, "key")}', "~", color)
@@ -421,34 +480,26 @@ def _md_api_label(values: BindingValues, *, in_table: bool = False) -> str:
     return md_code(text, in_table=in_table) + marks + _mark(values.api_id, "API id")
 
 
-def _binding_sides(change: Change) -> tuple[BindingValues, str | None, str | None]:
-    """A binding change as its API (group, stage, id, name) and the signatures it goes from and to."""
-    before, after = change.before, change.after
-    api = after or before
-    assert isinstance(api, BindingValues)
-    old = before.signature if isinstance(before, BindingValues) else None
-    new = after.signature if isinstance(after, BindingValues) else None
-    return api, old, new
-
-
 def _shown_signature(name: str | None) -> str:
     return _shown(name or "", "signature name")
 
 
-def _binding_line(change: Change, color: bool) -> str:
-    api, old, new = _binding_sides(change)
-    if change.action is Action.BIND:
-        text = f"  + bind   {_api_label(api)} -> {_shown_signature(new)}"
-    elif change.action is Action.UNBIND:
-        text = f"  - unbind {_api_label(api)} from {_shown_signature(old)}"
-    else:
-        text = f"  ~ rebind {_api_label(api)}: {_shown_signature(old)} -> {_shown_signature(new)}"
+def _binding_line(change: BindingChange, color: bool) -> str:
+    api, old, new = change.api, change.old_signature, change.new_signature
+    match change.action:
+        case Action.BIND:
+            text = f"  + bind   {_api_label(api)} -> {_shown_signature(new)}"
+        case Action.UNBIND:
+            text = f"  - unbind {_api_label(api)} from {_shown_signature(old)}"
+        case Action.REBIND:
+            text = f"  ~ rebind {_api_label(api)}: {_shown_signature(old)} -> {_shown_signature(new)}"
+        case unreachable:
+            assert_never(unreachable)
     return _paint(text, _MARK[change.action], color) + _tag(change)
 
 
-def _binding_scope(change: Change) -> tuple[str, str]:
-    api, _, _ = _binding_sides(change)
-    return api.group, api.stage
+def _binding_scope(change: BindingChange) -> tuple[str, str]:
+    return change.api.group, change.api.stage
 
 
 def render_text(plan: Plan, *, color: bool = False) -> str:
@@ -514,25 +565,35 @@ def _notes(plan: Plan) -> list[str]:
 
 def _address_marks(change: Change) -> str:
     """The marks of the values the address is made of (the address itself is shown escaped)."""
-    values = change.after or change.before
-    if isinstance(values, SignatureValues):
-        return _mark(values.name, "signature name")
-    assert isinstance(values, BindingValues)
-    return _mark(values.group, "group id") + _mark(values.api_id, "API id")
+    match change:
+        case SignatureChange():
+            return _mark(change.values.name, "signature name")
+        case BindingChange():
+            return _mark(change.api.group, "group id") + _mark(change.api.api_id, "API id")
+        case unreachable:
+            assert_never(unreachable)
 
 
 def _compact_detail(change: Change) -> str:
-    if change.action is Action.DELETE_BLOCKED:
-        return f" (still bound: {'; '.join(still_bound_scopes(change, _shown))})"
-    if change.resource is Resource.SIGNATURE:
-        return f" ({', '.join(map(inert, change.changed))})" if change.changed else ""
-    api, old, new = _binding_sides(change)
-    name = _shown(api.api_name, "API name") if api.api_name else inert(api.api_id)
-    if change.action is Action.BIND:
-        return f" {name} -> {_shown_signature(new)}"
-    if change.action is Action.UNBIND:
-        return f" {name} from {_shown_signature(old)}"
-    return f" {name}: {_shown_signature(old)} -> {_shown_signature(new)}"
+    match change:
+        case SignatureChange(action=Action.DELETE_BLOCKED):
+            return f" (still bound: {'; '.join(still_bound_scopes(change, _shown))})"
+        case SignatureChange():
+            return f" ({', '.join(map(inert, change.changed))})" if change.changed else ""
+        case BindingChange():
+            api, old, new = change.api, change.old_signature, change.new_signature
+            name = _shown(api.api_name, "API name") if api.api_name else inert(api.api_id)
+            match change.action:
+                case Action.BIND:
+                    return f" {name} -> {_shown_signature(new)}"
+                case Action.UNBIND:
+                    return f" {name} from {_shown_signature(old)}"
+                case Action.REBIND:
+                    return f" {name}: {_shown_signature(old)} -> {_shown_signature(new)}"
+                case unreachable_action:
+                    assert_never(unreachable_action)
+        case unreachable:
+            assert_never(unreachable)
 
 
 def _compact_line(change: Change, color: bool) -> str:
@@ -566,42 +627,60 @@ def render_json(plan: Plan) -> str:
     if not document["summary"]["delete_blocked"]:
         del document["summary"]["delete_blocked"]
     for change in document["changes"]:
-        for name in ("label", "still_bound"):
-            if change[name] is None:
-                del change[name]
+        for name in ("label", "still_bound"):  # a binding change has no `still_bound`
+            if change.get(name, None) is None:
+                change.pop(name, None)
     return json.dumps(document, indent=2) + "\n"
 
 
 def _detail(plan: Plan, change: Change) -> str:
     """The Detail cell of a change's table row (values in code spans, `|` escaped for the table)."""
+    match change:
+        case SignatureChange():
+            return _signature_detail(plan, change)
+        case BindingChange():
+            return _binding_detail(plan, change)
+        case unreachable:
+            assert_never(unreachable)
+
+
+def _signature_detail(plan: Plan, change: SignatureChange) -> str:
     before, after = change.before, change.after
-    if isinstance(after or before, SignatureValues):
-        if change.action is Action.UPDATE:
+    match change.action:
+        case Action.UPDATE:
             parts = []
-            if "key" in change.changed:
-                assert isinstance(before, SignatureValues) and isinstance(after, SignatureValues)
+            if "key" in change.changed and before is not None and after is not None:
                 parts.append(f"key {_md_shown(before.key, 'key', in_table=True)} → "
                              f"{_md_shown(after.key, 'key', in_table=True)}")
             if "secret" in change.changed:
                 parts.append("secret (sensitive value changed)")
             return ", ".join(parts)
-        values = after or before
-        assert isinstance(values, SignatureValues)
-        if change.action is Action.DELETE_BLOCKED:
+        case Action.DELETE_BLOCKED:
             return "not deleted, still bound: " + "; ".join(
                 md_code(scope, in_table=True) for scope in still_bound_scopes(change, _raw_marked, plan.group_names))
-        return f"key {_md_shown(values.key, 'key', in_table=True)}" + (
-            "" if change.action is not Action.UNMANAGED else " (in no manifest; left alone)")
-    api, old, new = _binding_sides(change)
+        case Action.UNMANAGED:
+            return f"key {_md_shown(change.values.key, 'key', in_table=True)} (in no manifest; left alone)"
+        case Action.CREATE | Action.DELETE:
+            return f"key {_md_shown(change.values.key, 'key', in_table=True)}"
+        case unreachable:
+            assert_never(unreachable)
+
+
+def _binding_detail(plan: Plan, change: BindingChange) -> str:
+    api, old, new = change.api, change.old_signature, change.new_signature
     label = _md_api_label(api, in_table=True)
     name = (plan.group_names or {}).get(api.group)
     stage = md_text(api.stage, in_table=True)
     where = f"group {md_code(name, in_table=True)}, {stage}" if name else stage
-    if change.action is Action.BIND:
-        return f"{label} → {_md_signature(new, in_table=True)} ({where})"
-    if change.action is Action.UNBIND:
-        return f"{label} from {_md_signature(old, in_table=True)} ({where})"
-    return f"{label}: {_md_signature(old, in_table=True)} → {_md_signature(new, in_table=True)} ({where})"
+    match change.action:
+        case Action.BIND:
+            return f"{label} → {_md_signature(new, in_table=True)} ({where})"
+        case Action.UNBIND:
+            return f"{label} from {_md_signature(old, in_table=True)} ({where})"
+        case Action.REBIND:
+            return f"{label}: {_md_signature(old, in_table=True)} → {_md_signature(new, in_table=True)} ({where})"
+        case unreachable:
+            assert_never(unreachable)
 
 
 def _md_signature(name: str | None, *, in_table: bool = False) -> str:
@@ -625,13 +704,15 @@ def _destructive_item(plan: Plan, change: Change) -> str:
     # Drift was not brought by the pull request: the reviewer should know it is not the author's doing.
     drift = " - **drift**: already pending on the base, not introduced here" if change.label is Label.DRIFT else ""
     region = md_text(change.region)
-    if change.action is Action.DELETE:
-        assert isinstance(change.before, SignatureValues)
-        return f"delete signature {_md_signature(change.before.name)} ({region}){drift}"
-    assert isinstance(change.before, BindingValues)
-    b = change.before
-    return (f"unbind {_md_api_label(b)} from {_md_signature(b.signature)} "
-            f"(group {_group_markdown(plan, b.group)}, {md_text(b.stage)}, {region}){drift}")
+    match change:
+        case SignatureChange():
+            return f"delete signature {_md_signature(change.values.name)} ({region}){drift}"
+        case BindingChange():
+            api = change.api
+            return (f"unbind {_md_api_label(api)} from {_md_signature(change.old_signature)} "
+                    f"(group {_group_markdown(plan, api.group)}, {md_text(api.stage)}, {region}){drift}")
+        case unreachable:
+            assert_never(unreachable)
 
 
 def _markdown_head(plan: Plan) -> list[str]:

@@ -37,7 +37,7 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -46,7 +46,17 @@ from reconciler.inputfile import read_input
 from reconciler.live import delete_candidates
 from reconciler.manifest import DesiredState, RegionDesired
 from reconciler.output import write_atomically
-from reconciler.plan import Action, BindingValues, Change, Plan, Resource, SignatureValues, summarize
+from reconciler.plan import (
+    Action,
+    BindingChange,
+    BindingValues,
+    Change,
+    Plan,
+    Resource,
+    SignatureChange,
+    SignatureValues,
+    summarize,
+)
 from reconciler.snapshot import Snapshot
 from reconciler.targets import parse_target, selected_changes
 
@@ -126,10 +136,6 @@ def live_fingerprint(snapshot: Snapshot, region: RegionDesired) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _writes_secret(change: Change) -> bool:
-    return change.action is Action.CREATE or (change.action is Action.UPDATE and "secret" in change.changed)
-
-
 def _secret_material(plan: Plan, desired: DesiredState, snapshots: Mapping[str, Snapshot]) -> bytes:
     entries: list[list[str]] = []
     for region in plan.regions:
@@ -139,12 +145,12 @@ def _secret_material(plan: Plan, desired: DesiredState, snapshots: Mapping[str, 
                                  "tied to the live secrets")
             entries.append(["live", region, live.id, live.secret.get_secret_value()])
     for change in plan.changes:
-        if _writes_secret(change):
-            assert isinstance(change.after, SignatureValues)
-            wanted = desired.regions[change.region].signatures[change.after.name].secret
+        if change.resource is Resource.SIGNATURE and change.writes_secret:
+            name = change.values.name
+            wanted = desired.regions[change.region].signatures[name].secret
             if wanted is None:
                 raise InputError("a saved plan needs the secrets: do not use --skip-secrets")
-            entries.append(["set", change.region, change.after.name, wanted.get_secret_value()])
+            entries.append(["set", change.region, name, wanted.get_secret_value()])
     return json.dumps(entries, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -167,7 +173,28 @@ def save_plan(plan: Plan, desired: DesiredState, snapshots: Mapping[str, Snapsho
     saved = SavedPlan(live_fingerprints={region: live_fingerprint(snapshots[region], desired.regions[region])
                                          for region in plan.regions},
                       secrets=binding, plan=plan)
-    write_atomically(path, json.dumps(saved.model_dump(mode="json"), indent=2) + "\n")
+    write_atomically(path, json.dumps(_file_document(saved), indent=2) + "\n")
+
+
+def _file_document(saved: SavedPlan) -> dict[str, Any]:
+    """The file's form of `saved`: format "2" was written when every change had a `still_bound` (null but on a
+    blocked delete), and stays so."""
+    document = saved.model_dump(mode="json")
+    for change in document["plan"]["changes"]:
+        change.setdefault("still_bound", None)
+    return document
+
+
+def _from_file(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` without the null `still_bound` of its binding changes (see `_file_document`); anything else is
+    left for validation to judge."""
+    plan = document.get("plan")
+    changes = plan.get("changes") if isinstance(plan, dict) else None
+    for change in changes if isinstance(changes, list) else ():
+        if isinstance(change, dict) and change.get("resource") == Resource.BINDING and \
+                "still_bound" in change and change["still_bound"] is None:
+            del change["still_bound"]
+    return document
 
 
 # ---------------------------------------------------------------- reading
@@ -208,10 +235,13 @@ def load_saved_plan(path: Path) -> SavedPlan:
         raise InputError(f"{path}: saved plan of {shown}; this reconciler reads format {SAVED_PLAN_FORMAT}; "
                          f"{NEW_PLAN_HINT}")
     try:
-        saved = SavedPlan.model_validate_json(text, strict=True)
+        saved = SavedPlan.model_validate_json(json.dumps(_from_file(raw)), strict=True)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(_plain_part(part) for part in err["loc"]) or "(top)"
+        # A change's location is its index; the resource pydantic adds after it (the union's tag) is left out.
+        loc = [part for index, part in enumerate(err["loc"])
+               if not (index and isinstance(err["loc"][index - 1], int) and part in tuple(Resource))]
+        where = ".".join(_plain_part(part) for part in loc) or "(top)"
         raise InputError(f"{path}: not a valid saved plan: field '{where}': {err['msg']}; {NEW_PLAN_HINT}") from None
     problem = inconsistency(saved)
     if problem:
@@ -219,52 +249,61 @@ def load_saved_plan(path: Path) -> SavedPlan:
     return saved
 
 
-def _address(change: Change) -> str | None:
-    values = change.after or change.before
-    if change.resource is Resource.SIGNATURE and isinstance(values, SignatureValues):
-        return f"signature.{change.region}.{values.name}"
-    if change.resource is Resource.BINDING and isinstance(values, BindingValues):
-        return f"binding.{change.region}.{values.group}.{values.stage}.{values.api_id}"
-    return None
+def _address(change: Change) -> str:
+    match change:
+        case SignatureChange():
+            return f"signature.{change.region}.{change.values.name}"
+        case BindingChange():
+            api = change.api
+            return f"binding.{change.region}.{api.group}.{api.stage}.{api.api_id}"
+        case unreachable:
+            assert_never(unreachable)
 
 
 # Which of before/after each action has (True: present).
 _SHAPE = {Action.CREATE: (False, True), Action.UPDATE: (True, True), Action.DELETE: (True, False),
           Action.DELETE_BLOCKED: (True, False), Action.UNMANAGED: (True, False), Action.BIND: (False, True),
           Action.UNBIND: (True, False), Action.REBIND: (True, True)}
-_SIGNATURE_ACTIONS = {Action.CREATE, Action.UPDATE, Action.DELETE, Action.DELETE_BLOCKED, Action.UNMANAGED}
 
 
 def _change_problem(change: Change) -> str:
-    before, after = change.before, change.after
-    if (before is not None, after is not None) != _SHAPE[change.action]:
+    """What makes `change` one that plan cannot make ('' when nothing does); its type already says which actions
+    and values go with its resource."""
+    if (change.before is not None, change.after is not None) != _SHAPE[change.action]:
         return f"a {change.action.value} has the wrong before/after"
-    is_signature = change.action in _SIGNATURE_ACTIONS
-    if (change.resource is Resource.SIGNATURE) != is_signature:
-        return f"a {change.action.value} of the wrong resource"
-    kind = SignatureValues if is_signature else BindingValues
-    if not all(isinstance(v, kind) for v in (before, after) if v is not None):
-        return "values of the wrong resource"
     if _address(change) != change.address:
         return "the address does not match the values"
-    if isinstance(before, SignatureValues) and isinstance(after, SignatureValues):
-        if before.name != after.name:
-            return "before and after name different signatures"
-        key_changed = before.key != after.key
-        if not change.changed or len(set(change.changed)) != len(change.changed) \
-                or not set(change.changed) <= {"key", "secret"} or ("key" in change.changed) != key_changed:
-            return "'changed' does not match the values"
-    elif isinstance(before, BindingValues) and isinstance(after, BindingValues):
-        if (before.group, before.stage, before.api_id) != (after.group, after.stage, after.api_id):
-            return "before and after name different APIs"
-        if change.changed != ("signature",) or before.signature == after.signature:
-            return "'changed' does not match the values"
-    elif change.changed:
-        return f"a {change.action.value} lists changed attributes"
-    if (change.still_bound is not None) != (change.action is Action.DELETE_BLOCKED):
+    problem = _values_problem(change)
+    if problem:
+        return problem
+    if change.resource is Resource.SIGNATURE and \
+            (change.still_bound is not None) != (change.action is Action.DELETE_BLOCKED):
         return "'still_bound' goes with delete_blocked only"
     if change.label is not None:
         return "a saved plan has no labels"
+    return ""
+
+
+def _values_problem(change: Change) -> str:
+    """What makes before, after and `changed` disagree ('' when nothing does)."""
+    match change:
+        case SignatureChange(before=SignatureValues() as before, after=SignatureValues() as after):
+            if before.name != after.name:
+                return "before and after name different signatures"
+            key_changed = before.key != after.key
+            if not change.changed or len(set(change.changed)) != len(change.changed) \
+                    or not set(change.changed) <= {"key", "secret"} or ("key" in change.changed) != key_changed:
+                return "'changed' does not match the values"
+        case BindingChange(before=BindingValues() as before, after=BindingValues() as after):
+            if (before.group, before.stage, before.api_id) != (after.group, after.stage, after.api_id):
+                return "before and after name different APIs"
+            if change.changed != ("signature",) or before.signature == after.signature:
+                return "'changed' does not match the values"
+        case SignatureChange() | BindingChange():
+            if change.changed:
+                return f"a {change.action.value} lists changed attributes"
+        case unreachable:
+            assert_never(unreachable)
     return ""
 
 

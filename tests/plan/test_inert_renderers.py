@@ -13,11 +13,13 @@ from hypothesis import strategies as st
 from reconciler.inert import inert, md_code
 from reconciler.plan import (
     Action,
+    BindingChange,
     BindingValues,
     Change,
     Label,
     Plan,
     Resource,
+    SignatureChange,
     SignatureValues,
     render_compact,
     render_json,
@@ -47,9 +49,14 @@ def _plan(name: str = "orders_backend", key: str = "ordersKey01", api_name: str 
                still_bound: tuple[BindingValues, ...] | None = None) -> Change:
         address = (f"signature.{region}.{name}" if resource is Resource.SIGNATURE
                    else f"binding.{region}.{group}.RELEASE.{api_id}")
-        return Change(action=action, resource=resource, address=address, region=region, before=before, after=after,
-                      changed=changed, source=source, label=label if base is not None else None,
-                      still_bound=still_bound)
+        label_ = label if base is not None else None
+        if resource is Resource.SIGNATURE:
+            assert not isinstance(before, BindingValues) and not isinstance(after, BindingValues)
+            return SignatureChange(action=action, resource=resource, address=address, region=region, before=before,
+                                   after=after, changed=changed, source=source, label=label_, still_bound=still_bound)
+        assert not isinstance(before, SignatureValues) and not isinstance(after, SignatureValues)
+        return BindingChange(action=action, resource=resource, address=address, region=region, before=before,
+                             after=after, changed=changed, source=source, label=label_)
 
     changes = (
         change(Action.CREATE, Resource.SIGNATURE, None, sig, Label.INTRODUCED),
