@@ -61,8 +61,8 @@ from reconciler.plan import (
     Resource,
     SignatureChange,
     SignatureValues,
-    still_bound_scopes,
 )
+from reconciler.render import still_bound_scopes
 from reconciler.snapshot import Snapshot, Stage
 
 MAX_APIS_PER_CALL = 100

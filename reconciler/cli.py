@@ -293,7 +293,7 @@ def group_names(snapshots: dict[str, Snapshot]) -> dict[str, str | None]:
 
 
 def render(result: Plan, output_format: str, *, color: bool, compact: bool = False) -> str:
-    from reconciler.plan import render_compact, render_json, render_markdown, render_text
+    from reconciler.render import render_compact, render_json, render_markdown, render_text
 
     if output_format == "json":
         return render_json(result)
@@ -335,8 +335,9 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
     from reconciler.differ import diff
     from reconciler.drift import compare_with_base, fetch_view, narrow_to_change, read_base
     from reconciler.output import write_output
-    from reconciler.plan import summary_line, with_group_names
+    from reconciler.plan import with_group_names
     from reconciler.policy import with_policy
+    from reconciler.render import summary_line
     from reconciler.saved_plan import save_plan
     from reconciler.snapshot import snapshots_file_text
     from reconciler.targets import parse_target, select_targets
@@ -455,7 +456,8 @@ def apply_command(paths: tuple[Path, ...], env_files: tuple[Path, ...], connecti
     from reconciler.apply import ApplyInterrupted, apply_plan, refuse_blocked
     from reconciler.differ import diff
     from reconciler.live import open_connection
-    from reconciler.plan import render_text, with_group_names
+    from reconciler.plan import with_group_names
+    from reconciler.render import render_text
     from reconciler.saved_plan import check_saved_plan, load_saved_plan
 
     will_ask = not auto_approve and plan_file is None

@@ -17,7 +17,8 @@ from reconciler.differ import diff
 from reconciler.emulator.server import RunningEmulator, running_emulator
 from reconciler.emulator.state import EmulatorState, derived_id
 from reconciler.manifest import load_desired_state
-from reconciler.plan import Action, render_markdown, render_text, with_group_names
+from reconciler.plan import Action, with_group_names
+from reconciler.render import render_markdown, render_text
 from reconciler.snapshot import LiveBinding, LiveSignature, Scope, Snapshot
 from tests.support.cli import CliResult
 

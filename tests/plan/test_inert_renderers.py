@@ -21,12 +21,9 @@ from reconciler.plan import (
     Resource,
     SignatureChange,
     SignatureValues,
-    render_compact,
-    render_json,
-    render_markdown,
-    render_text,
     summarize,
 )
+from reconciler.render import render_compact, render_json, render_markdown, render_text
 from tests.support.hostile import HOSTILE, html_text, markdown_findings, raw_controls, render_github, runner_commands
 
 GROUP = "0009db9c828549768a200320714b8930"
