@@ -400,7 +400,7 @@ async def apply_plan_async(plan: Plan, desired: DesiredState, snapshots: Mapping
     runner = _Runner(concurrency, result, report)
     with _signals_stop_new_steps(result, warn):
         for region in plan.regions:
-            changes = [c for c in plan.changes if c.region == region and c.action in ACTIONABLE and c.pending]
+            changes = [c for c in plan.changes if c.region == region and c.action in ACTIONABLE]
             if not changes:
                 continue
             if len(plan.regions) > 1:

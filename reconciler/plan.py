@@ -4,20 +4,8 @@ A Plan never holds a secret: a signature's secret is always the marker `(sensiti
 `(not checked)` under --skip-secrets), and a changed secret shows up only as
 the attribute name `secret` in `changed`.
 
-JSON format (`-o json`), version "1": the serialisation of `Plan` below; its
-JSON Schema is `plan_json_schema()` (kept in `docs/plan.schema.json`).
-Matching resources (no-ops) are counted in `summary.no_op`, not listed, so the
-document grows with the drift, not with the size of the tenant.
-
-Optional fields, added within version "1" (a reader of the first documents
-keeps working, and a plan made without these options is byte for byte what it
-was): `base` and each change's `label` (plan --base/--base-ref), `targets`
-(plan --target), `group_names` (the names of the API groups the changes
-mention, as the live state gave them), `violations` (a signature policy left
-unmet; see policy.py), `changed_only` (plan --changed-only). They are left out
-of the document when unset rather than written as null. A change labelled
-`resolved` is pending only on the base: it is listed for the reviewer but is
-not counted in `summary`, and does not make the plan have changes.
+A Plan holds only what applying it would do; a review's annotations (labels against a base, targets,
+--changed-only) are a `Review`'s, and the JSON document is a reviewed plan's: see review.py.
 
 Blocked deletes (also within version "1"): under `prune: true`, a signature in
 no manifest that is still bound in a (group, stage) this plan does not unbind
@@ -31,9 +19,9 @@ a drift job still sees everything; with --detailed-exitcode it exits 2.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal, assert_never
 
 from pydantic import Field
 
@@ -96,8 +84,6 @@ _BEFORE = "Live values; null for create/bind"
 _AFTER = "Desired values; null for delete/unbind/unmanaged"
 _CHANGED = "Attributes that differ (update, rebind)"
 _SOURCE = "FILE:LINE of the manifest entry, when there is one"
-_LABEL = ("Only with plan --base/--base-ref: introduced (not in the base's plan), drift (the same change is in the "
-          "base's plan) or resolved (in the base's plan only; not counted in summary)")
 
 
 class SignatureChange(FrozenModel):
@@ -111,7 +97,6 @@ class SignatureChange(FrozenModel):
     after: SignatureValues | None = Field(description=_AFTER)
     changed: tuple[str, ...] = Field(default=(), description=_CHANGED)
     source: str | None = Field(default=None, description=_SOURCE)
-    label: Label | None = Field(default=None, description=_LABEL)
     still_bound: tuple[BindingValues, ...] | None = Field(
         default=None,
         description="Only on delete_blocked: every binding that keeps the signature from being deleted, in (group, "
@@ -129,11 +114,6 @@ class SignatureChange(FrozenModel):
         """Whether carrying it out sets the secret (a create, or an update of the secret)."""
         return self.action is Action.CREATE or (self.action is Action.UPDATE and "secret" in self.changed)
 
-    @property
-    def pending(self) -> bool:
-        """Part of what this plan would do (a `resolved` change was pending on the base only)."""
-        return self.label is not Label.RESOLVED
-
 
 class BindingChange(FrozenModel):
     """A change to which signature an API is bound to in one (group, stage)."""
@@ -146,7 +126,6 @@ class BindingChange(FrozenModel):
     after: BindingValues | None = Field(description=_AFTER)
     changed: tuple[str, ...] = Field(default=(), description=_CHANGED)
     source: str | None = Field(default=None, description=_SOURCE)
-    label: Label | None = Field(default=None, description=_LABEL)
 
     @property
     def api(self) -> BindingValues:
@@ -164,11 +143,6 @@ class BindingChange(FrozenModel):
     def new_signature(self) -> str | None:
         """The signature the API is bound to after the change (None for an unbind)."""
         return self.after.signature if self.after is not None else None
-
-    @property
-    def pending(self) -> bool:
-        """Part of what this plan would do (a `resolved` change was pending on the base only)."""
-        return self.label is not Label.RESOLVED
 
 
 # The resource says which values a change holds, and which actions it can take.
@@ -201,65 +175,45 @@ class Violation(FrozenModel):
 
 
 class Plan(FrozenModel):
+    """The changes applying it would make (see review.py for what a reviewer is shown beside them)."""
+
     format_version: Literal["1"] = "1"
     tool_version: str = __version__
     regions: tuple[str, ...]
     secrets_checked: bool = Field(description="false under --skip-secrets: secrets were not compared")
     changes: tuple[Change, ...]
     summary: Summary
-    base: str | None = Field(default=None, description="Only with plan --base/--base-ref: the base the changes "
-                                                       "are labelled against (a git ref or a folder)")
-    targets: tuple[str, ...] | None = Field(
-        default=None, description="Only with plan --target: the selection (signature=NAME, group=ID); other "
-                                  "changes are left out, and summary.no_op still counts every match")
-    group_names: dict[str, str] | None = Field(
-        default=None, description="API group id -> the group's name, for the groups the changes mention whose "
-                                  "name the live state gave (absent when none did)")
-    violations: tuple[Violation, ...] | None = Field(
-        default=None, description="Only when there are any (a manifest sets require_signature): published APIs "
-                                  "that stay unsigned in a required stage after this plan (never applied; exit "
-                                  "code 2 under --detailed-exitcode)")
-    changed_only: bool | None = Field(
-        default=None, description="Only with plan --changed-only: only the signatures and (group, stage) scopes "
-                                  "whose declarations differ from the base were read and planned; drift elsewhere "
-                                  "is not shown")
+    group_names: dict[str, str] | None = None
+    violations: tuple[Violation, ...] | None = None
 
     @property
     def has_changes(self) -> bool:
         """True when the live state differs from the manifests (unmanaged entries are a report, not a change; a
         blocked delete is a change, which apply refuses)."""
-        return any(c.action is not Action.UNMANAGED and c.pending for c in self.changes)
+        return any(c.action is not Action.UNMANAGED for c in self.changes)
 
     @property
     def blocked(self) -> tuple[SignatureChange, ...]:
         """The blocked deletes of this plan: apply refuses to start while there is one."""
-        return tuple(c for c in self.changes
-                     if c.resource is Resource.SIGNATURE and c.action is Action.DELETE_BLOCKED and c.pending)
-
-    @property
-    def pending_changes(self) -> tuple[Change, ...]:
-        return tuple(c for c in self.changes if c.pending)
+        return tuple(c for c in self.changes if c.resource is Resource.SIGNATURE and c.action is Action.DELETE_BLOCKED)
 
 
-def with_group_names(plan: Plan, names: Mapping[str, str | None]) -> Plan:
-    """`plan` with the names of the groups its changes mention (the plan grows with the drift, not with the
-    number of groups of the tenant)."""
-    mentioned = {c.api.group if c.resource is Resource.BINDING else "" for c in plan.changes}
-    mentioned |= {b.group for c in plan.changes if c.resource is Resource.SIGNATURE for b in c.still_bound or ()}
-    mentioned.discard("")
-    known = {group: name for group in sorted(mentioned) if (name := names.get(group))}
-    return plan.model_copy(update={"group_names": known or None})
+def group_names_of(changes: Iterable[Change], names: Mapping[str, str | None]) -> dict[str, str] | None:
+    """The names of the groups `changes` mention, of those `names` knows (None when it knows none)."""
+    mentioned: set[str] = set()
+    for change in changes:
+        match change:
+            case SignatureChange():
+                mentioned |= {b.group for b in change.still_bound or ()}
+            case BindingChange():
+                mentioned.add(change.api.group)
+            case unreachable:
+                assert_never(unreachable)
+    return {group: name for group in sorted(mentioned) if (name := names.get(group))} or None
 
 
 def summarize(changes: tuple[Change, ...], no_op: int) -> Summary:
     counts = {action.value: 0 for action in Action}
     for change in changes:
-        if change.pending:
-            counts[change.action.value] += 1
+        counts[change.action.value] += 1
     return Summary(no_op=no_op, **counts)
-
-
-def plan_json_schema() -> dict[str, Any]:
-    schema = Plan.model_json_schema(mode="serialization")
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema,
-            "title": "reconciler plan", "description": "Output of `reconciler plan -o json`."}

@@ -40,7 +40,7 @@ def _region_violations(region: RegionDesired, snapshot: Snapshot, plan: Plan) ->
     binds: set[tuple[str, str, str]] = set()
     unbinds: set[tuple[str, str, str]] = set()
     for change in plan.changes:
-        if change.region != region.region or not change.pending:
+        if change.region != region.region:
             continue
         if change.resource is Resource.BINDING:
             api = (change.api.group, change.api.stage, change.api.api_id)

@@ -36,6 +36,7 @@ from reconciler.plan import (
     SignatureChange,
     Violation,
 )
+from reconciler.review import Review, plan_document
 from reconciler.vendor_rules import API_NAME_RULE, RESOURCE_ID_RULE, SIGNATURE_KEY_RULE, SIGNATURE_NAME_RULE
 
 
@@ -84,7 +85,7 @@ def _raw_marked(value: str, kind: str) -> str:
 
 
 def summary_line(plan: Plan) -> str:
-    if not plan.pending_changes:
+    if not plan.changes:
         return "No changes. Live state matches the manifests."
     s = plan.summary
     line = (f"Plan: {s.create} to create, {s.update} to update, {s.delete} to delete, "
@@ -134,13 +135,13 @@ def blocked_line(plan: Plan, show: Callable[[str], str] | None = None) -> str | 
             f"manifest, or list the signature under ignore.")
 
 
-def label_line(plan: Plan, show: Callable[[str], str] = inert) -> str | None:
+def label_line(review: Review, show: Callable[[str], str] = inert) -> str | None:
     """How the changes split against the base (None when the plan was not compared with one); `show` renders the
     base's name (escaped for a terminal by default)."""
-    if plan.base is None:
+    if review.base is None:
         return None
-    counts = {label: sum(1 for c in plan.changes if c.label is label) for label in Label}
-    return (f"Compared with the base {show(plan.base)}: {counts[Label.INTRODUCED]} introduced, "
+    counts = {label: sum(1 for c in review.listed if review.label(c) is label) for label in Label}
+    return (f"Compared with the base {show(review.base.name)}: {counts[Label.INTRODUCED]} introduced, "
             f"{counts[Label.DRIFT]} drift (already pending on the base), {counts[Label.RESOLVED]} resolved.")
 
 
@@ -149,14 +150,14 @@ CHANGED_ONLY = ("Only what this change touches was read (--changed-only): the si
                 "job reports it.")
 
 
-def changed_only_line(plan: Plan) -> str | None:
-    return CHANGED_ONLY if plan.changed_only else None
+def changed_only_line(review: Review) -> str | None:
+    return CHANGED_ONLY if review.changed_only else None
 
 
-def targets_line(plan: Plan, show: Callable[[str], str] = inert) -> str | None:
-    if plan.targets is None:
+def targets_line(review: Review, show: Callable[[str], str] = inert) -> str | None:
+    if review.targets is None:
         return None
-    return f"Only changes to {', '.join(map(show, plan.targets))} are shown (--target); other changes may be pending."
+    return f"Only changes to {', '.join(map(show, review.targets))} are shown (--target); other changes may be pending."
 
 
 SECRETS_NOT_CHECKED = "Secrets were not checked (--skip-secrets): only keys and bindings were compared."
@@ -196,15 +197,16 @@ class _Line:
         return " " + line if line else ""
 
 
-def _tag(change: Change) -> str:
-    return f"  [{change.label.value}]" if change.label is not None else ""
+def _tag(review: Review, change: Change) -> str:
+    label = review.label(change)
+    return f"  [{label.value}]" if label is not None else ""
 
 
 def _secret_text(change: SignatureChange) -> str:
     return "(sensitive value changed)" if "secret" in change.changed else change.values.secret
 
 
-def _signature_lines(change: SignatureChange, group_names: Mapping[str, str] | None = None) -> Iterator[_Line]:
+def _signature_lines(change: SignatureChange, tag: str, group_names: Mapping[str, str] | None) -> Iterator[_Line]:
     mark = _MARK[change.action]
     before, after = change.before, change.after
     values = change.values
@@ -217,7 +219,7 @@ def _signature_lines(change: SignatureChange, group_names: Mapping[str, str] | N
         Action.DELETE_BLOCKED: "cannot be deleted (prune: true): still bound where no manifest manages bindings",
     }[change.action]
     source = f"  ({inert(change.source)})" if change.source else ""
-    yield _Line(f"# signature {name} {heading}{source}{_tag(change)}", indent=2)
+    yield _Line(f"# signature {name} {heading}{source}{tag}", indent=2)
     if change.action is Action.UNMANAGED:
         yield _Line(f"signature {name}", mark, 2)
         return
@@ -254,7 +256,7 @@ def _shown_signature(name: str | None) -> str:
     return marked(name or "", "signature name")
 
 
-def _binding_line(change: BindingChange) -> _Line:
+def _binding_line(change: BindingChange, tag: str) -> _Line:
     api, old, new = change.api, change.old_signature, change.new_signature
     match change.action:
         case Action.BIND:
@@ -265,42 +267,52 @@ def _binding_line(change: BindingChange) -> _Line:
             text = f"rebind {_api_label(api)}: {_shown_signature(old)} -> {_shown_signature(new)}"
         case unreachable:
             assert_never(unreachable)
-    return _Line(text, _MARK[change.action], 2, _tag(change))
+    return _Line(text, _MARK[change.action], 2, tag)
 
 
 def _binding_scope(change: BindingChange) -> tuple[str, str]:
     return change.api.group, change.api.stage
 
 
-def render_text(plan: Plan, *, color: bool = False) -> str:
+def _review(shown: Plan | Review) -> Review:
+    """What a renderer shows: a review, or a plan that nobody compared or narrowed."""
+    match shown:
+        case Review():
+            return shown
+        case Plan():
+            return Review(shown)
+        case unreachable:
+            assert_never(unreachable)
+
+
+def render_text(shown: Plan | Review, *, color: bool = False) -> str:
     """Terraform-like text: signatures first, then bindings grouped by group and stage; changes only the base
     had (label `resolved`) come last, one line each."""
-    return "\n".join(line.terminal(color) for line in _text_lines(plan)) + "\n"
+    return "\n".join(line.terminal(color) for line in _text_lines(_review(shown))) + "\n"
 
 
-def _text_lines(plan: Plan) -> list[_Line]:
+def _text_lines(review: Review) -> list[_Line]:
+    plan = review.plan
     lines: list[_Line] = []
-    pending = plan.pending_changes
     if plan.has_changes:
         lines.append(_Line("reconciler will perform the following actions:"))
-    elif pending:
+    elif plan.changes:
         lines.append(_Line("Nothing to change; reported for information:"))
-    for region, region_changes in groupby(pending, key=lambda c: c.region):
+    for region, region_changes in groupby(plan.changes, key=lambda c: c.region):
         lines += [_Line(), _Line(f"Region {inert(region)}:")]
         changes = list(region_changes)
         for change in changes:
             if change.resource is Resource.SIGNATURE:
                 lines.append(_Line())
-                lines.extend(_signature_lines(change, plan.group_names))
+                lines.extend(_signature_lines(change, _tag(review, change), plan.group_names))
         bindings = [c for c in changes if c.resource is Resource.BINDING]
         for (group, stage), scope_changes in groupby(bindings, key=_binding_scope):
             lines += [_Line(), _Line(f"# bindings in group {_group_text(plan, group)}, stage {inert(stage)}", indent=2)]
-            lines.extend(_binding_line(c) for c in scope_changes)
-    resolved = [c for c in plan.changes if not c.pending]
-    if resolved:
+            lines.extend(_binding_line(c, _tag(review, c)) for c in scope_changes)
+    if review.resolved:
         lines += [_Line(), _Line("Pending on the base, resolved by these manifests:")]
-        lines += [replace(_compact_line(c), indent=2) for c in resolved]
-    after = [*violation_lines(plan), *_notes(plan)]
+        lines += [replace(_compact_line(review, c), indent=2) for c in review.resolved]
+    after = [*violation_lines(plan), *_notes(review)]
     lines += [_Line(text) for text in [*after, *([""] if lines or after else []), summary_line(plan)]]
     return lines
 
@@ -324,10 +336,10 @@ def policy_line(violations: tuple[Violation, ...]) -> str:
             f"stage.")
 
 
-def _notes(plan: Plan) -> list[str]:
-    notes = [line for line in (blocked_line(plan), changed_only_line(plan), targets_line(plan), label_line(plan))
-             if line is not None]
-    if not plan.secrets_checked:
+def _notes(review: Review) -> list[str]:
+    notes = [line for line in (blocked_line(review.plan), changed_only_line(review), targets_line(review),
+                               label_line(review)) if line is not None]
+    if not review.plan.secrets_checked:
         notes.append(f"Note: {SECRETS_NOT_CHECKED}")
     return [part for note in notes for part in ("", note)]
 
@@ -365,39 +377,40 @@ def _compact_detail(change: Change) -> str:
             assert_never(unreachable)
 
 
-def _compact_line(change: Change) -> _Line:
+def _compact_line(review: Review, change: Change) -> _Line:
     text = f"{change.action.value:<9} {inert(change.address)}{_address_marks(change)}{_compact_detail(change)}"
-    if not change.pending:
+    if review.label(change) is Label.RESOLVED:
         # Not an action of this plan: no +/-/~ that would read (and colour) as one.
-        return _Line(f"= {text}", tail=_tag(change))
-    return _Line(text, _MARK[change.action], tail=_tag(change))
+        return _Line(f"= {text}", tail=_tag(review, change))
+    return _Line(text, _MARK[change.action], tail=_tag(review, change))
 
 
-def render_compact(plan: Plan, *, color: bool = False) -> str:
+def render_compact(shown: Plan | Review, *, color: bool = False) -> str:
     """One line per change (`--compact`), then the notes and the summary line of the text view."""
-    lines = [_compact_line(c).terminal(color)
-             for c in (*plan.pending_changes, *(c for c in plan.changes if not c.pending))]
+    review = _review(shown)
+    plan = review.plan
+    lines = [_compact_line(review, c).terminal(color) for c in review.listed]
     lines += [f"! violation {inert(v.address)}" for v in plan.violations or ()]  # an address: escaped, unmarked
     lines += ["", policy_line(plan.violations)] if plan.violations else []
-    lines += _notes(plan)
+    lines += _notes(review)
     if lines:
         lines.append("")
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
 
 
-def render_json(plan: Plan) -> str:
-    document = plan.model_dump(mode="json")
-    # Optional fields added within format "1" are left out when unset (see the module docstring).
+def render_json(shown: Plan | Review) -> str:
+    document = plan_document(_review(shown))
+    # Optional fields added within format "1" are left out when unset (see review.py).
     for name in ("base", "targets", "group_names", "violations", "changed_only"):
         if document[name] is None:
             del document[name]
     if not document["summary"]["delete_blocked"]:
         del document["summary"]["delete_blocked"]
     for change in document["changes"]:
-        for name in ("label", "still_bound"):  # a binding change has no `still_bound`
-            if change.get(name, None) is None:
-                change.pop(name, None)
+        for name in ("label", "still_bound"):
+            if change[name] is None:
+                del change[name]
     return json.dumps(document, indent=2) + "\n"
 
 
@@ -468,9 +481,10 @@ class _Table:
     rows: list[str]
 
 
-def _destructive_item(plan: Plan, change: Change) -> str:
+def _destructive_item(review: Review, change: Change) -> str:
     # Drift was not brought by the pull request: the reviewer should know it is not the author's doing.
-    drift = " - **drift**: already pending on the base, not introduced here" if change.label is Label.DRIFT else ""
+    drift = (" - **drift**: already pending on the base, not introduced here"
+             if review.label(change) is Label.DRIFT else "")
     region = md_text(change.region)
     match change:
         case SignatureChange():
@@ -478,26 +492,27 @@ def _destructive_item(plan: Plan, change: Change) -> str:
         case BindingChange():
             api = change.api
             return (f"unbind {_md_api_label(api)} from {_md_signature(change.old_signature)} "
-                    f"(group {_group_markdown(plan, api.group)}, {md_text(api.stage)}, {region}){drift}")
+                    f"(group {_group_markdown(review.plan, api.group)}, {md_text(api.stage)}, {region}){drift}")
         case unreachable:
             assert_never(unreachable)
 
 
-def _markdown_head(plan: Plan) -> list[str]:
+def _markdown_head(review: Review) -> list[str]:
+    plan = review.plan
     out = ["### reconciler plan", ""]
-    if plan.pending_changes:
+    if plan.changes:
         out.append(f"**{summary_line(plan)}**")
     else:
         # --changed-only with nothing that differs from the base reads no region: no empty "()" then.
-        regions = f" ({', '.join(map(md_text, plan.regions))})" if plan.regions else ""
+        regions = f" ({', '.join(map(md_text, review.regions))})" if review.regions else ""
         out.append(f"**No changes.** Live state matches the manifests{regions}.")
-    destructive = [c for c in plan.pending_changes if c.action in (Action.DELETE, Action.UNBIND)]
+    destructive = [c for c in plan.changes if c.action in (Action.DELETE, Action.UNBIND)]
     if destructive:
         # First thing a reviewer reads: what this plan takes away.
         takes = [text for count, text in ((plan.summary.delete, f"deletes {plan.summary.delete} signature(s)"),
                                           (plan.summary.unbind, f"unbinds {plan.summary.unbind} API(s)")) if count]
         out += ["", "> [!CAUTION]", f"> **This plan {' and '.join(takes)}:**"]
-        out += [f"> - {_destructive_item(plan, c)}" for c in destructive[:DESTRUCTIVE_LISTED]]
+        out += [f"> - {_destructive_item(review, c)}" for c in destructive[:DESTRUCTIVE_LISTED]]
         if len(destructive) > DESTRUCTIVE_LISTED:
             out.append(f"> - ... and {len(destructive) - DESTRUCTIVE_LISTED} more, listed below")
     blocked = blocked_line(plan, _md_signature)
@@ -505,7 +520,7 @@ def _markdown_head(plan: Plan) -> list[str]:
         out += ["", "> [!WARNING]", f"> {blocked}"]
     if not plan.secrets_checked:
         out += ["", "> [!WARNING]", f"> {SECRETS_NOT_CHECKED}"]
-    for note in (changed_only_line(plan), targets_line(plan, md_text)):
+    for note in (changed_only_line(review), targets_line(review, md_text)):
         if note is not None:
             out += ["", "> [!NOTE]", f"> {note}"]
     if plan.violations:
@@ -528,15 +543,15 @@ _SECTIONS = {
 }
 
 
-def _markdown_tables(plan: Plan) -> list[_Table]:
+def _markdown_tables(review: Review) -> list[_Table]:
     """One table per section (label, when there is a base) and, over several regions, per region."""
     sections: list[tuple[list[str], list[Change]]] = []
-    line = label_line(plan, md_text)
+    line = label_line(review, md_text)
     if line is None:
-        sections.append(([], list(plan.changes)))
+        sections.append(([], list(review.listed)))
     else:
         for label, (heading, explanation) in _SECTIONS.items():
-            changes = [c for c in plan.changes if c.label is label]
+            changes = [c for c in review.listed if review.label(c) is label]
             if changes:
                 intro = [] if sections else ["", line]
                 sections.append(([*intro, "", heading, *([explanation] if explanation else [])], changes))
@@ -544,34 +559,35 @@ def _markdown_tables(plan: Plan) -> list[_Table]:
     for intro, changes in sections:
         for index, (region, region_changes) in enumerate(groupby(changes, key=lambda c: c.region)):
             lead = intro if index == 0 else []
-            if len(plan.regions) > 1:
+            if len(review.regions) > 1:
                 lead = [*lead, "", f"**Region {md_text(region)}**"]
             rows = [f"| **{c.action.value}** | {c.resource.value} | {md_code(c.address, in_table=True)}"
-                    f"{_address_marks(c)} | {_detail(plan, c)} |" for c in region_changes]
+                    f"{_address_marks(c)} | {_detail(review.plan, c)} |" for c in region_changes]
             tables.append(_Table([*lead, "", "| Action | Resource | Address | Detail |", "|---|---|---|---|"],
                                  rows))
     return tables
 
 
-def _markdown_details(plan: Plan) -> list[str]:
+def _markdown_details(review: Review) -> list[str]:
     # Every line of the text plan starts with the renderer's own words, never with a value, and values are
     # escaped to one line each; the fence is longer than any backtick run all the same.
-    diff_lines = [line.diff() for line in _text_lines(plan)]
+    diff_lines = [line.diff() for line in _text_lines(review)]
     return ["", "<details><summary>Full plan</summary>", "", *md_fence(diff_lines, "diff"), "", "</details>"]
 
 
-def render_markdown(plan: Plan, *, max_chars: int = MARKDOWN_MAX_CHARS) -> str:
+def render_markdown(shown: Plan | Review, *, max_chars: int = MARKDOWN_MAX_CHARS) -> str:
     """For a pull-request comment: summary first, deletions and unbinds called out, a table of changes (a
     section each for introduced, drift and resolved when compared with a base), the full plan folded.
 
     Longer than `max_chars`, the folded full plan is left out, then table rows from the end, and a note
     says how many changes are listed."""
-    head = _markdown_head(plan)
-    if not plan.changes and not plan.violations:
+    review = _review(shown)
+    head = _markdown_head(review)
+    if not review.listed and not review.plan.violations:
         return "\n".join(head) + "\n"
-    tables = _markdown_tables(plan)
+    tables = _markdown_tables(review)
     text = "\n".join([*head, *(line for t in tables for line in (*t.intro, *t.rows)),
-                      *_markdown_details(plan)]) + "\n"
+                      *_markdown_details(review)]) + "\n"
     if len(text) <= max_chars:
         return text
     note_room = 400
@@ -590,8 +606,8 @@ def render_markdown(plan: Plan, *, max_chars: int = MARKDOWN_MAX_CHARS) -> str:
             body += block
             used += size
             listed += len(block) - len(table.intro)
-    total = len(plan.changes)
-    shown = "every change is listed above" if listed == total else f"{listed} of {total} changes are listed above"
-    note = ["", "> [!NOTE]", f"> The plan is too long for one comment: the full text plan is left out and {shown}. "
+    total = len(review.listed)
+    which = "every change is listed above" if listed == total else f"{listed} of {total} changes are listed above"
+    note = ["", "> [!NOTE]", f"> The plan is too long for one comment: the full text plan is left out and {which}. "
                              "Run `reconciler plan` (or `-o json`) to see all of it."]
     return "\n".join([*head, *body, *note]) + "\n"

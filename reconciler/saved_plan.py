@@ -36,6 +36,7 @@ import json
 import re
 import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, assert_never
 
@@ -57,6 +58,7 @@ from reconciler.plan import (
     SignatureValues,
     summarize,
 )
+from reconciler.review import PlanDocument, Review, entry_change, plan_document
 from reconciler.snapshot import Snapshot
 from reconciler.targets import parse_target, selected_changes
 
@@ -98,7 +100,16 @@ class SavedPlan(_Strict):
     format_version: Literal["2"] = "2"
     live_fingerprints: dict[str, str]
     secrets: SecretsBinding
-    plan: Plan
+    plan: PlanDocument
+
+    @property
+    def review(self) -> Review:
+        """The saved plan, and the targets it was narrowed to."""
+        document = self.plan
+        plan = Plan(tool_version=document.tool_version, regions=document.regions,
+                    secrets_checked=document.secrets_checked, changes=tuple(map(entry_change, document.changes)),
+                    summary=document.summary)
+        return Review(plan, targets=document.targets)
 
 
 # ---------------------------------------------------------------- fingerprints and the secrets digest
@@ -162,39 +173,22 @@ def _scrypt(material: bytes, salt: bytes) -> str:
 # ---------------------------------------------------------------- writing
 
 
-def save_plan(plan: Plan, desired: DesiredState, snapshots: Mapping[str, Snapshot], path: Path) -> None:
-    """Write `plan` (what was shown: with --target, the selection) for `apply --plan-file`."""
+def save_plan(review: Review, desired: DesiredState, snapshots: Mapping[str, Snapshot], path: Path) -> None:
+    """Write the plan of `review` (what was shown: with --target, the selection, and its targets) for
+    `apply --plan-file`."""
+    plan = review.plan
     if not plan.secrets_checked:
         raise InputError("--out-plan needs the secrets: a saved plan is meant to be applied, and one made with "
                          "--skip-secrets never compared them")
     salt = secrets.token_bytes(SALT_BYTES)
     binding = SecretsBinding(salt=base64.b64encode(salt).decode("ascii"),
                              digest=_scrypt(_secret_material(plan, desired, snapshots), salt))
-    saved = SavedPlan(live_fingerprints={region: live_fingerprint(snapshots[region], desired.regions[region])
-                                         for region in plan.regions},
-                      secrets=binding, plan=plan)
-    write_atomically(path, json.dumps(_file_document(saved), indent=2) + "\n")
-
-
-def _file_document(saved: SavedPlan) -> dict[str, Any]:
-    """The file's form of `saved`: format "2" was written when every change had a `still_bound` (null but on a
-    blocked delete), and stays so."""
-    document = saved.model_dump(mode="json")
-    for change in document["plan"]["changes"]:
-        change.setdefault("still_bound", None)
-    return document
-
-
-def _from_file(document: dict[str, Any]) -> dict[str, Any]:
-    """`document` without the null `still_bound` of its binding changes (see `_file_document`); anything else is
-    left for validation to judge."""
-    plan = document.get("plan")
-    changes = plan.get("changes") if isinstance(plan, dict) else None
-    for change in changes if isinstance(changes, list) else ():
-        if isinstance(change, dict) and change.get("resource") == Resource.BINDING and \
-                "still_bound" in change and change["still_bound"] is None:
-            del change["still_bound"]
-    return document
+    # The plan is the JSON document of `plan -o json`, every optional field written (null when unset).
+    document = {"kind": SAVED_PLAN_KIND, "format_version": SAVED_PLAN_FORMAT,
+                "live_fingerprints": {region: live_fingerprint(snapshots[region], desired.regions[region])
+                                      for region in plan.regions},
+                "secrets": binding.model_dump(mode="json"), "plan": plan_document(review)}
+    write_atomically(path, json.dumps(document, indent=2) + "\n")
 
 
 # ---------------------------------------------------------------- reading
@@ -235,7 +229,7 @@ def load_saved_plan(path: Path) -> SavedPlan:
         raise InputError(f"{path}: saved plan of {shown}; this reconciler reads format {SAVED_PLAN_FORMAT}; "
                          f"{NEW_PLAN_HINT}")
     try:
-        saved = SavedPlan.model_validate_json(json.dumps(_from_file(raw)), strict=True)
+        saved = SavedPlan.model_validate_json(text, strict=True)
     except ValidationError as exc:
         err = exc.errors()[0]
         # A change's location is its index; the resource pydantic adds after it (the union's tag) is left out.
@@ -279,8 +273,6 @@ def _change_problem(change: Change) -> str:
     if change.resource is Resource.SIGNATURE and \
             (change.still_bound is not None) != (change.action is Action.DELETE_BLOCKED):
         return "'still_bound' goes with delete_blocked only"
-    if change.label is not None:
-        return "a saved plan has no labels"
     return ""
 
 
@@ -328,7 +320,7 @@ def inconsistency(saved: SavedPlan) -> str:
     for index, change in enumerate(plan.changes):
         if change.region not in plan.regions:
             return f"'plan.changes[{index}]' is in a region the plan does not cover"
-        problem = _change_problem(change)
+        problem = _change_problem(change) or ("a saved plan has no labels" if change.label is not None else "")
         if problem:
             return f"'plan.changes[{index}]': {problem}"
         if change.address in seen:
@@ -354,27 +346,29 @@ def _comparable(changes: Sequence[Change]) -> list[dict[str, Any]]:
 
 
 def check_saved_plan(saved: SavedPlan, current: Plan, desired: DesiredState,
-                     snapshots: Mapping[str, Snapshot]) -> Plan:
-    """The saved plan, if it still holds against this live state, these manifests and these secrets; else
-    StalePlanError. `current` is the whole plan of the same manifests against `snapshots`."""
-    if set(saved.plan.regions) != set(current.regions):
-        raise StalePlanError(f"the saved plan covers region(s) {', '.join(saved.plan.regions)}, the manifests "
+                     snapshots: Mapping[str, Snapshot]) -> Review:
+    """The saved plan (and its targets), if it still holds against this live state, these manifests and these
+    secrets; else StalePlanError. `current` is the whole plan of the same manifests against `snapshots`."""
+    review = saved.review
+    plan = review.plan
+    if set(plan.regions) != set(current.regions):
+        raise StalePlanError(f"the saved plan covers region(s) {', '.join(plan.regions)}, the manifests "
                              f"{', '.join(current.regions)}; nothing was changed; {NEW_PLAN_HINT}")
-    for region in saved.plan.regions:
+    for region in plan.regions:
         fingerprint = live_fingerprint(snapshots[region], desired.regions[region])
         if not hmac.compare_digest(saved.live_fingerprints[region], fingerprint):
             raise StalePlanError(f"stale plan: the live state of region {region} changed since the plan was saved; "
                                  f"nothing was changed; {NEW_PLAN_HINT}")
     changes = current.changes
-    if saved.plan.targets is not None:
-        changes = selected_changes(changes, [parse_target(t) for t in saved.plan.targets])
-    if _comparable(saved.plan.changes) != _comparable(changes):
+    if review.targets is not None:
+        changes = selected_changes(changes, [parse_target(t) for t in review.targets])
+    if _comparable(plan.changes) != _comparable(changes):
         raise StalePlanError(f"the manifests (or the secrets in the environment) no longer give the saved plan; "
                              f"nothing was changed; {NEW_PLAN_HINT}")
     salt = base64.b64decode(saved.secrets.salt, validate=True)
-    if not hmac.compare_digest(saved.secrets.digest, _scrypt(_secret_material(saved.plan, desired, snapshots), salt)):
+    if not hmac.compare_digest(saved.secrets.digest, _scrypt(_secret_material(plan, desired, snapshots), salt)):
         raise StalePlanError(f"stale plan: a secret differs from when the plan was made (a secret the plan sets, "
                              f"from the environment, or a live secret); nothing was changed; {NEW_PLAN_HINT}")
     # The same changes, but the file's `source`s are not shown: they were not compared (a line may have moved),
     # and the manifests read now say where each change comes from.
-    return saved.plan.model_copy(update={"changes": tuple(changes)})
+    return replace(review, plan=plan.model_copy(update={"changes": tuple(changes)}))

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, assert_never
 
 from reconciler.errors import InputError
 from reconciler.manifest import DesiredState
-from reconciler.plan import Action, BindingChange, Change, Plan, Resource, SignatureChange, summarize
+from reconciler.plan import Action, BindingChange, Change, Resource, SignatureChange, summarize
+from reconciler.review import Review
 
 TargetKind = Literal["signature", "group"]
 
@@ -72,11 +73,17 @@ def selected_changes(changes: Sequence[Change], targets: Sequence[Target]) -> tu
                              and (c.region, c.values.name) in needed))
 
 
-def select_targets(plan: Plan, targets: Sequence[Target], desired: DesiredState) -> Plan:
-    """The plan narrowed to `selected_changes`; a target that matches nothing at all is an error."""
-    changes = selected_changes(plan.changes, targets)
+def select_targets(review: Review, targets: Sequence[Target], desired: DesiredState) -> Review:
+    """The review narrowed to `selected_changes` of the plan and of what it resolves; a target that matches
+    nothing at all is an error."""
+    plan = review.plan
+    changes = selected_changes(review.listed, targets)
     for target in targets:
         if not target.declared(desired) and not any(target.matches(c) for c in changes):
             raise InputError(f"--target {target}: no {target.kind} of the manifests or of the plan matches")
-    return plan.model_copy(update={"changes": changes, "targets": tuple(map(str, targets)),
-                                   "summary": summarize(changes, plan.summary.no_op)})
+    planned = {c.address for c in plan.changes}
+    selected = tuple(c for c in changes if c.address in planned)
+    base = review.base if review.base is None else replace(
+        review.base, resolved=tuple(c for c in changes if c.address not in planned))
+    return replace(review, base=base, targets=tuple(map(str, targets)), plan=plan.model_copy(
+        update={"changes": selected, "summary": summarize(selected, plan.summary.no_op)}))
