@@ -2,7 +2,7 @@
 
 Rules of ownership:
 - Signatures match by name. Declared and absent live: create. Declared and
-  live with another key or secret: update (deepdiff names the attributes).
+  live with another key or secret: update (`changed` names the attributes).
   Live and in no manifest: delete under `prune: true`, otherwise unmanaged.
   Names matched by `ignore` are never reported.
 - Bindings are authoritative for every (group, stage) a manifest mentions:
@@ -85,14 +85,8 @@ def _signature_changes(desired: RegionDesired, snapshot: Snapshot, secrets_check
 
 
 def _changed_attributes(want: DesiredSignature, have: LiveSignature) -> tuple[str, ...]:
-    changed: list[str] = []
-    # deepdiff sees only a record that differs: constructing a DeepDiff is costly, and most records are equal.
-    if have.key != want.key:
-        from deepdiff import DeepDiff  # imported when a key differs (0.1 s of start-up otherwise)
-
-        diff = DeepDiff({"key": have.key}, {"key": want.key})
-        changed = sorted({path.split("'")[1] for path in diff.affected_paths})
-    # The secret is compared without ever putting it beside other values (deepdiff reports values).
+    changed = ["key"] if have.key != want.key else []
+    # The secret is compared apart, never put beside other values.
     if want.secret is not None and not have.secret_matches(want.secret.get_secret_value()):
         changed.append("secret")
     return tuple(changed)

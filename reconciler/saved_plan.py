@@ -10,7 +10,10 @@ live state, re-plans, selects the same targets again, and carries the saved chan
 - the secrets are the same: every live secret the plan was made against and every secret the plan
   will set (a create, or an update of the secret).
 
-Otherwise it is a stale plan: refused, nothing changed.
+Otherwise it is a stale plan: refused, nothing changed. When the manifests no longer give the saved
+changes, the error says which changes differ and in which attribute (deepdiff over the two sets of
+changes by address), the first `DIFFERENCES_SHOWN`, then how many more: what a reviewer approved and
+what apply would now do, side by side, without a second `plan` to compare by eye.
 
 How the secrets are bound without making them guessable: the file holds one scrypt digest
 (N=2^17, r=8, p=1: 128 MiB and about half a second of one core per evaluation) of all those
@@ -43,6 +46,7 @@ from typing import Any, Literal, assert_never
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reconciler.errors import InputError
+from reconciler.inert import inert
 from reconciler.inputfile import read_input
 from reconciler.live import delete_candidates
 from reconciler.manifest import DesiredState, RegionDesired
@@ -341,8 +345,82 @@ def inconsistency(saved: SavedPlan) -> str:
 # ---------------------------------------------------------------- checking at apply
 
 
-def _comparable(changes: Sequence[Change]) -> list[dict[str, Any]]:
-    return [change.model_dump(mode="json", exclude={"source"}) for change in changes]
+def _comparable(changes: Sequence[Change]) -> dict[str, dict[str, Any]]:
+    """Each change by address, as compared: without its `source` (a manifest line may move)."""
+    return {change.address: change.model_dump(mode="json", exclude={"source"}) for change in changes}
+
+
+# A stale plan's error names this many differences at most, then says how many more there are.
+DIFFERENCES_SHOWN = 5
+
+
+def _differences(was: dict[str, dict[str, Any]], now: dict[str, dict[str, Any]]) -> list[str]:
+    """What differs between the saved changes (`was`) and those the manifests give now, one entry per change and
+    attribute (`ADDRESS: ATTRIBUTE OLD -> NEW`), in plan order; values are the plan's, so a secret is only ever
+    a marker."""
+    from deepdiff import DeepDiff  # imported for a stale plan only (0.1 s of start-up otherwise)
+
+    found: dict[tuple[str, tuple[str, ...]], None] = {}
+    for levels in DeepDiff(was, now, view="tree").values():
+        for level in levels:
+            path = [str(part) for part in level.path(output_format="list")]
+            # A value of before/after is named itself; a list (changed, still_bound) as a whole.
+            found[(path[0], tuple(path[1:3] if path[1:2] in (["before"], ["after"]) else path[1:2]))] = None
+    order = {address: index for index, address in enumerate([*was, *(a for a in now if a not in was)])}
+    lines = []
+    for address, attribute in sorted(found, key=lambda entry: (order[entry[0]], entry[1])):
+        if address not in now:
+            lines.append(f"{inert(address)}: no longer planned (was {_shown(was[address]['action'])})")
+        elif address not in was:
+            lines.append(f"{inert(address)}: not in the saved plan (now {_shown(now[address]['action'])})")
+        else:
+            old, new = _value_at(was[address], attribute), _value_at(now[address], attribute)
+            lines.append(f"{inert(address)}: {_attribute_name(attribute)} {_shown(old)} -> {_shown(new)}")
+    if not lines:  # the same changes, in another order
+        return ["the same changes in another order"]
+    more = len(lines) - DIFFERENCES_SHOWN
+    return lines[:DIFFERENCES_SHOWN] + ([f"and {more} more"] if more > 0 else [])
+
+
+def _value_at(change: dict[str, Any], attribute: tuple[str, ...]) -> Any:
+    value: Any = change
+    for name in attribute:
+        value = value.get(name) if isinstance(value, dict) else None
+    return value
+
+
+def _attribute_name(attribute: tuple[str, ...]) -> str:
+    """The desired values by their own names (`key`, `signature`), the live ones as `live key`."""
+    match attribute:
+        case ("after", name):
+            return name
+        case ("before", name):
+            return f"live {name}"
+        case ("after",):
+            return "desired values"
+        case ("before",):
+            return "live values"
+        case ("changed",):
+            return "changed attributes"
+        case _:
+            return " ".join(attribute).replace("_", " ")
+
+
+def _shown(value: Any) -> str:
+    """A value of a change, for one inert line: text escaped, lists and values joined, nothing as `none`."""
+    match value:
+        case None | [] | {}:
+            return "none"
+        case str():
+            return inert(value)
+        case [dict(), *_]:
+            return f"{len(value)} binding(s)"
+        case list():
+            return ", ".join(map(_shown, value))
+        case dict():
+            return ", ".join(f"{name} {_shown(item)}" for name, item in value.items())
+        case _:
+            return inert(str(value))
 
 
 def check_saved_plan(saved: SavedPlan, current: Plan, desired: DesiredState,
@@ -362,9 +440,10 @@ def check_saved_plan(saved: SavedPlan, current: Plan, desired: DesiredState,
     changes = current.changes
     if review.targets is not None:
         changes = selected_changes(changes, [parse_target(t) for t in review.targets])
-    if _comparable(plan.changes) != _comparable(changes):
-        raise StalePlanError(f"the manifests (or the secrets in the environment) no longer give the saved plan; "
-                             f"nothing was changed; {NEW_PLAN_HINT}")
+    was, now = _comparable(plan.changes), _comparable(changes)
+    if list(was.items()) != list(now.items()):
+        raise StalePlanError(f"the manifests (or the secrets in the environment) no longer give the saved plan "
+                             f"({'; '.join(_differences(was, now))}); nothing was changed; {NEW_PLAN_HINT}")
     salt = base64.b64decode(saved.secrets.salt, validate=True)
     if not hmac.compare_digest(saved.secrets.digest, _scrypt(_secret_material(plan, desired, snapshots), salt)):
         raise StalePlanError(f"stale plan: a secret differs from when the plan was made (a secret the plan sets, "
