@@ -202,41 +202,44 @@ def _tag(review: Review, change: Change) -> str:
     return f"  [{label.value}]" if label is not None else ""
 
 
-def _secret_text(change: SignatureChange) -> str:
-    return "(sensitive value changed)" if "secret" in change.changed else change.values.secret
-
-
 def _signature_lines(change: SignatureChange, tag: str, group_names: Mapping[str, str] | None) -> Iterator[_Line]:
     mark = _MARK[change.action]
-    before, after = change.before, change.after
     values = change.values
     name = f'"{inert(values.name)}"{_mark(values.name, "signature name")}'
-    heading = {
-        Action.CREATE: "will be created",
-        Action.UPDATE: "will be updated in place",
-        Action.DELETE: "will be deleted (prune: true)",
-        Action.UNMANAGED: "is unmanaged: live, but in no manifest; left alone (prune is off)",
-        Action.DELETE_BLOCKED: "cannot be deleted (prune: true): still bound where no manifest manages bindings",
-    }[change.action]
     source = f"  ({inert(change.source)})" if change.source else ""
+    match change.action:
+        case Action.UNMANAGED:
+            heading = "is unmanaged: live, but in no manifest; left alone (prune is off)"
+            body = None
+        case Action.DELETE_BLOCKED:
+            heading = "cannot be deleted (prune: true): still bound where no manifest manages bindings"
+            body = [_Line(f"bound in {scope}", mark, 6) for scope in still_bound_scopes(change, marked, group_names)]
+        case Action.UPDATE:
+            heading = "will be updated in place"
+            body = list(_update_lines(change))
+        case Action.CREATE | Action.DELETE:
+            heading = "will be created" if change.action is Action.CREATE else "will be deleted (prune: true)"
+            body = [_Line(f'key    = "{inert(values.key)}"{_mark(values.key, "key")}', mark, 6),
+                    _Line(f"secret = {values.secret}", mark, 6)]
+        case unreachable:
+            assert_never(unreachable)
     yield _Line(f"# signature {name} {heading}{source}{tag}", indent=2)
-    if change.action is Action.UNMANAGED:
+    if body is None:  # an unmanaged signature is named, not shown: it is no change
         yield _Line(f"signature {name}", mark, 2)
         return
     yield _Line(f"signature {name} {{", mark, 2)
-    if change.action is Action.DELETE_BLOCKED:
-        for scope in still_bound_scopes(change, marked, group_names):
-            yield _Line(f"bound in {scope}", mark, 6)
-    elif change.action is Action.UPDATE and before is not None and after is not None:
-        if "key" in change.changed:
-            yield _Line(f'key    = "{inert(before.key)}"{_mark(before.key, "key")} -> '
-                        f'"{inert(after.key)}"{_mark(after.key, "key")}', "~", 6)
-        if "secret" in change.changed:
-            yield _Line("secret = (sensitive value changed)", "~", 6)
-    else:
-        yield _Line(f'key    = "{inert(values.key)}"{_mark(values.key, "key")}', mark, 6)
-        yield _Line(f"secret = {_secret_text(change)}", mark, 6)
+    yield from body
     yield _Line("}", indent=4)
+
+
+def _update_lines(change: SignatureChange) -> Iterator[_Line]:
+    """What an update changes: the key, old and new, and the secret, which is never shown."""
+    before, after = change.before, change.after
+    if "key" in change.changed and before is not None and after is not None:
+        yield _Line(f'key    = "{inert(before.key)}"{_mark(before.key, "key")} -> '
+                    f'"{inert(after.key)}"{_mark(after.key, "key")}', "~", 6)
+    if "secret" in change.changed:
+        yield _Line("secret = (sensitive value changed)", "~", 6)
 
 
 def _api_label(values: BindingValues) -> str:
