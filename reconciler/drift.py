@@ -47,8 +47,8 @@ from pathlib import Path
 from reconciler.differ import diff
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.manifest import DesiredState, ParsedFiles, RegionDesired, load_desired_state
-from reconciler.plan import Change, Label, Plan, Resource
-from reconciler.review import BaseComparison
+from reconciler.plan import Change, Plan, Resource
+from reconciler.review import BaseComparison, Label
 from reconciler.snapshot import Snapshot, Stage
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")

@@ -49,14 +49,6 @@ class Action(StrEnum):
 ACTIONABLE = frozenset(Action) - {Action.UNMANAGED, Action.DELETE_BLOCKED}
 
 
-class Label(StrEnum):
-    """Where a change comes from, when the plan was compared with the base branch's plan."""
-
-    INTRODUCED = "introduced"
-    DRIFT = "drift"
-    RESOLVED = "resolved"
-
-
 class Resource(StrEnum):
     SIGNATURE = "signature"
     BINDING = "binding"

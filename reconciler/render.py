@@ -30,13 +30,12 @@ from reconciler.plan import (
     BindingChange,
     BindingValues,
     Change,
-    Label,
     Plan,
     Resource,
     SignatureChange,
     Violation,
 )
-from reconciler.review import Review, plan_document
+from reconciler.review import Label, Review, plan_document
 from reconciler.vendor_rules import API_NAME_RULE, RESOURCE_ID_RULE, SIGNATURE_KEY_RULE, SIGNATURE_NAME_RULE
 
 

@@ -24,13 +24,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Annotated, Any, Literal, assert_never
 
 from pydantic import Field
 
 from reconciler import __version__
 from reconciler.model import FrozenModel
-from reconciler.plan import BindingChange, Change, Label, Plan, SignatureChange, Summary, Violation, group_names_of
+from reconciler.plan import BindingChange, Change, Plan, SignatureChange, Summary, Violation, group_names_of
+
+
+class Label(StrEnum):
+    """Where a change comes from, when the plan was compared with the base branch's plan."""
+
+    INTRODUCED = "introduced"
+    DRIFT = "drift"
+    RESOLVED = "resolved"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from reconciler.plan import (
     BindingChange,
     BindingValues,
     Change,
-    Label,
     Plan,
     Resource,
     SignatureChange,
@@ -24,7 +23,7 @@ from reconciler.plan import (
     summarize,
 )
 from reconciler.render import render_compact, render_json, render_markdown, render_text
-from reconciler.review import BaseComparison, Review
+from reconciler.review import BaseComparison, Label, Review
 from tests.support.hostile import HOSTILE, html_text, markdown_findings, raw_controls, render_github, runner_commands
 
 GROUP = "0009db9c828549768a200320714b8930"
