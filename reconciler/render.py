@@ -20,9 +20,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import groupby
-from typing import assert_never
+from typing import NamedTuple, assert_never
 
 from reconciler.inert import inert, md_code, md_fence, md_text
 from reconciler.plan import (
@@ -174,8 +174,7 @@ def _paint(text: str, mark: str) -> str:
     return f"\x1b[{_COLOUR[mark]}m{text}\x1b[0m"
 
 
-@dataclass(frozen=True)
-class _Line:
+class _Line(NamedTuple):
     """A line of the text plan: `indent` spaces, the action `mark` and a space (when it has one), `text`, then
     `tail` (a label). In a terminal the line is coloured after its mark, but for `tail`; in the markdown's
     folded diff the mark moves to the first column."""
@@ -313,7 +312,7 @@ def _text_lines(review: Review) -> list[_Line]:
             lines.extend(_binding_line(c, _tag(review, c)) for c in scope_changes)
     if review.resolved:
         lines += [_Line(), _Line("Pending on the base, resolved by these manifests:")]
-        lines += [replace(_compact_line(review, c), indent=2) for c in review.resolved]
+        lines += [_compact_line(review, c)._replace(indent=2) for c in review.resolved]
     after = [*violation_lines(plan), *_notes(review)]
     lines += [_Line(text) for text in [*after, *([""] if lines or after else []), summary_line(plan)]]
     return lines
