@@ -51,7 +51,8 @@ from reconciler.aliyun.client import ApiClient
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.gateway import Gateway
 from reconciler.manifest import DesiredState
-from reconciler.plan import ACTIONABLE, Action, BindingValues, Change, Plan, SignatureValues, still_bound_scopes
+from reconciler.plan import ACTIONABLE, Action, Change, Plan, Resource, SignatureChange, SignatureValues
+from reconciler.render import still_bound_scopes
 from reconciler.runner import run_async
 from reconciler.snapshot import Snapshot
 from reconciler.vendor_rules import MAX_APIS_PER_CALL, Stage
@@ -178,13 +179,8 @@ class _RegionSteps:
     def phases(self) -> list[list[Step]]:
         return [self._creates(), self._updates(), self._rebinds(), self._binds(), self._unbinds(), self._deletes()]
 
-    def _signature_changes(self, action: Action) -> list[SignatureValues]:
-        out = []
-        for change in self.changes:
-            values = change.after or change.before
-            if change.action is action and isinstance(values, SignatureValues):
-                out.append(values)
-        return out
+    def _signature_changes(self, action: Action) -> list[SignatureChange]:
+        return [c for c in self.changes if c.resource is Resource.SIGNATURE and c.action is action]
 
     def _secret(self, name: str) -> str:
         secret = self.desired.signatures[name].secret
@@ -200,10 +196,10 @@ class _RegionSteps:
                 self.result.counts["create"] += 1
                 return f"{values.name}: created (id {new_id})"
             return Step(f"create signature {values.name}", run)
-        return [step(values) for values in self._signature_changes(Action.CREATE)]
+        return [step(change.values) for change in self._signature_changes(Action.CREATE)]
 
     def _updates(self) -> list[Step]:
-        def step(change: Change, values: SignatureValues) -> Step:
+        def step(change: SignatureChange, values: SignatureValues) -> Step:
             async def run() -> str:
                 await self.gateway.modify_signature(
                     self.ids[values.name], key=values.key if "key" in change.changed else None,
@@ -211,21 +207,17 @@ class _RegionSteps:
                 self.result.counts["update"] += 1
                 return f"{values.name}: updated ({' and '.join(change.changed)})"
             return Step(f"update signature {values.name} ({' and '.join(change.changed)})", run)
-        return [step(c, c.after) for c in self.changes
-                if c.action is Action.UPDATE and isinstance(c.after, SignatureValues)]
+        return [step(c, c.values) for c in self._signature_changes(Action.UPDATE)]
 
     def _binding_groups(self, action: Action) -> dict[tuple[str, Stage, str, str], list[str]]:
         """(group, stage, old signature name, new signature name) -> API ids, in plan order."""
         grouped: dict[tuple[str, Stage, str, str], list[str]] = {}
         for change in self.changes:
-            if change.action is not action:
+            if change.resource is not Resource.BINDING or change.action is not action:
                 continue
-            before, after = change.before, change.after
-            values = after or before
-            assert isinstance(values, BindingValues)
-            old = before.signature if isinstance(before, BindingValues) else ""
-            new = after.signature if isinstance(after, BindingValues) else ""
-            grouped.setdefault((values.group, values.stage, old, new), []).append(values.api_id)
+            api = change.api
+            grouped.setdefault((api.group, api.stage, change.old_signature or "", change.new_signature or ""),
+                               []).append(api.api_id)
         return grouped
 
     def _old_signature_id(self, group: str, stage: Stage, api_id: str) -> str:
@@ -297,7 +289,7 @@ class _RegionSteps:
                 self.result.counts["delete"] += 1
                 return f"{name}: deleted (id {signature_id})"
             return Step(f"delete signature {name}", run)
-        return [step(values.name) for values in self._signature_changes(Action.DELETE)]
+        return [step(change.values.name) for change in self._signature_changes(Action.DELETE)]
 
 
 class _PhaseRunner:
@@ -340,8 +332,8 @@ def refuse_blocked(plan: Plan) -> None:
     if not blocked:
         return
     where = "; ".join(
-        f"{c.before.name} is still bound in {' and '.join(still_bound_scopes(c, group_names=plan.group_names))}"
-        for c in blocked if isinstance(c.before, SignatureValues))
+        f"{c.values.name} is still bound in {' and '.join(still_bound_scopes(c, group_names=plan.group_names))}"
+        for c in blocked)
     raise BlockedPlanError(f"apply refused: the plan holds {len(blocked)} delete(s) that cannot be carried out "
                            f"({where}); nothing was changed; unbind those APIs there, manage that group and stage in "
                            f"a manifest, or list the signature under ignore")
@@ -371,7 +363,7 @@ async def apply_plan_async(plan: Plan, desired: DesiredState, snapshots: Mapping
     result = result if result is not None else ApplyResult()
     runner = _PhaseRunner(concurrency, result, report)
     for region in plan.regions:
-        changes = [c for c in plan.changes if c.region == region and c.action in ACTIONABLE and c.pending]
+        changes = [c for c in plan.changes if c.region == region and c.action in ACTIONABLE]
         if not changes:
             continue
         if len(plan.regions) > 1:

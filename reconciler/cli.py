@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from reconciler.export import Export
     from reconciler.live import Connection, ConnectionOptions
     from reconciler.manifest import DesiredState, ParsedFiles
-    from reconciler.plan import Plan
+    from reconciler.review import Review
     from reconciler.snapshot import Snapshot
 
 
@@ -292,8 +292,8 @@ def group_names(snapshots: dict[str, Snapshot]) -> dict[str, str | None]:
     return {group.id: group.name for snapshot in snapshots.values() for group in snapshot.groups}
 
 
-def render(result: Plan, output_format: str, *, color: bool, compact: bool = False) -> str:
-    from reconciler.plan import render_compact, render_json, render_markdown, render_text
+def render(result: Review, output_format: str, *, color: bool, compact: bool = False) -> str:
+    from reconciler.render import render_compact, render_json, render_markdown, render_text
 
     if output_format == "json":
         return render_json(result)
@@ -335,8 +335,9 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
     from reconciler.differ import diff
     from reconciler.drift import compare_with_base, fetch_view, narrow_to_change, read_base
     from reconciler.output import write_output
-    from reconciler.plan import summary_line, with_group_names
     from reconciler.policy import with_policy
+    from reconciler.render import summary_line
+    from reconciler.review import Review
     from reconciler.saved_plan import save_plan
     from reconciler.snapshot import snapshots_file_text
     from reconciler.targets import parse_target, select_targets
@@ -370,22 +371,19 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
     result = diff(desired, snapshots)
     if out_plan is not None:
         # Exactly what is shown (Terraform's rule): with --target, the selection only.
-        save_plan(select_targets(result, chosen_targets, desired) if chosen_targets else result, desired,
-                  snapshots, out_plan)
-    shown = result if base is None else compare_with_base(result, desired, base, snapshots)
-    violations = with_policy(shown, desired, snapshots).violations
-    if change is not None:
-        shown = shown.model_copy(update={"changed_only": True})
+        save_plan(select_targets(Review(result), chosen_targets, desired) if chosen_targets else Review(result),
+                  desired, snapshots, out_plan)
+    shown = Review(with_policy(result, desired, snapshots), changed_only=change is not None,
+                   base=None if base is None else compare_with_base(result, desired, base, snapshots))
     if chosen_targets:
         shown = select_targets(shown, chosen_targets, desired)
-    shown = with_group_names(shown, group_names(snapshots))
-    shown = shown.model_copy(update={"violations": violations})
+    shown = shown.with_group_names(group_names(snapshots))
     color = out_file is None and use_color(no_color)
     write_output(render(shown, output_format, color=color, compact=compact), out_file)
     if out_file is not None:
         # The plan went to a file: the CI log still gets the one line a reader looks for.
-        click.echo(summary_line(shown), err=True)
-    return 2 if detailed_exitcode and (shown.has_changes or shown.violations) else 0
+        click.echo(summary_line(shown.plan), err=True)
+    return 2 if detailed_exitcode and (shown.plan.has_changes or shown.plan.violations) else 0
 
 
 @cli.command("scan")
@@ -431,7 +429,7 @@ def scan_command(paths: tuple[Path, ...], connection: ConnectionOptions, quiet: 
 def schema(plan_schema: bool, scan_schema: bool) -> int:
     """Print the JSON Schema of manifest files (manifests/schema.json)."""
     from reconciler.manifest import manifest_json_schema
-    from reconciler.plan import plan_json_schema
+    from reconciler.review import plan_json_schema
     from reconciler.scan import scan_json_schema
 
     if plan_schema and scan_schema:
@@ -455,7 +453,8 @@ def apply_command(paths: tuple[Path, ...], env_files: tuple[Path, ...], connecti
     from reconciler.apply import ApplyInterrupted, apply_plan, refuse_blocked
     from reconciler.differ import diff
     from reconciler.live import open_connection
-    from reconciler.plan import render_text, with_group_names
+    from reconciler.render import render_text
+    from reconciler.review import Review
     from reconciler.saved_plan import check_saved_plan, load_saved_plan
 
     will_ask = not auto_approve and plan_file is None
@@ -463,16 +462,16 @@ def apply_command(paths: tuple[Path, ...], env_files: tuple[Path, ...], connecti
     saved = load_saved_plan(plan_file) if plan_file is not None else None
     with open_connection(connection, desired.regions, allow_writes=True, warn=warn) as live:
         snapshots = read_with_progress(desired, live, quiet)
-        result = diff(desired, snapshots)
-        if saved is not None:
-            result = check_saved_plan(saved, result, desired, snapshots)
-        if not result.has_changes:
+        current = diff(desired, snapshots)
+        shown = Review(current) if saved is None else check_saved_plan(saved, current, desired, snapshots)
+        if not shown.plan.has_changes:
             click.echo("No changes. Live state matches the manifests.")
             return 0
         if will_ask and not sys.stdin.isatty():
             raise InputError("apply asks for confirmation but stdin is not a terminal; pass --auto-approve")
-        result = with_group_names(result, group_names(snapshots))
-        click.echo(render_text(result, color=use_color(no_color)))
+        shown = shown.with_group_names(group_names(snapshots))
+        result = shown.plan
+        click.echo(render_text(shown, color=use_color(no_color)))
         refuse_blocked(result)
         if connection.emulator_states:
             # Said before the question, so that nobody says yes expecting the changes to last.

@@ -2,7 +2,7 @@
 
 Rules of ownership:
 - Signatures match by name. Declared and absent live: create. Declared and
-  live with another key or secret: update (deepdiff names the attributes).
+  live with another key or secret: update (`changed` names the attributes).
   Live and in no manifest: delete under `prune: true`, otherwise unmanaged.
   Names matched by `ignore` are never reported.
 - Bindings are authoritative for every (group, stage) a manifest mentions:
@@ -32,10 +32,12 @@ from reconciler.plan import (
     NOT_CHECKED,
     SENSITIVE,
     Action,
+    BindingChange,
     BindingValues,
     Change,
     Plan,
     Resource,
+    SignatureChange,
     SignatureValues,
     summarize,
 )
@@ -52,45 +54,40 @@ def _signature_values(name: str, key: str, secrets_checked: bool) -> SignatureVa
 
 
 def _signature_changes(desired: RegionDesired, snapshot: Snapshot, secrets_checked: bool
-                       ) -> tuple[list[Change], int]:
+                       ) -> tuple[list[SignatureChange], int]:
     region = desired.region
     live_by_name = {s.name: s for s in snapshot.signatures}
-    changes: list[Change] = []
+    changes: list[SignatureChange] = []
     no_op = 0
     for name in sorted(desired.signatures.keys() | live_by_name.keys()):
         want: DesiredSignature | None = desired.signatures.get(name)
         have: LiveSignature | None = live_by_name.get(name)
         address = f"signature.{region}.{name}"
         if want is not None and have is None:
-            changes.append(Change(action=Action.CREATE, resource=Resource.SIGNATURE, address=address,
-                                  region=region, before=None,
-                                  after=_signature_values(name, want.key, secrets_checked),
-                                  source=str(want.location)))
+            changes.append(SignatureChange(action=Action.CREATE, resource=Resource.SIGNATURE, address=address,
+                                           region=region, before=None,
+                                           after=_signature_values(name, want.key, secrets_checked),
+                                           source=str(want.location)))
         elif want is not None and have is not None:
             changed = _changed_attributes(want, have)
             if not changed:
                 no_op += 1
                 continue
-            changes.append(Change(action=Action.UPDATE, resource=Resource.SIGNATURE, address=address,
-                                  region=region, before=_signature_values(name, have.key, secrets_checked),
-                                  after=_signature_values(name, want.key, secrets_checked),
-                                  changed=changed, source=str(want.location)))
+            changes.append(SignatureChange(action=Action.UPDATE, resource=Resource.SIGNATURE, address=address,
+                                           region=region,
+                                           before=_signature_values(name, have.key, secrets_checked),
+                                           after=_signature_values(name, want.key, secrets_checked),
+                                           changed=changed, source=str(want.location)))
         elif have is not None and not desired.is_ignored(name):
-            action = Action.DELETE if desired.prune else Action.UNMANAGED
-            changes.append(Change(action=action, resource=Resource.SIGNATURE, address=address, region=region,
-                                  before=_signature_values(name, have.key, secrets_checked), after=None))
+            changes.append(SignatureChange(action=Action.DELETE if desired.prune else Action.UNMANAGED,
+                                           resource=Resource.SIGNATURE, address=address, region=region,
+                                           before=_signature_values(name, have.key, secrets_checked), after=None))
     return changes, no_op
 
 
 def _changed_attributes(want: DesiredSignature, have: LiveSignature) -> tuple[str, ...]:
-    changed: list[str] = []
-    # deepdiff sees only a record that differs: constructing a DeepDiff is costly, and most records are equal.
-    if have.key != want.key:
-        from deepdiff import DeepDiff  # imported when a key differs (0.1 s of start-up otherwise)
-
-        diff = DeepDiff({"key": have.key}, {"key": want.key})
-        changed = sorted({path.split("'")[1] for path in diff.affected_paths})
-    # The secret is compared without ever putting it beside other values (deepdiff reports values).
+    changed = ["key"] if have.key != want.key else []
+    # The secret is compared apart, never put beside other values.
     if want.secret is not None and not have.secret_matches(want.secret.get_secret_value()):
         changed.append("secret")
     return tuple(changed)
@@ -134,7 +131,7 @@ class _ApiCatalog:
         return self.id_named[binding.api], binding.api
 
 
-def _binding_changes(desired: RegionDesired, snapshot: Snapshot) -> tuple[list[Change], int]:
+def _binding_changes(desired: RegionDesired, snapshot: Snapshot) -> tuple[list[BindingChange], int]:
     """Scope by scope (group, stage), so that the working sets stay the size of one scope."""
     region = desired.region
     wanted_by_scope: dict[tuple[str, str], list[DesiredBinding]] = defaultdict(list)
@@ -161,7 +158,7 @@ def _binding_changes(desired: RegionDesired, snapshot: Snapshot) -> tuple[list[C
             if binding.api_id not in catalogs[binding.group].name_of:
                 catalogs[binding.group].add(binding.api_id, binding.api_name)
 
-    changes: list[Change] = []
+    changes: list[BindingChange] = []
     no_op = 0
     for group, stage in sorted(wanted_by_scope):
         scope_changes, scope_no_op = _scope_changes(desired, group, stage, wanted_by_scope[(group, stage)],
@@ -172,7 +169,7 @@ def _binding_changes(desired: RegionDesired, snapshot: Snapshot) -> tuple[list[C
 
 
 def _scope_changes(desired: RegionDesired, group: str, stage: str, wants: list[DesiredBinding],
-                   lives: list[LiveBinding], catalog: _ApiCatalog) -> tuple[list[Change], int]:
+                   lives: list[LiveBinding], catalog: _ApiCatalog) -> tuple[list[BindingChange], int]:
     region = desired.region
     live = {binding.api_id: binding for binding in lives}
     wanted: dict[str, tuple[DesiredBinding, str]] = {}
@@ -188,7 +185,7 @@ def _scope_changes(desired: RegionDesired, group: str, stage: str, wants: list[D
 
     # Matching bindings (nearly all of them) cost a dict lookup and a comparison; only changes are built
     # and sorted, so the cost of a large tenant with little drift stays near that of reading it.
-    keyed: list[tuple[str, Change]] = []
+    keyed: list[tuple[str, BindingChange]] = []
     no_op = 0
     for api_id, (want, api_name) in wanted.items():
         have = live.get(api_id)
@@ -199,29 +196,24 @@ def _scope_changes(desired: RegionDesired, group: str, stage: str, wants: list[D
         after = BindingValues(group=group, stage=want.stage, api_id=api_id, api_name=api_name,
                               signature=want.signature)
         if have is None:
-            keyed.append((api_id, Change(action=Action.BIND, resource=Resource.BINDING, address=address,
-                                         region=region, before=None, after=after, source=str(want.location))))
+            keyed.append((api_id, BindingChange(action=Action.BIND, resource=Resource.BINDING, address=address,
+                                                region=region, before=None, after=after, source=str(want.location))))
         else:
-            keyed.append((api_id, Change(action=Action.REBIND, resource=Resource.BINDING, address=address,
-                                         region=region, before=_live_binding_values(have), after=after,
-                                         changed=("signature",), source=str(want.location))))
+            keyed.append((api_id, BindingChange(action=Action.REBIND, resource=Resource.BINDING, address=address,
+                                                region=region,
+                                                before=_live_binding_values(have), after=after,
+                                                changed=("signature",), source=str(want.location))))
     # An unbind comes from the entry that makes the manifests own this (group, stage).
     scope_source = desired.scope_sources.get((group, wants[0].stage))
     for api_id, have in live.items():
         if api_id not in wanted and not desired.is_ignored(have.signature_name):
-            keyed.append((api_id, Change(action=Action.UNBIND, resource=Resource.BINDING,
-                                         address=f"binding.{region}.{group}.{stage}.{api_id}", region=region,
-                                         before=_live_binding_values(have), after=None,
-                                         source=str(scope_source) if scope_source is not None else None)))
+            keyed.append((api_id, BindingChange(action=Action.UNBIND, resource=Resource.BINDING,
+                                                address=f"binding.{region}.{group}.{stage}.{api_id}", region=region,
+                                                before=_live_binding_values(have), after=None,
+                                                source=str(scope_source) if scope_source is not None else None)))
     # By API name within the scope, as a reviewer looks for them (the id breaks ties between equal names).
-    keyed.sort(key=lambda entry: (_api_name(entry[1]), entry[0]))
+    keyed.sort(key=lambda entry: (entry[1].api.api_name, entry[0]))
     return [change for _, change in keyed], no_op
-
-
-def _api_name(change: Change) -> str:
-    values = change.after or change.before
-    assert isinstance(values, BindingValues)
-    return values.api_name
 
 
 def _live_binding_values(binding: LiveBinding) -> BindingValues:
@@ -234,11 +226,11 @@ def _blocked_deletes(changes: list[Change], snapshot: Snapshot) -> list[Change]:
     `delete_blocked`; the bindings this plan unbinds or rebinds away do not block."""
     live_by_name = {s.name: s for s in snapshot.signatures}
     released = {(c.before.signature, c.before.group, c.before.stage, c.before.api_id) for c in changes
-                if c.action in (Action.UNBIND, Action.REBIND) and isinstance(c.before, BindingValues)}
+                if c.resource is Resource.BINDING and c.before is not None}
     out = []
     for change in changes:
-        live = live_by_name.get(change.before.name) if (change.action is Action.DELETE and isinstance(
-            change.before, SignatureValues)) else None
+        live = (live_by_name.get(change.values.name)
+                if change.resource is Resource.SIGNATURE and change.action is Action.DELETE else None)
         if live is not None and live.bindings_in_region:
             still = tuple(_live_binding_values(b) for b in sorted(
                 live.bindings_in_region, key=lambda b: (b.group, STAGES.index(b.stage), b.api_name, b.api_id))
@@ -266,7 +258,7 @@ def _diff(desired: DesiredState, snapshots: Mapping[str, Snapshot]) -> Plan:
         region_desired = desired.regions[region]
         sig_changes, sig_no_op = _signature_changes(region_desired, snapshot, desired.secrets_checked)
         binding_changes, binding_no_op = _binding_changes(region_desired, snapshot)
-        changes += _blocked_deletes(sig_changes + binding_changes, snapshot)
+        changes += _blocked_deletes([*sig_changes, *binding_changes], snapshot)
         no_op += sig_no_op + binding_no_op
     ordered = tuple(changes)
     return Plan(regions=tuple(sorted(desired.regions)), secrets_checked=desired.secrets_checked,

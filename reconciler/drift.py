@@ -47,7 +47,8 @@ from pathlib import Path
 from reconciler.differ import diff
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.manifest import DesiredState, ParsedFiles, RegionDesired, load_desired_state
-from reconciler.plan import Action, Change, Label, Plan, summarize
+from reconciler.plan import Change, Plan, Resource
+from reconciler.review import BaseComparison, Label
 from reconciler.snapshot import Snapshot
 from reconciler.vendor_rules import Stage
 
@@ -211,16 +212,13 @@ def secrets_differ(desired: DesiredState, base: DesiredState) -> set[str]:
     return addresses
 
 
-def _writes_secret(change: Change) -> bool:
-    return change.action is Action.CREATE or (change.action is Action.UPDATE and "secret" in change.changed)
-
-
 def _same(change: Change, earlier: Change) -> bool:
     return (change.action, change.before, change.after, change.changed) == (
         earlier.action, earlier.before, earlier.after, earlier.changed)
 
 
-def compare_with_base(plan: Plan, desired: DesiredState, base: Base, snapshots: Mapping[str, Snapshot]) -> Plan:
+def compare_with_base(plan: Plan, desired: DesiredState, base: Base, snapshots: Mapping[str, Snapshot]
+                      ) -> BaseComparison:
     """Plan the base against the same live state and label `plan`'s changes against that plan."""
     try:
         base_plan = diff(base.desired, snapshots)
@@ -229,23 +227,20 @@ def compare_with_base(plan: Plan, desired: DesiredState, base: Base, snapshots: 
     return label_changes(plan, base_plan, base=base.name, secret_changed=secrets_differ(desired, base.desired))
 
 
-def label_changes(plan: Plan, base_plan: Plan, *, base: str, secret_changed: Set[str] = frozenset()) -> Plan:
-    """`plan` with every change labelled against `base_plan`, and the base's other changes added as resolved
-    (without `source`: it names a line of the base, which the pull request's files may not have)."""
+def label_changes(plan: Plan, base_plan: Plan, *, base: str, secret_changed: Set[str] = frozenset()
+                  ) -> BaseComparison:
+    """Every change of `plan` labelled against `base_plan`, and the base's other changes, resolved (without
+    `source`: it names a line of the base, which the pull request's files may not have)."""
     earlier_by_address = {c.address: c for c in base_plan.changes}
-    labelled: list[Change] = []
+    labels: dict[str, Label] = {}
     for change in plan.changes:
         earlier = earlier_by_address.get(change.address)
         drift = (earlier is not None and _same(change, earlier)
-                 and not (_writes_secret(change) and change.address in secret_changed))
-        labelled.append(change.model_copy(update={"label": Label.DRIFT if drift else Label.INTRODUCED}))
-    planned = {c.address for c in plan.changes}
-    labelled += [c.model_copy(update={"label": Label.RESOLVED, "source": None})
-                 for c in base_plan.changes if c.address not in planned]
-    changes = tuple(labelled)
-    return plan.model_copy(update={"changes": changes, "base": base,
-                                   "regions": tuple(sorted({*plan.regions, *base_plan.regions})),
-                                   "summary": summarize(changes, plan.summary.no_op)})
+                 and not (change.resource is Resource.SIGNATURE and change.writes_secret
+                          and change.address in secret_changed))
+        labels[change.address] = Label.DRIFT if drift else Label.INTRODUCED
+    resolved = tuple(c.model_copy(update={"source": None}) for c in base_plan.changes if c.address not in labels)
+    return BaseComparison(name=base, labels=labels, resolved=resolved, regions=base_plan.regions)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 from reconciler.errors import InputError
 from reconciler.manifest import DesiredState, RegionDesired
-from reconciler.plan import Action, BindingValues, Plan, Violation
+from reconciler.plan import Action, Plan, Resource, Violation
 from reconciler.snapshot import Snapshot
 
 
@@ -40,12 +40,11 @@ def _region_violations(region: RegionDesired, snapshot: Snapshot, plan: Plan) ->
     binds: set[tuple[str, str, str]] = set()
     unbinds: set[tuple[str, str, str]] = set()
     for change in plan.changes:
-        if change.region != region.region or not change.pending:
+        if change.region != region.region:
             continue
-        if change.action in (Action.BIND, Action.REBIND) and isinstance(change.after, BindingValues):
-            binds.add((change.after.group, change.after.stage, change.after.api_id))
-        elif change.action is Action.UNBIND and isinstance(change.before, BindingValues):
-            unbinds.add((change.before.group, change.before.stage, change.before.api_id))
+        if change.resource is Resource.BINDING:
+            api = (change.api.group, change.api.stage, change.api.api_id)
+            (unbinds if change.action is Action.UNBIND else binds).add(api)
     live = {(b.group, b.stage, b.api_id) for b in snapshot.bindings}
     signed_after = (live - unbinds) | binds
     found = []

@@ -10,7 +10,10 @@ live state, re-plans, selects the same targets again, and carries the saved chan
 - the secrets are the same: every live secret the plan was made against and every secret the plan
   will set (a create, or an update of the secret).
 
-Otherwise it is a stale plan: refused, nothing changed.
+Otherwise it is a stale plan: refused, nothing changed. When the manifests no longer give the saved
+changes, the error says which changes differ and in which attribute (deepdiff over the two sets of
+changes by address), the first `DIFFERENCES_SHOWN`, then how many more: what a reviewer approved and
+what apply would now do, side by side, without a second `plan` to compare by eye.
 
 How the secrets are bound without making them guessable: the file holds one scrypt digest
 (N=2^17, r=8, p=1: 128 MiB and about half a second of one core per evaluation) of all those
@@ -36,17 +39,30 @@ import json
 import re
 import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reconciler.errors import InputError
+from reconciler.inert import inert
 from reconciler.inputfile import read_input
 from reconciler.live import delete_candidates
 from reconciler.manifest import DesiredState, RegionDesired
 from reconciler.output import write_atomically
-from reconciler.plan import Action, BindingValues, Change, Plan, Resource, SignatureValues, summarize
+from reconciler.plan import (
+    Action,
+    BindingChange,
+    BindingValues,
+    Change,
+    Plan,
+    Resource,
+    SignatureChange,
+    SignatureValues,
+    summarize,
+)
+from reconciler.review import PlanDocument, Review, entry_change, plan_document
 from reconciler.snapshot import Snapshot
 from reconciler.targets import parse_target, selected_changes
 
@@ -88,7 +104,16 @@ class SavedPlan(_Strict):
     format_version: Literal["2"] = "2"
     live_fingerprints: dict[str, str]
     secrets: SecretsBinding
-    plan: Plan
+    plan: PlanDocument
+
+    @property
+    def review(self) -> Review:
+        """The saved plan, and the targets it was narrowed to."""
+        document = self.plan
+        plan = Plan(tool_version=document.tool_version, regions=document.regions,
+                    secrets_checked=document.secrets_checked, changes=tuple(map(entry_change, document.changes)),
+                    summary=document.summary)
+        return Review(plan, targets=document.targets)
 
 
 # ---------------------------------------------------------------- fingerprints and the secrets digest
@@ -126,10 +151,6 @@ def live_fingerprint(snapshot: Snapshot, region: RegionDesired) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _writes_secret(change: Change) -> bool:
-    return change.action is Action.CREATE or (change.action is Action.UPDATE and "secret" in change.changed)
-
-
 def _secret_material(plan: Plan, desired: DesiredState, snapshots: Mapping[str, Snapshot]) -> bytes:
     entries: list[list[str]] = []
     for region in plan.regions:
@@ -139,12 +160,12 @@ def _secret_material(plan: Plan, desired: DesiredState, snapshots: Mapping[str, 
                                  "tied to the live secrets")
             entries.append(["live", region, live.id, live.secret.get_secret_value()])
     for change in plan.changes:
-        if _writes_secret(change):
-            assert isinstance(change.after, SignatureValues)
-            wanted = desired.regions[change.region].signatures[change.after.name].secret
+        if change.resource is Resource.SIGNATURE and change.writes_secret:
+            name = change.values.name
+            wanted = desired.regions[change.region].signatures[name].secret
             if wanted is None:
                 raise InputError("a saved plan needs the secrets: do not use --skip-secrets")
-            entries.append(["set", change.region, change.after.name, wanted.get_secret_value()])
+            entries.append(["set", change.region, name, wanted.get_secret_value()])
     return json.dumps(entries, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -156,18 +177,22 @@ def _scrypt(material: bytes, salt: bytes) -> str:
 # ---------------------------------------------------------------- writing
 
 
-def save_plan(plan: Plan, desired: DesiredState, snapshots: Mapping[str, Snapshot], path: Path) -> None:
-    """Write `plan` (what was shown: with --target, the selection) for `apply --plan-file`."""
+def save_plan(review: Review, desired: DesiredState, snapshots: Mapping[str, Snapshot], path: Path) -> None:
+    """Write the plan of `review` (what was shown: with --target, the selection, and its targets) for
+    `apply --plan-file`."""
+    plan = review.plan
     if not plan.secrets_checked:
         raise InputError("--out-plan needs the secrets: a saved plan is meant to be applied, and one made with "
                          "--skip-secrets never compared them")
     salt = secrets.token_bytes(SALT_BYTES)
     binding = SecretsBinding(salt=base64.b64encode(salt).decode("ascii"),
                              digest=_scrypt(_secret_material(plan, desired, snapshots), salt))
-    saved = SavedPlan(live_fingerprints={region: live_fingerprint(snapshots[region], desired.regions[region])
-                                         for region in plan.regions},
-                      secrets=binding, plan=plan)
-    write_atomically(path, json.dumps(saved.model_dump(mode="json"), indent=2) + "\n")
+    # The plan is the JSON document of `plan -o json`, every optional field written (null when unset).
+    document = {"kind": SAVED_PLAN_KIND, "format_version": SAVED_PLAN_FORMAT,
+                "live_fingerprints": {region: live_fingerprint(snapshots[region], desired.regions[region])
+                                      for region in plan.regions},
+                "secrets": binding.model_dump(mode="json"), "plan": plan_document(review)}
+    write_atomically(path, json.dumps(document, indent=2) + "\n")
 
 
 # ---------------------------------------------------------------- reading
@@ -211,7 +236,10 @@ def load_saved_plan(path: Path) -> SavedPlan:
         saved = SavedPlan.model_validate_json(text, strict=True)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(_plain_part(part) for part in err["loc"]) or "(top)"
+        # A change's location is its index; the resource pydantic adds after it (the union's tag) is left out.
+        loc = [part for index, part in enumerate(err["loc"])
+               if not (index and isinstance(err["loc"][index - 1], int) and part in tuple(Resource))]
+        where = ".".join(_plain_part(part) for part in loc) or "(top)"
         raise InputError(f"{path}: not a valid saved plan: field '{where}': {err['msg']}; {NEW_PLAN_HINT}") from None
     problem = inconsistency(saved)
     if problem:
@@ -219,52 +247,59 @@ def load_saved_plan(path: Path) -> SavedPlan:
     return saved
 
 
-def _address(change: Change) -> str | None:
-    values = change.after or change.before
-    if change.resource is Resource.SIGNATURE and isinstance(values, SignatureValues):
-        return f"signature.{change.region}.{values.name}"
-    if change.resource is Resource.BINDING and isinstance(values, BindingValues):
-        return f"binding.{change.region}.{values.group}.{values.stage}.{values.api_id}"
-    return None
+def _address(change: Change) -> str:
+    match change:
+        case SignatureChange():
+            return f"signature.{change.region}.{change.values.name}"
+        case BindingChange():
+            api = change.api
+            return f"binding.{change.region}.{api.group}.{api.stage}.{api.api_id}"
+        case unreachable:
+            assert_never(unreachable)
 
 
 # Which of before/after each action has (True: present).
 _SHAPE = {Action.CREATE: (False, True), Action.UPDATE: (True, True), Action.DELETE: (True, False),
           Action.DELETE_BLOCKED: (True, False), Action.UNMANAGED: (True, False), Action.BIND: (False, True),
           Action.UNBIND: (True, False), Action.REBIND: (True, True)}
-_SIGNATURE_ACTIONS = {Action.CREATE, Action.UPDATE, Action.DELETE, Action.DELETE_BLOCKED, Action.UNMANAGED}
 
 
 def _change_problem(change: Change) -> str:
-    before, after = change.before, change.after
-    if (before is not None, after is not None) != _SHAPE[change.action]:
+    """What makes `change` one that plan cannot make ('' when nothing does); its type already says which actions
+    and values go with its resource."""
+    if (change.before is not None, change.after is not None) != _SHAPE[change.action]:
         return f"a {change.action.value} has the wrong before/after"
-    is_signature = change.action in _SIGNATURE_ACTIONS
-    if (change.resource is Resource.SIGNATURE) != is_signature:
-        return f"a {change.action.value} of the wrong resource"
-    kind = SignatureValues if is_signature else BindingValues
-    if not all(isinstance(v, kind) for v in (before, after) if v is not None):
-        return "values of the wrong resource"
     if _address(change) != change.address:
         return "the address does not match the values"
-    if isinstance(before, SignatureValues) and isinstance(after, SignatureValues):
-        if before.name != after.name:
-            return "before and after name different signatures"
-        key_changed = before.key != after.key
-        if not change.changed or len(set(change.changed)) != len(change.changed) \
-                or not set(change.changed) <= {"key", "secret"} or ("key" in change.changed) != key_changed:
-            return "'changed' does not match the values"
-    elif isinstance(before, BindingValues) and isinstance(after, BindingValues):
-        if (before.group, before.stage, before.api_id) != (after.group, after.stage, after.api_id):
-            return "before and after name different APIs"
-        if change.changed != ("signature",) or before.signature == after.signature:
-            return "'changed' does not match the values"
-    elif change.changed:
-        return f"a {change.action.value} lists changed attributes"
-    if (change.still_bound is not None) != (change.action is Action.DELETE_BLOCKED):
+    problem = _values_problem(change)
+    if problem:
+        return problem
+    if change.resource is Resource.SIGNATURE and \
+            (change.still_bound is not None) != (change.action is Action.DELETE_BLOCKED):
         return "'still_bound' goes with delete_blocked only"
-    if change.label is not None:
-        return "a saved plan has no labels"
+    return ""
+
+
+def _values_problem(change: Change) -> str:
+    """What makes before, after and `changed` disagree ('' when nothing does)."""
+    match change:
+        case SignatureChange(before=SignatureValues() as before, after=SignatureValues() as after):
+            if before.name != after.name:
+                return "before and after name different signatures"
+            key_changed = before.key != after.key
+            if not change.changed or len(set(change.changed)) != len(change.changed) \
+                    or not set(change.changed) <= {"key", "secret"} or ("key" in change.changed) != key_changed:
+                return "'changed' does not match the values"
+        case BindingChange(before=BindingValues() as before, after=BindingValues() as after):
+            if (before.group, before.stage, before.api_id) != (after.group, after.stage, after.api_id):
+                return "before and after name different APIs"
+            if change.changed != ("signature",) or before.signature == after.signature:
+                return "'changed' does not match the values"
+        case SignatureChange() | BindingChange():
+            if change.changed:
+                return f"a {change.action.value} lists changed attributes"
+        case unreachable:
+            assert_never(unreachable)
     return ""
 
 
@@ -289,7 +324,7 @@ def inconsistency(saved: SavedPlan) -> str:
     for index, change in enumerate(plan.changes):
         if change.region not in plan.regions:
             return f"'plan.changes[{index}]' is in a region the plan does not cover"
-        problem = _change_problem(change)
+        problem = _change_problem(change) or ("a saved plan has no labels" if change.label is not None else "")
         if problem:
             return f"'plan.changes[{index}]': {problem}"
         if change.address in seen:
@@ -310,32 +345,109 @@ def inconsistency(saved: SavedPlan) -> str:
 # ---------------------------------------------------------------- checking at apply
 
 
-def _comparable(changes: Sequence[Change]) -> list[dict[str, Any]]:
-    return [change.model_dump(mode="json", exclude={"source"}) for change in changes]
+def _comparable(changes: Sequence[Change]) -> dict[str, dict[str, Any]]:
+    """Each change by address, as compared: without its `source` (a manifest line may move)."""
+    return {change.address: change.model_dump(mode="json", exclude={"source"}) for change in changes}
+
+
+# A stale plan's error names this many differences at most, then says how many more there are.
+DIFFERENCES_SHOWN = 5
+
+
+def _differences(was: dict[str, dict[str, Any]], now: dict[str, dict[str, Any]]) -> list[str]:
+    """What differs between the saved changes (`was`) and those the manifests give now, one entry per change and
+    attribute (`ADDRESS: ATTRIBUTE OLD -> NEW`), in plan order; values are the plan's, so a secret is only ever
+    a marker."""
+    from deepdiff import DeepDiff  # imported for a stale plan only (0.1 s of start-up otherwise)
+
+    found: dict[tuple[str, tuple[str, ...]], None] = {}
+    for levels in DeepDiff(was, now, view="tree").values():
+        for level in levels:
+            path = [str(part) for part in level.path(output_format="list")]
+            # A value of before/after is named itself; a list (changed, still_bound) as a whole.
+            found[(path[0], tuple(path[1:3] if path[1:2] in (["before"], ["after"]) else path[1:2]))] = None
+    order = {address: index for index, address in enumerate([*was, *(a for a in now if a not in was)])}
+    lines = []
+    for address, attribute in sorted(found, key=lambda entry: (order[entry[0]], entry[1])):
+        if address not in now:
+            lines.append(f"{inert(address)}: no longer planned (was {_shown(was[address]['action'])})")
+        elif address not in was:
+            lines.append(f"{inert(address)}: not in the saved plan (now {_shown(now[address]['action'])})")
+        else:
+            old, new = _value_at(was[address], attribute), _value_at(now[address], attribute)
+            lines.append(f"{inert(address)}: {_attribute_name(attribute)} {_shown(old)} -> {_shown(new)}")
+    if not lines:  # the same changes, in another order
+        return ["the same changes in another order"]
+    more = len(lines) - DIFFERENCES_SHOWN
+    return lines[:DIFFERENCES_SHOWN] + ([f"and {more} more"] if more > 0 else [])
+
+
+def _value_at(change: dict[str, Any], attribute: tuple[str, ...]) -> Any:
+    value: Any = change
+    for name in attribute:
+        value = value.get(name) if isinstance(value, dict) else None
+    return value
+
+
+def _attribute_name(attribute: tuple[str, ...]) -> str:
+    """The desired values by their own names (`key`, `signature`), the live ones as `live key`."""
+    match attribute:
+        case ("after", name):
+            return name
+        case ("before", name):
+            return f"live {name}"
+        case ("after",):
+            return "desired values"
+        case ("before",):
+            return "live values"
+        case ("changed",):
+            return "changed attributes"
+        case _:
+            return " ".join(attribute).replace("_", " ")
+
+
+def _shown(value: Any) -> str:
+    """A value of a change, for one inert line: text escaped, lists and values joined, nothing as `none`."""
+    match value:
+        case None | [] | {}:
+            return "none"
+        case str():
+            return inert(value)
+        case [dict(), *_]:
+            return f"{len(value)} binding(s)"
+        case list():
+            return ", ".join(map(_shown, value))
+        case dict():
+            return ", ".join(f"{name} {_shown(item)}" for name, item in value.items())
+        case _:
+            return inert(str(value))
 
 
 def check_saved_plan(saved: SavedPlan, current: Plan, desired: DesiredState,
-                     snapshots: Mapping[str, Snapshot]) -> Plan:
-    """The saved plan, if it still holds against this live state, these manifests and these secrets; else
-    StalePlanError. `current` is the whole plan of the same manifests against `snapshots`."""
-    if set(saved.plan.regions) != set(current.regions):
-        raise StalePlanError(f"the saved plan covers region(s) {', '.join(saved.plan.regions)}, the manifests "
+                     snapshots: Mapping[str, Snapshot]) -> Review:
+    """The saved plan (and its targets), if it still holds against this live state, these manifests and these
+    secrets; else StalePlanError. `current` is the whole plan of the same manifests against `snapshots`."""
+    review = saved.review
+    plan = review.plan
+    if set(plan.regions) != set(current.regions):
+        raise StalePlanError(f"the saved plan covers region(s) {', '.join(plan.regions)}, the manifests "
                              f"{', '.join(current.regions)}; nothing was changed; {NEW_PLAN_HINT}")
-    for region in saved.plan.regions:
+    for region in plan.regions:
         fingerprint = live_fingerprint(snapshots[region], desired.regions[region])
         if not hmac.compare_digest(saved.live_fingerprints[region], fingerprint):
             raise StalePlanError(f"stale plan: the live state of region {region} changed since the plan was saved; "
                                  f"nothing was changed; {NEW_PLAN_HINT}")
     changes = current.changes
-    if saved.plan.targets is not None:
-        changes = selected_changes(changes, [parse_target(t) for t in saved.plan.targets])
-    if _comparable(saved.plan.changes) != _comparable(changes):
-        raise StalePlanError(f"the manifests (or the secrets in the environment) no longer give the saved plan; "
-                             f"nothing was changed; {NEW_PLAN_HINT}")
+    if review.targets is not None:
+        changes = selected_changes(changes, [parse_target(t) for t in review.targets])
+    was, now = _comparable(plan.changes), _comparable(changes)
+    if list(was.items()) != list(now.items()):
+        raise StalePlanError(f"the manifests (or the secrets in the environment) no longer give the saved plan "
+                             f"({'; '.join(_differences(was, now))}); nothing was changed; {NEW_PLAN_HINT}")
     salt = base64.b64decode(saved.secrets.salt, validate=True)
-    if not hmac.compare_digest(saved.secrets.digest, _scrypt(_secret_material(saved.plan, desired, snapshots), salt)):
+    if not hmac.compare_digest(saved.secrets.digest, _scrypt(_secret_material(plan, desired, snapshots), salt)):
         raise StalePlanError(f"stale plan: a secret differs from when the plan was made (a secret the plan sets, "
                              f"from the environment, or a live secret); nothing was changed; {NEW_PLAN_HINT}")
     # The same changes, but the file's `source`s are not shown: they were not compared (a line may have moved),
     # and the manifests read now say where each change comes from.
-    return saved.plan.model_copy(update={"changes": tuple(changes)})
+    return replace(review, plan=plan.model_copy(update={"changes": tuple(changes)}))

@@ -23,7 +23,7 @@ Decisions:
   step without a red drift job every morning.
 
 Outside text: every live value is shown as the plan shows it, through `inert` in text and as a code span
-in markdown, marked when it breaks the vendor's rule for its kind (`plan.marked` / `plan.md_marked`).
+in markdown, marked when it breaks the vendor's rule for its kind (`render.marked` / `render.md_marked`).
 
 JSON format (`scan -o json`), version "1": the serialisation of `Scan`; its JSON Schema is
 `scan_json_schema()` (kept in `docs/scan.schema.json`).
@@ -35,28 +35,26 @@ import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from reconciler import __version__
 from reconciler.inert import inert, md_code
 from reconciler.manifest import DesiredState, RegionDesired
-from reconciler.plan import GITHUB_COMMENT_LIMIT, Violation, marked, md_marked
+from reconciler.model import FrozenModel
+from reconciler.plan import Violation
+from reconciler.render import GITHUB_COMMENT_LIMIT, marked, md_marked
 from reconciler.snapshot import LiveGroup, Snapshot
 from reconciler.vendor_rules import MANAGED_STAGES, STAGES, Stage
 
 SCAN_FORMAT_VERSION = "1"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ApiRef(_Model):
+class ApiRef(FrozenModel):
     api_id: str
     api_name: str
 
 
-class Coverage(_Model):
+class Coverage(FrozenModel):
     group: str
     group_name: str | None
     stage: Stage
@@ -67,12 +65,12 @@ class Coverage(_Model):
     unsigned: tuple[ApiRef, ...] = Field(description="Published APIs without a backend signature, by name")
 
 
-class UnmanagedSignature(_Model):
+class UnmanagedSignature(FrozenModel):
     name: str
     signature_id: str
 
 
-class RegionScan(_Model):
+class RegionScan(FrozenModel):
     region: str
     declared: bool = Field(description="A manifest declares the region")
     signatures: int = Field(description="Signatures live in the region")
@@ -83,7 +81,7 @@ class RegionScan(_Model):
     coverage: tuple[Coverage, ...]
 
 
-class ScanSummary(_Model):
+class ScanSummary(FrozenModel):
     regions: int
     undeclared_regions: int = Field(description="Regions no manifest declares")
     unmanaged_signatures: int
@@ -93,7 +91,7 @@ class ScanSummary(_Model):
     violations: int
 
 
-class Scan(_Model):
+class Scan(FrozenModel):
     format_version: Literal["1"] = "1"
     tool_version: str = __version__
     regions: tuple[RegionScan, ...]

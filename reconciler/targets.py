@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Literal, assert_never
 
 from reconciler.errors import InputError
 from reconciler.manifest import DesiredState
-from reconciler.plan import Action, BindingValues, Change, Plan, SignatureValues, summarize
+from reconciler.plan import Action, BindingChange, Change, Resource, SignatureChange, summarize
+from reconciler.review import Review
 
 TargetKind = Literal["signature", "group"]
 
@@ -38,11 +39,15 @@ class Target:
         return f"{self.kind}={self.pattern}"
 
     def matches(self, change: Change) -> bool:
-        values = [v for v in (change.before, change.after) if v is not None]
-        if self.kind == "group":
-            return any(isinstance(v, BindingValues) and fnmatch.fnmatchcase(v.group, self.pattern) for v in values)
-        return any(fnmatch.fnmatchcase(v.name if isinstance(v, SignatureValues) else v.signature, self.pattern)
-                   for v in values)
+        match change:
+            case SignatureChange():
+                touched = [change.values.name] if self.kind == "signature" else []
+            case BindingChange():
+                touched = ([change.api.group] if self.kind == "group"
+                           else [s for s in (change.old_signature, change.new_signature) if s is not None])
+            case unreachable:
+                assert_never(unreachable)
+        return any(fnmatch.fnmatchcase(value, self.pattern) for value in touched)
 
     def declared(self, desired: DesiredState) -> bool:
         if self.kind == "group":
@@ -61,18 +66,24 @@ def parse_target(text: str) -> Target:
 def selected_changes(changes: Sequence[Change], targets: Sequence[Target]) -> tuple[Change, ...]:
     """The changes that touch at least one target, and the creates of the signatures they bind to; in plan order."""
     chosen = [any(t.matches(c) for t in targets) for c in changes]
-    needed = {(c.region, c.after.signature) for c, keep in zip(changes, chosen, strict=True)
-              if keep and isinstance(c.after, BindingValues)}
+    needed = {(c.region, c.new_signature) for c, keep in zip(changes, chosen, strict=True)
+              if keep and c.resource is Resource.BINDING}
     return tuple(c for c, keep in zip(changes, chosen, strict=True)
-                 if keep or (c.action is Action.CREATE and isinstance(c.after, SignatureValues)
-                             and (c.region, c.after.name) in needed))
+                 if keep or (c.resource is Resource.SIGNATURE and c.action is Action.CREATE
+                             and (c.region, c.values.name) in needed))
 
 
-def select_targets(plan: Plan, targets: Sequence[Target], desired: DesiredState) -> Plan:
-    """The plan narrowed to `selected_changes`; a target that matches nothing at all is an error."""
-    changes = selected_changes(plan.changes, targets)
+def select_targets(review: Review, targets: Sequence[Target], desired: DesiredState) -> Review:
+    """The review narrowed to `selected_changes` of the plan and of what it resolves; a target that matches
+    nothing at all is an error."""
+    plan = review.plan
+    changes = selected_changes(review.listed, targets)
     for target in targets:
         if not target.declared(desired) and not any(target.matches(c) for c in changes):
             raise InputError(f"--target {target}: no {target.kind} of the manifests or of the plan matches")
-    return plan.model_copy(update={"changes": changes, "targets": tuple(map(str, targets)),
-                                   "summary": summarize(changes, plan.summary.no_op)})
+    planned = {c.address for c in plan.changes}
+    selected = tuple(c for c in changes if c.address in planned)
+    base = review.base if review.base is None else replace(
+        review.base, resolved=tuple(c for c in changes if c.address not in planned))
+    return replace(review, base=base, targets=tuple(map(str, targets)), plan=plan.model_copy(
+        update={"changes": selected, "summary": summarize(selected, plan.summary.no_op)}))

@@ -235,8 +235,9 @@ def test_a_saved_plan_is_refused_when_the_manifests_changed(cli: Cli, demo: Runn
     manifest.write_text(manifest.read_text().replace("key: inventoryKey01", "key: inventoryKey02"))
     result = cli(*apply_args(demo, "--plan-file", str(saved), manifests=edited), env=CREDENTIALS)
     assert (result.code, result.out) == (1, "")
-    assert result.err.startswith("Error: the manifests (or the secrets in the environment) no longer give the saved "
-                                 "plan; nothing was changed")
+    assert result.err == ("Error: the manifests (or the secrets in the environment) no longer give the saved plan "
+                          "(signature.cn-hangzhou.inventory_backend: key inventoryKey01 -> inventoryKey02); nothing "
+                          "was changed; make a new plan with `reconciler plan --out-plan`\n")
 
 
 def test_a_plan_made_without_secrets_cannot_be_saved(cli: Cli, demo: RunningEmulator, tmp_path: Path) -> None:

@@ -17,7 +17,9 @@ from reconciler.differ import diff
 from reconciler.emulator.server import RunningEmulator, running_emulator
 from reconciler.emulator.state import EmulatorState, derived_id
 from reconciler.manifest import load_desired_state
-from reconciler.plan import Action, render_markdown, render_text, with_group_names
+from reconciler.plan import Action
+from reconciler.render import render_markdown, render_text
+from reconciler.review import Review
 from reconciler.snapshot import BindingScope, LiveBinding, LiveSignature, Snapshot
 from tests.support.cli import CliResult
 
@@ -211,7 +213,7 @@ def test_a_blocked_delete_names_the_groups_whose_names_the_read_knows(tmp_path: 
     old = LiveSignature(id="id-old", name="old_key", key="oldKey01", secret="oldSecret01",
                         bindings_in_region=(binding(named, "TEST", "a1"), binding(unnamed, "TEST", "a2")))
     _, _, plan = plan_of(tmp_path, "region: cn-hangzhou\nprune: true\n", old)
-    plan = with_group_names(plan, {named: "orders", unnamed: None})
+    plan = Review(plan).with_group_names({named: "orders", unnamed: None}).plan
     invalid = "(not a valid API name)"  # binding() names its APIs with a hyphen
     assert (f"      ! bound in group {named} (orders), stage TEST: 1 API (name-a1 {invalid})"
             in render_text(plan).splitlines())

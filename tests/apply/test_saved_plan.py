@@ -26,6 +26,7 @@ CREDENTIALS = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "testid", "ALIBABA_CLOUD_ACCESS_KE
 ORDERS = "0009db9c828549768a200320714b8930"
 PAYMENTS = "5d1f3e0a7b8c4d2e9f6a1b3c5d7e9f01"
 NEW_PLAN = "make a new plan with `reconciler plan --out-plan`"
+STALE = "Error: the manifests (or the secrets in the environment) no longer give the saved plan ("
 
 Cli = Callable[..., CliResult]
 
@@ -108,8 +109,8 @@ def test_a_targeted_plan_is_stale_when_its_own_changes_differ(cli: Cli, demo: Ru
     result = cli("apply", str(edited), "--env-file", str(DEMO_ENV), "--endpoint", demo.url, "-q", "--plan-file",
                  str(path), env=CREDENTIALS)
     assert (result.code, result.out) == (1, "")
-    assert result.err.startswith("Error: the manifests (or the secrets in the environment) no longer give the saved "
-                                 "plan; nothing was changed")
+    assert result.err == (f"{STALE}signature.cn-hangzhou.inventory_backend: key inventoryKey01 -> inventoryKey02); "
+                          f"nothing was changed; {NEW_PLAN}\n")
     assert demo.state.to_spec() == before
 
 
@@ -314,3 +315,79 @@ def test_a_plan_from_a_snapshot_file_cannot_be_saved(cli: Cli, demo: RunningEmul
     assert (result.code, result.err) == (1, "Error: --out-plan needs the live state from the API (not --snapshot): "
                                             "a saved plan is tied to the live secrets\n")
     assert not path.exists()
+
+
+# ---------------------------------------------------------------- a stale plan says what differs
+
+
+def _edited_manifests(tmp_path: Path, *replacements: tuple[str, str]) -> Path:
+    edited = tmp_path / "manifests"
+    edited.mkdir()
+    for manifest in MANIFESTS.glob("*.yaml"):
+        text = manifest.read_text()
+        for old, new in replacements:
+            text = text.replace(old, new)
+        (edited / manifest.name).write_text(text)
+    return edited
+
+
+def test_a_stale_plan_names_each_change_and_attribute_that_differs(cli: Cli, demo: RunningEmulator,
+                                                                   tmp_path: Path) -> None:
+    path = tmp_path / "plan.json"
+    saved_plan(cli, demo, path)
+    edited = _edited_manifests(tmp_path, ("inventoryKey01", "inventoryKey02"),
+                               ("signature: inventory_backend", "signature: payments_backend"))
+    before = demo.state.to_spec()
+    result = cli("apply", str(edited), "--env-file", str(DEMO_ENV), "--endpoint", demo.url, "-q", "--plan-file",
+                 str(path), env=CREDENTIALS)
+    assert (result.code, result.out) == (1, "")
+    assert result.err == (f"{STALE}signature.cn-hangzhou.inventory_backend: key inventoryKey01 -> inventoryKey02; "
+                          f"binding.cn-hangzhou.{PAYMENTS}.RELEASE.9a7e2c4b6d8f0a1c3e5b7d9f1a3c5e72: signature "
+                          f"inventory_backend -> payments_backend); nothing was changed; {NEW_PLAN}\n")
+    assert demo.state.to_spec() == before
+
+
+def test_a_stale_plan_names_five_differences_and_counts_the_rest(cli: Cli, demo: RunningEmulator,
+                                                                 tmp_path: Path) -> None:
+    path = tmp_path / "plan.json"
+    saved_plan(cli, demo, path)
+    edited = _edited_manifests(tmp_path, ("signature: orders_backend", "signature: payments_backend"),
+                               ("signature: inventory_backend", "signature: payments_backend"),
+                               ("inventoryKey01", "inventoryKey02"))
+    result = cli("apply", str(edited), "--env-file", str(DEMO_ENV), "--endpoint", demo.url, "-q", "--plan-file",
+                 str(path), env=CREDENTIALS)
+    assert (result.code, result.out) == (1, "")
+    # In plan order: the saved plan's changes, then those only the manifests give now.
+    assert result.err == (
+        f"{STALE}signature.cn-hangzhou.inventory_backend: key inventoryKey01 -> inventoryKey02; "
+        f"binding.cn-hangzhou.{ORDERS}.RELEASE.46fbb52840d146f186e38e8e70fc8c92: signature orders_backend -> "
+        f"payments_backend; binding.cn-hangzhou.{ORDERS}.RELEASE.46fbb52840d146f186e38e8e70fc8c91: no longer "
+        f"planned (was rebind); binding.cn-hangzhou.{PAYMENTS}.RELEASE.9a7e2c4b6d8f0a1c3e5b7d9f1a3c5e72: signature "
+        f"inventory_backend -> payments_backend; binding.cn-hangzhou.{ORDERS}.RELEASE."
+        f"46fbb52840d146f186e38e8e70fc8c90: not in the saved plan (now rebind); and 3 more); nothing was changed; "
+        f"{NEW_PLAN}\n")
+
+
+def test_a_stale_plan_names_a_secret_that_now_differs_never_its_value(cli: Cli, demo: RunningEmulator,
+                                                                      tmp_path: Path) -> None:
+    path = tmp_path / "plan.json"
+    saved_plan(cli, demo, path)
+    result = cli(*args("apply", demo, "--plan-file", str(path)),
+                 env={**CREDENTIALS, "PAYMENTS_BACKEND_SECRET": "paymentsSecretNew7"})
+    assert (result.code, result.out) == (1, "")
+    assert result.err == (f"{STALE}signature.cn-hangzhou.payments_backend: changed attributes key -> key, secret); "
+                          f"nothing was changed; {NEW_PLAN}\n")
+
+
+def test_a_stale_plan_shows_the_file_s_values_escaped(cli: Cli, demo: RunningEmulator, tmp_path: Path) -> None:
+    path = tmp_path / "plan.json"
+    document = saved_plan(cli, demo, path)
+    bind = next(c for c in document["plan"]["changes"] if c["action"] == "bind")
+    bind["after"]["api_id"] = "\x1b[2J\u202e"
+    bind["address"] = f"binding.cn-hangzhou.{ORDERS}.RELEASE.\x1b[2J\u202e"
+    path.write_text(json.dumps(document))
+    result = cli(*args("apply", demo, "--plan-file", str(path)), env=CREDENTIALS)
+    assert (result.code, result.out) == (1, "")
+    assert result.err == (f"{STALE}binding.cn-hangzhou.{ORDERS}.RELEASE.\\x1b[2J\\u202e: no longer planned (was "
+                          f"bind); binding.cn-hangzhou.{ORDERS}.RELEASE.46fbb52840d146f186e38e8e70fc8c92: not in the "
+                          f"saved plan (now bind)); nothing was changed; {NEW_PLAN}\n")

@@ -10,7 +10,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from reconciler.plan import CHANGED_ONLY, plan_json_schema
+from reconciler.render import CHANGED_ONLY
+from reconciler.review import plan_json_schema
 from tests.support.cli import CliResult
 from tests.support.emulator_actions import record_actions
 from tests.support.paths import ROOT

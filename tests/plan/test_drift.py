@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from reconciler.plan import plan_json_schema
+from reconciler.review import plan_json_schema
 from tests.support.cli import CliResult
 from tests.support.emulator_actions import record_actions
 from tests.support.paths import ROOT

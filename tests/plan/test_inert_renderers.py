@@ -13,18 +13,17 @@ from hypothesis import strategies as st
 from reconciler.inert import inert, md_code
 from reconciler.plan import (
     Action,
+    BindingChange,
     BindingValues,
     Change,
-    Label,
     Plan,
     Resource,
+    SignatureChange,
     SignatureValues,
-    render_compact,
-    render_json,
-    render_markdown,
-    render_text,
     summarize,
 )
+from reconciler.render import render_compact, render_json, render_markdown, render_text
+from reconciler.review import BaseComparison, Label, Review
 from tests.support.hostile import HOSTILE, html_text, markdown_findings, raw_controls, render_github, runner_commands
 
 GROUP = "0009db9c828549768a200320714b8930"
@@ -34,8 +33,9 @@ API = "a0000000000000000000000000000001"
 def _plan(name: str = "orders_backend", key: str = "ordersKey01", api_name: str = "orders_list", api_id: str = API,
           group: str = GROUP, signature: str = "orders_backend", region: str = "cn-hangzhou",
           source: str = "manifests/m.yaml:3", base: str | None = "origin/main",
-          targets: tuple[str, ...] | None = ("group=*",), group_name: str | None = "orders") -> Plan:
-    """A plan with every action, each field set from the arguments (so a test puts a value in all of them)."""
+          targets: tuple[str, ...] | None = ("group=*",), group_name: str | None = "orders") -> Review:
+    """A plan with every action, each field set from the arguments (so a test puts a value in all of them), as
+    reviewed against `base` and narrowed to `targets`."""
     sig = SignatureValues(name=name, key=key, secret="(sensitive value)")
     other = SignatureValues(name=name, key=key + "2", secret="(sensitive value)")
 
@@ -47,9 +47,20 @@ def _plan(name: str = "orders_backend", key: str = "ordersKey01", api_name: str 
                still_bound: tuple[BindingValues, ...] | None = None) -> Change:
         address = (f"signature.{region}.{name}" if resource is Resource.SIGNATURE
                    else f"binding.{region}.{group}.RELEASE.{api_id}")
-        return Change(action=action, resource=resource, address=address, region=region, before=before, after=after,
-                      changed=changed, source=source, label=label if base is not None else None,
-                      still_bound=still_bound)
+        # Each change its own address, as in any plan (labels go by address): the first create and unbind keep
+        # the address their values make.
+        if (action, label) not in ((Action.CREATE, Label.INTRODUCED), (Action.UNBIND, Label.INTRODUCED)):
+            address += f".{action.value}"
+        labels[address] = label
+        if resource is Resource.SIGNATURE:
+            assert not isinstance(before, BindingValues) and not isinstance(after, BindingValues)
+            return SignatureChange(action=action, resource=resource, address=address, region=region, before=before,
+                                   after=after, changed=changed, source=source, still_bound=still_bound)
+        assert not isinstance(before, SignatureValues) and not isinstance(after, SignatureValues)
+        return BindingChange(action=action, resource=resource, address=address, region=region, before=before,
+                             after=after, changed=changed, source=source)
+
+    labels: dict[str, Label] = {}
 
     changes = (
         change(Action.CREATE, Resource.SIGNATURE, None, sig, Label.INTRODUCED),
@@ -63,13 +74,16 @@ def _plan(name: str = "orders_backend", key: str = "ordersKey01", api_name: str 
         change(Action.UNBIND, Resource.BINDING, bound(signature), None, Label.INTRODUCED),
         change(Action.UNBIND, Resource.BINDING, bound(name), None, Label.RESOLVED),
     )
-    if base is None:
-        changes = changes[:-1]
-    return Plan(regions=(region,), secrets_checked=False, changes=changes, summary=summarize(changes, 3),
-                base=base, targets=targets, group_names={group: group_name} if group_name else None)
+    pending = changes[:-1]
+    plan = Plan(regions=(region,), secrets_checked=False, changes=pending, summary=summarize(pending, 3),
+                group_names={group: group_name} if group_name else None)
+    comparison = None if base is None else BaseComparison(
+        name=base, labels={a: label for a, label in labels.items() if label is not Label.RESOLVED},
+        resolved=changes[-1:], regions=(region,))
+    return Review(plan, base=comparison, targets=targets)
 
 
-def _every_field(value: str) -> Plan:
+def _every_field(value: str) -> Review:
     return _plan(name=value, key=value, api_name=value, api_id=value, group=value, signature=value, region=value,
                  source=value, base=value, targets=(value,), group_name=value)
 

@@ -15,16 +15,8 @@ import pytest
 import yaml
 
 from reconciler.manifest import manifest_json_schema
-from reconciler.plan import (
-    GITHUB_COMMENT_LIMIT,
-    Action,
-    BindingValues,
-    Change,
-    Plan,
-    Resource,
-    render_markdown,
-    summarize,
-)
+from reconciler.plan import Action, BindingChange, BindingValues, Plan, Resource, summarize
+from reconciler.render import GITHUB_COMMENT_LIMIT, render_markdown
 from tests.support.cli import CliResult
 from tests.support.demo import DEMO_MANIFEST, DEMO_SECRETS, ORDERS, api_id, demo_snapshot
 from tests.support.paths import ROOT
@@ -100,9 +92,10 @@ def test_a_target_that_matches_nothing_is_an_error(cli: Cli, files: tuple[str, s
 
 def _unbinds(count: int) -> Plan:
     changes = tuple(
-        Change(action=Action.UNBIND, resource=Resource.BINDING, address=f"{BINDING}.{api_id(n)}", region="cn-hangzhou",
-               before=BindingValues(group=ORDERS, stage="RELEASE", api_id=api_id(n), api_name=f"api_{n:05d}",
-                                    signature="orders_backend"), after=None)
+        BindingChange(action=Action.UNBIND, resource=Resource.BINDING, address=f"{BINDING}.{api_id(n)}",
+                      region="cn-hangzhou",
+                      before=BindingValues(group=ORDERS, stage="RELEASE", api_id=api_id(n), api_name=f"api_{n:05d}",
+                                           signature="orders_backend"), after=None)
         for n in range(count))
     return Plan(regions=("cn-hangzhou",), secrets_checked=True, changes=changes, summary=summarize(changes, 0))
 

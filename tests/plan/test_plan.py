@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from reconciler.plan import plan_json_schema
+from reconciler.review import plan_json_schema
 from reconciler.snapshot import Snapshot
 from tests.support.cli import CliResult
 from tests.support.demo import DEMO_MANIFEST, DEMO_SECRETS, ORDERS, demo_snapshot
