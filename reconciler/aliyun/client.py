@@ -34,17 +34,13 @@ import logging
 import math
 import os
 import random
-import socket
-import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from reconciler.aliyun.auth import ACTION_EXTENSION, CANONICAL_QUERY_EXTENSION, AcsV3Auth, RpcV1Auth
@@ -62,8 +58,8 @@ from reconciler.aliyun.errors import (
 )
 from reconciler.aliyun.redaction import REDACTED, Scrubber, drop_string_to_sign
 from reconciler.aliyun.signing import canonical_query
+from reconciler.aliyun.transport import failure_of, http_transport, proxy_for
 from reconciler.errors import InputError
-from reconciler.limits import MAX_CONCURRENCY
 
 logger = logging.getLogger("reconciler.aliyun")
 
@@ -111,18 +107,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-@dataclass
-class ApiStats:
-    """Counters for one client, read by benchmarks and the CLI's summary."""
-
-    requests: int = 0
-    """HTTP requests attempted, retries included."""
-    retries: int = 0
-    """Attempts after the first, summed over calls."""
-    throttled: int = 0
-    """Responses that were throttling errors."""
 
 
 class ApiResponse(BaseModel):
@@ -298,84 +282,6 @@ class _CookielessClient(httpx.AsyncClient):
 _NO_COOKIES = _NoCookies()
 
 
-MAX_CONNECTIONS = MAX_CONCURRENCY
-KEEPALIVE_SECONDS = 5.0  # httpx's default expiry of an idle pooled connection
-
-
-def http_transport(endpoint: str, environ: Mapping[str, str] | None = None) -> httpx.AsyncBaseTransport:
-    """The transport under the client: aiohttp's connection pool and C HTTP parser, through httpx-aiohttp.
-
-    httpx's default transport (httpcore, h11 and anyio, all pure Python) took the largest share of the
-    client's CPU, and at high concurrency the client's CPU, not the round trip, sets a fetch's pace
-    (figures: "Profile notes" in benchmarks/README.md). The vendor's own async SDK sends its requests
-    through aiohttp as well (so the way aiohttp normalises the percent-encoding of a query, e.g. ``%2A``
-    to ``*``, is known to be accepted; values are unchanged). httpx stays the client: auth flow,
-    timeouts, event hooks and in-process test transports.
-
-    What goes on the wire is exactly what is signed: aiohttp would add ``Content-Type:
-    application/octet-stream`` to a POST without a body (the vendor's async SDK sends it, unsigned), and
-    the V3 rule is that every such header present must be signed, so the session skips it, like the
-    vendor's sync SDK. The proxy and the trust store come from the environment (``proxy_for``,
-    ``tls_context``), since a custom transport gets neither from httpx.
-    """
-    environ = os.environ if environ is None else environ
-    tls = tls_context(environ) if endpoint.startswith("https://") else None
-    proxy = proxy_for(endpoint, environ)
-
-    def session() -> aiohttp.ClientSession:
-        # Plain http is allowed only to loopback (validate_endpoint), where there is nothing to verify.
-        connector = aiohttp.TCPConnector(ssl=tls if tls is not None else False, limit=MAX_CONNECTIONS,
-                                         keepalive_timeout=KEEPALIVE_SECONDS)
-        return aiohttp.ClientSession(connector=connector, skip_auto_headers=("Content-Type",))
-
-    # verify=False only spares the transport building a context of its own: the session above has the real one.
-    return AiohttpTransport(client=session, verify=False, proxy=httpx.Proxy(proxy) if proxy is not None else None)
-
-
-def proxy_for(endpoint: str, environ: Mapping[str, str]) -> str | None:
-    """The proxy URL for ``endpoint`` from ``HTTPS_PROXY`` / ``HTTP_PROXY`` (either case), or None.
-
-    The vendor's SDK reads ``HTTPS_PROXY`` for https endpoints and ``HTTP_PROXY`` for http ones; ``NO_PROXY``
-    (host names, domain suffixes, ``*``) exempts a host, as curl and the standard library read it.
-    """
-    proxies = {scheme: url for scheme, url in (
-        ("https", environ.get("HTTPS_PROXY") or environ.get("https_proxy")),
-        ("http", environ.get("HTTP_PROXY") or environ.get("http_proxy")),
-    ) if url}
-    url = httpx.URL(endpoint)
-    proxy = proxies.get(url.scheme)
-    if proxy is None:
-        return None
-    no_proxy = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
-    if no_proxy:
-        import urllib.request  # only here: it costs start-up time every run would pay
-
-        if urllib.request.proxy_bypass_environment(url.host, {"no": no_proxy}):  # type: ignore[attr-defined]
-            return None
-    return proxy
-
-
-def tls_context(environ: Mapping[str, str]) -> ssl.SSLContext:
-    """certifi's roots (as the vendor's SDK), plus ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set.
-
-    Those two variables are what the vendor's SDK and credential library honour too (through OpenSSL's
-    default paths), so one setting serves a TLS-inspecting proxy for every request of a run.
-    """
-    import certifi  # only for https endpoints
-
-    context = ssl.create_default_context(cafile=certifi.where())
-    cafile, capath = environ.get("SSL_CERT_FILE"), environ.get("SSL_CERT_DIR")
-    try:
-        if cafile or capath:
-            context.load_verify_locations(cafile=cafile or None, capath=capath or None)
-    except (OSError, ssl.SSLError) as exc:
-        where = " ".join(f"{name}={value}" for name, value in (("SSL_CERT_FILE", cafile), ("SSL_CERT_DIR", capath))
-                         if value)
-        raise InputError(f"cannot load the CA certificates of {where}: {getattr(exc, 'strerror', None) or exc}"
-                         ) from None
-    return context
-
-
 class ApiClient:
     """Calls one endpoint through one httpx client (over one connection pool), with signing, retries and a deadline.
 
@@ -405,7 +311,6 @@ class ApiClient:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.endpoint = validate_endpoint(endpoint)
-        self.stats = ApiStats()
         self._deadline = deadline
         self._max_attempts = max_attempts
         self._allow_writes = allow_writes
@@ -521,7 +426,6 @@ class ApiClient:
                 if deadline_at is not None and loop.time() + delay >= deadline_at:
                     raise self._deadline_exceeded(action, progress, write, in_flight=False) from error
                 logger.debug("%s attempt %d failed (%s); retrying in %.3fs", action, progress.attempts, error, delay)
-                self.stats.retries += 1
                 await self._sleep(delay)
             else:
                 if self._rate is not None:
@@ -537,10 +441,9 @@ class ApiClient:
             "POST", f"{self.endpoint}/?{signed_query}",
             extensions={ACTION_EXTENSION: action, CANONICAL_QUERY_EXTENSION: signed_query, _ATTEMPT_EXTENSION: attempt},
         )
-        self.stats.requests += 1
         try:
             response = await self._http.send(request)
-        except (httpx.RequestError, aiohttp.ClientError) as exc:
+        except httpx.RequestError as exc:
             raise _transport_error(action, exc, secrets) from exc
         except CredentialsError as exc:  # temporary credentials that could not be refreshed
             raise AuthenticationError(action, None, secrets.scrub(str(exc))) from None
@@ -555,8 +458,6 @@ class ApiClient:
                 error.request_id or "-",
                 error.code or error.message,
             )
-            if isinstance(error, ThrottlingError):
-                self.stats.throttled += 1
             raise
         logger.debug("%s attempt %d: HTTP %d RequestId %s", action, attempt, response.status_code, _request_id_of(body))
         return body
@@ -640,50 +541,22 @@ def _is_json_content_type(content_type: str) -> bool:
     return media_type == "application/json" or media_type.endswith("+json")
 
 
-def _transport_error(action: str, exc: Exception, secrets: Scrubber) -> TransportError:
+def _transport_error(action: str, exc: httpx.RequestError, secrets: Scrubber) -> TransportError:
     """A broken exchange as a TransportError, named after what actually failed.
 
-    httpx-aiohttp maps aiohttp's errors onto httpx's coarsely (a server that hangs up after the request
-    was sent becomes ``ConnectTimeout``), so when aiohttp's error is the cause, it decides: only a
-    failed connect certainly never sent the request, which is what makes retrying a write safe.
+    Only a failed connect certainly never sent the request, which is what makes retrying a write safe.
     A broken exchange is worth retrying for a read; an undecodable body (DecodingError) is not.
     """
-    failure = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
-    if isinstance(failure, aiohttp.ClientError):
-        never_sent = isinstance(failure, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
-    else:
-        never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-    reason = secrets.scrub(str(failure)) or "no detail"
-    hint = _lasting_failure_hint(failure)
+    failure = failure_of(exc)
+    never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    reason = secrets.scrub(failure.detail) or "no detail"
     return TransportError(
         action,
-        f"{type(failure).__name__}: {reason}" + (f"; {hint}" if hint else ""),
+        f"{failure.name}: {reason}" + (f"; {failure.hint}" if failure.hint else ""),
         connection_failed=not isinstance(exc, httpx.DecodingError),
         maybe_sent=not never_sent,
-        lasting=hint is not None,
+        lasting=failure.hint is not None,
     )
-
-
-_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG")
-
-
-def _lasting_failure_hint(failure: BaseException) -> str | None:
-    """What to check, for a failure that a retry cannot fix; None for one that may pass."""
-    if isinstance(failure, aiohttp.ClientConnectorCertificateError):
-        return "the server's certificate does not verify for this host; check the endpoint's host name"
-    if isinstance(failure, aiohttp.ClientConnectorSSLError):
-        detail = str(failure)
-        if any(mark in detail for mark in _NOT_TLS):
-            return "this endpoint does not speak TLS; use http://? (plain http only to loopback)"
-        return "the TLS handshake failed; check the endpoint"
-    if isinstance(failure, aiohttp.ClientConnectorDNSError):
-        cause = failure.os_error
-        if isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_AGAIN:
-            return None
-        return f"the host name {failure.host} does not resolve; check the endpoint or the region"
-    if isinstance(failure, aiohttp.InvalidURL):
-        return "the endpoint URL is not valid (is the port between 1 and 65535?)"
-    return None
 
 
 def _request_id_of(body: object) -> object:
