@@ -1,7 +1,7 @@
 """HTTP client for the Alibaba Cloud API Gateway (CloudAPI) endpoint: signing, credentials, retries,
 typed errors. It knows nothing about manifests."""
 
-from reconciler.aliyun.client import ApiClient, ApiStats, validate_endpoint
+from reconciler.aliyun.client import ApiClient, validate_endpoint
 from reconciler.aliyun.credentials import Credentials, CredentialSource, resolve_credential_source
 from reconciler.aliyun.errors import (
     ApiError,
@@ -21,7 +21,6 @@ from reconciler.vendor_rules import endpoint_for_region
 __all__ = [
     "ApiClient",
     "ApiError",
-    "ApiStats",
     "AuthenticationError",
     "CredentialSource",
     "Credentials",

@@ -9,12 +9,14 @@ import pytest
 
 from reconciler.aliyun.client import AdaptiveRate, ApiClient, RetryTiming
 from reconciler.aliyun.credentials import Credentials
+from reconciler.aliyun.transport import http_transport
 from reconciler.cli import run
 from reconciler.emulator.faults import FaultConfig
 from reconciler.emulator.server import running_emulator
 from reconciler.emulator.state import EmulatorState
 from reconciler.errors import InputError
 from reconciler.live import ConnectionOptions, open_connection
+from tests.support.counting import CountingTransport
 
 
 def test_requests_start_at_once_until_the_first_throttling() -> None:
@@ -86,8 +88,10 @@ def _state() -> EmulatorState:
         {"name": f"sig{i:04d}", "key": f"key{i:04d}", "secret": f"secret{i:04d}"} for i in range(3)]})
 
 
-async def _read_signatures(url: str, rate: AdaptiveRate, calls: int) -> ApiClient:
-    client = ApiClient(url, Credentials(access_key_id="testid", access_key_secret="testsecret"), rate=rate)
+async def _read_signatures(url: str, rate: AdaptiveRate, calls: int) -> CountingTransport:
+    counting = CountingTransport(http_transport(url))
+    client = ApiClient(url, Credentials(access_key_id="testid", access_key_secret="testsecret"), rate=rate,
+                       transport=counting)
     async with client:
         slots = asyncio.Semaphore(8)
 
@@ -96,25 +100,25 @@ async def _read_signatures(url: str, rate: AdaptiveRate, calls: int) -> ApiClien
                 await client.call("DescribeSignatures", {"PageSize": 100})
 
         await asyncio.gather(*(one() for _ in range(calls)))
-    return client
+    return counting
 
 
 @pytest.mark.slow  # paced in real time against a real rate limit
 def test_against_a_qps_limit_few_requests_are_throttled() -> None:
     # 8 in flight against an endpoint taking 20 a second (burst 20): unpaced, ~70% would be refused.
     with running_emulator(_state(), faults=FaultConfig(qps_limit=20)) as emulator:
-        client = asyncio.run(_read_signatures(emulator.url, AdaptiveRate(), 60))
-    assert client.stats.requests - client.stats.throttled == 60
-    assert client.stats.throttled <= 10
+        sent = asyncio.run(_read_signatures(emulator.url, AdaptiveRate(), 60))
+    assert sent.requests - sent.throttled == 60
+    assert sent.throttled <= 10
 
 
 @pytest.mark.slow  # paced in real time against a real rate limit
 def test_max_rps_keeps_below_the_limit_without_any_throttling() -> None:
     with running_emulator(_state(), faults=FaultConfig(qps_limit=20)) as emulator:
         started = time.monotonic()
-        client = asyncio.run(_read_signatures(emulator.url, AdaptiveRate(max_rps=15), 30))
+        sent = asyncio.run(_read_signatures(emulator.url, AdaptiveRate(max_rps=15), 30))
         elapsed = time.monotonic() - started
-    assert client.stats.throttled == 0
+    assert sent.throttled == 0
     assert elapsed >= 29 / 15 * 0.95  # 30 starts spaced 1/15 s apart
 
 

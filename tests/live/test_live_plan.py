@@ -20,6 +20,7 @@ import yaml
 
 from reconciler.aliyun.client import ApiClient
 from reconciler.aliyun.credentials import Credentials
+from reconciler.aliyun.transport import http_transport
 from reconciler.differ import diff
 from reconciler.emulator.faults import FaultConfig
 from reconciler.emulator.server import running_emulator
@@ -30,6 +31,7 @@ from reconciler.manifest import load_desired_state, load_env_file
 from reconciler.render import render_text
 from reconciler.snapshot import Snapshot
 from tests.support.cli import CliResult
+from tests.support.counting import CountingTransport
 from tests.support.paths import ROOT
 
 MANIFESTS = "manifests/"
@@ -115,27 +117,27 @@ def test_retries_under_faults_read_the_same_snapshot(seed: int) -> None:
     state = EmulatorState.from_file(ROOT / STATE)  # one state behind both emulators: identical bound times
     desired = load_desired_state([Path(MANIFESTS)], env=load_env_file(Path(ENV_FILE)))
     faults = FaultConfig(throttle_rate=0.3, error_rate=0.1, seed=seed)
-    clients: list[ApiClient] = []
+    sent: list[CountingTransport] = []
 
     def read(url: str) -> dict[str, Snapshot]:
         def client_for(region: str) -> ApiClient:
-            client = ApiClient(url, Credentials(access_key_id="testid", access_key_secret="testsecret"),
-                               sleep=_no_wait)
-            clients.append(client)
-            return client
+            sent.append(CountingTransport(http_transport(url)))
+            return ApiClient(url, Credentials(access_key_id="testid", access_key_secret="testsecret"),
+                             sleep=_no_wait, transport=sent[-1])
 
         snapshots = asyncio.run(fetch_snapshots(fetch_targets(desired), client_for))
         return {r: s.model_copy(update={"endpoint": None, "fetched_at": None}) for r, s in snapshots.items()}
 
     with running_emulator(state) as calm, running_emulator(state, faults=faults) as flaky:
         expected = read(calm.url)
-        clients.clear()
+        calls = sum(s.requests for s in sent)  # unfaulted, one request a call
+        sent.clear()
         actual = read(flaky.url)
 
     assert actual == expected
     assert render_text(diff(desired, actual), color=False) == render_text(diff(desired, expected), color=False)
-    throttled = sum(c.stats.throttled for c in clients)
-    retries = sum(c.stats.retries for c in clients)
+    throttled = sum(s.throttled for s in sent)
+    retries = sum(s.requests for s in sent) - calls
     assert throttled > 0
     assert retries > throttled  # some 503s were retried too
 
