@@ -22,8 +22,8 @@ Design notes:
   with ``DeadlineExceeded`` at once instead of sleeping first.
 - The deadline also bounds a request in flight; a write cut off that way has an unknown outcome,
   and the error says so.
-- httpx logs every request URL at INFO level, and for ``CreateSignature``/``ModifySignature`` that
-  URL holds the ``SignatureSecret``; a filter on the ``httpx`` logger redacts sensitive parameters.
+- Every attempt is logged at debug level with sensitive parameters (the URL of ``CreateSignature`` and
+  ``ModifySignature`` holds the ``SignatureSecret``) and headers redacted.
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ _READ_RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _WRITE_RETRY_STATUSES = frozenset({503})
 _ATTEMPT_EXTENSION = "aliyun_attempt"
 USER_AGENT = "reconciler/0.1 (+httpx)"
+# What httpx.AsyncClient sent by default besides the user agent (the signer sets its own accept).
+_HEADERS = {"accept": "*/*", "accept-encoding": "gzip, deflate", "connection": "keep-alive", "user-agent": USER_AGENT}
 
 
 def validate_endpoint(url: str) -> str:
@@ -135,18 +137,6 @@ def _describe_url(url: httpx.URL) -> str:
     query = "&".join(f"{name}={value}" for name, value in params.items())
     base = f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}"
     return f"{base}?{query}" if query else base
-
-
-class _RedactUrlFilter(logging.Filter):
-    """Rewrites httpx.URL log arguments (httpx's own request log) with secrets redacted."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(_describe_url(arg) if isinstance(arg, httpx.URL) else arg for arg in record.args)
-        return True
-
-
-_HTTPX_LOG_REDACTION = _RedactUrlFilter()
 
 
 def _as_text(value: str | int) -> str:
@@ -262,28 +252,15 @@ def _number_setting(environ: Mapping[str, str], name: str, default: float, unit:
     raise InputError(f"{name} must be a number of {unit}, {least}, not {text!r}")
 
 
-class _NoCookies(httpx.Cookies):
-    """A jar that keeps nothing: the API sets no cookies, and looking for them costs CPU on every response."""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None
-
-
-class _CookielessClient(httpx.AsyncClient):
-    @property
-    def cookies(self) -> httpx.Cookies:
-        return _NO_COOKIES
-
-    @cookies.setter
-    def cookies(self, value: object) -> None:
-        return None
-
-
-_NO_COOKIES = _NoCookies()
-
-
 class ApiClient:
-    """Calls one endpoint through one httpx client (over one connection pool), with signing, retries and a deadline.
+    """Calls one endpoint through one httpx transport (one connection pool), with signing, retries and a deadline.
+
+    The client speaks httpx's interfaces (``httpx.Request``, ``httpx.Auth``, an ``httpx.AsyncBaseTransport``,
+    ``httpx.Response`` and its errors) but does not go through ``httpx.AsyncClient``: of what that adds per
+    request (merging base URL, headers and cookies, a second URL parse, the redirect and event-hook
+    machinery, a cookie jar) this client uses none, and it cost about a tenth of a fetch's CPU (figures:
+    "Profile notes" in benchmarks/README.md). Signing is one pass of the auth flow; every request is
+    logged at debug level, redacted, by the client itself.
 
     Beyond the documented options: ``sleep`` is injectable so tests can observe backoff without
     waiting, and ``auth`` replaces the signer built from ``credentials`` and ``signature_version``
@@ -330,17 +307,10 @@ class ApiClient:
         proxy = proxy_for(self.endpoint, os.environ) if transport is None else None
         if proxy is not None and httpx.URL(proxy).password:  # a proxy's password shows in its errors otherwise
             self._static_secrets += (httpx.URL(proxy).password,)
-        logging.getLogger("httpx").addFilter(_HTTPX_LOG_REDACTION)
-        self._http = _CookielessClient(
-            base_url=self.endpoint,
-            auth=auth,
-            transport=transport if transport is not None else http_transport(self.endpoint),
-            # Waiting for a pooled connection is bounded by the call's deadline, not the timeout.
-            timeout=httpx.Timeout(timeout, pool=None),
-            headers={"user-agent": USER_AGENT},
-            event_hooks={"request": [self._log_request]},
-            follow_redirects=False,
-        )
+        self._auth = auth
+        self._transport = transport if transport is not None else http_transport(self.endpoint)
+        # Waiting for a pooled connection is bounded by the call's deadline, not the timeout.
+        self._timeout = httpx.Timeout(timeout, pool=None).as_dict()
 
     def _scrubber(self, call_secrets: list[str]) -> Scrubber:
         """Every secret this call and the run's credentials know (the latter grow as tokens refresh)."""
@@ -359,7 +329,7 @@ class ApiClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     async def call(self, action: str, params: Mapping[str, str | int]) -> dict[str, Any]:
         """Send ``action`` with ``params`` and return the response body, retrying what is safe to retry.
@@ -434,15 +404,21 @@ class ApiClient:
 
     async def _attempt(self, action: str, query: dict[str, str], secrets: Scrubber, attempt: int,
                        decode: Callable[[httpx.Response], BodyT]) -> BodyT:
-        # The query goes in already in the signed encoding, so the signer signs it as it is; the URL is
-        # absolute because httpx parses a relative one twice to join it to the base URL.
+        # The query goes in already in the signed encoding, so the signer signs it as it is.
         signed_query = canonical_query(query)
-        request = self._http.build_request(
-            "POST", f"{self.endpoint}/?{signed_query}",
-            extensions={ACTION_EXTENSION: action, CANONICAL_QUERY_EXTENSION: signed_query, _ATTEMPT_EXTENSION: attempt},
+        request = httpx.Request(
+            "POST", f"{self.endpoint}/?{signed_query}", headers=_HEADERS,
+            extensions={ACTION_EXTENSION: action, CANONICAL_QUERY_EXTENSION: signed_query, _ATTEMPT_EXTENSION: attempt,
+                        "timeout": self._timeout},
         )
         try:
-            response = await self._http.send(request)
+            signing = self._auth.async_auth_flow(request)
+            request = await anext(signing)
+            await signing.aclose()
+            self._log_request(request)
+            response = await self._transport.handle_async_request(request)
+            response.request = request
+            await response.aread()
         except httpx.RequestError as exc:
             raise _transport_error(action, exc, secrets) from exc
         except CredentialsError as exc:  # temporary credentials that could not be refreshed
@@ -501,7 +477,7 @@ class ApiClient:
             status=last.status if last is not None else None,
         )
 
-    async def _log_request(self, request: httpx.Request) -> None:
+    def _log_request(self, request: httpx.Request) -> None:
         if not logger.isEnabledFor(logging.DEBUG):
             return
         headers = {
