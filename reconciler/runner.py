@@ -3,11 +3,12 @@
 
 Conventions every run keeps:
 
-- `run_async` leaves no cost that grows with the result: on CPython 3.11, when `asyncio.run` returns,
-  `signal.signal` builds the repr of the previous SIGINT handler, which holds the main task, whose repr
-  holds its result (seconds for a large snapshot). The main task here returns nothing; the result
-  travels beside it. The cyclic GC runs less often meanwhile (see `gcrelax`). Figures: "Profile notes"
-  in benchmarks/README.md.
+- `run_async` leaves no cost that grows with the result: before CPython 3.13, when `asyncio.run`
+  returns, `signal.signal` builds the repr of the previous SIGINT handler, which holds the main task,
+  whose repr holds its result (seconds for a large snapshot). There the main task returns nothing; the
+  result travels beside it. No cyclic collection runs meanwhile: a request leaves no cyclic garbage,
+  and what is built lives as long as the command (see `gcrelax`). Figures: "Profile notes" in
+  benchmarks/README.md.
 - Without `on_signal`, SIGINT and SIGTERM keep the process's handlers (`KeyboardInterrupt`, the
   command's clean exit on SIGTERM): a read is simply cut short. With it, both only call `on_signal`
   while the coroutine runs (apply's writes: no new step starts), and the command's handlers come back
@@ -22,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
-from reconciler.gcrelax import fewer_cyclic_collections
+from reconciler.gcrelax import no_cyclic_collections
 
 ResultT = TypeVar("ResultT")
 
@@ -35,18 +37,23 @@ ResultT = TypeVar("ResultT")
 def run_async(main: Coroutine[Any, Any, ResultT], *,
         on_signal: Callable[[signal.Signals], None] | None = None) -> ResultT:
     """`asyncio.run(main)` with the process's conventions (see the module docstring)."""
-    results: list[ResultT] = []
 
-    async def task() -> None:
+    async def task() -> ResultT:
         if on_signal is None:
-            results.append(await main)
-            return
+            return await main
         with _signals_call(on_signal):
-            results.append(await main)
+            return await main
 
-    with fewer_cyclic_collections():
-        asyncio.run(task())
-    return results[0]
+    with no_cyclic_collections():
+        if sys.version_info >= (3, 13):
+            return asyncio.run(task())
+        results: list[ResultT] = []
+
+        async def beside() -> None:
+            results.append(await task())
+
+        asyncio.run(beside())
+        return results[0]
 
 
 @contextmanager

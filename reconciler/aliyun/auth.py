@@ -87,8 +87,13 @@ class _SigningAuth(httpx.Auth):
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         await request.aread()
-        self.sign(request, await self.source.current())
+        await self.sign_with_current(request)
         yield request
+
+    async def sign_with_current(self, request: httpx.Request) -> None:
+        """Sign a request whose body has been read with the current credentials: the one pass of the
+        async auth flow, without the flow's async generator (which costs more than the signing)."""
+        self.sign(request, await self.source.current())
 
     def sign(self, request: httpx.Request, credentials: Credentials) -> None:
         raise NotImplementedError

@@ -259,12 +259,11 @@ class ApiClient:
     ``httpx.Response`` and its errors) but does not go through ``httpx.AsyncClient``: of what that adds per
     request (merging base URL, headers and cookies, a second URL parse, the redirect and event-hook
     machinery, a cookie jar) this client uses none, and it cost about a tenth of a fetch's CPU (figures:
-    "Profile notes" in benchmarks/README.md). Signing is one pass of the auth flow; every request is
+    "Profile notes" in benchmarks/README.md). Signing is the signer's one pass; every request is
     logged at debug level, redacted, by the client itself.
 
     Beyond the documented options: ``sleep`` is injectable so tests can observe backoff without
-    waiting, and ``auth`` replaces the signer built from ``credentials`` and ``signature_version``
-    (tests pin nonce and date through it).
+    waiting.
     """
 
     def __init__(
@@ -282,7 +281,6 @@ class ApiClient:
         retry_max_delay: float = 10.0,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        auth: httpx.Auth | None = None,
         rate: AdaptiveRate | None = None,
     ) -> None:
         if max_attempts < 1:
@@ -296,8 +294,6 @@ class ApiClient:
         self._rng = rng if rng is not None else random.Random()
         self._sleep = sleep
         self._rate = rate
-        if auth is None:
-            auth = AcsV3Auth(credentials) if signature_version == "v3" else RpcV1Auth(credentials)
         self._source: CredentialSource | None = None
         self._static_secrets: tuple[str, ...] = ()
         if isinstance(credentials, CredentialSource):
@@ -307,7 +303,7 @@ class ApiClient:
         proxy = proxy_for(self.endpoint, os.environ) if transport is None else None
         if proxy is not None and httpx.URL(proxy).password:  # a proxy's password shows in its errors otherwise
             self._static_secrets += (httpx.URL(proxy).password,)
-        self._auth = auth
+        self._auth = AcsV3Auth(credentials) if signature_version == "v3" else RpcV1Auth(credentials)
         self._transport = transport if transport is not None else http_transport(self.endpoint)
         # Waiting for a pooled connection is bounded by the call's deadline, not the timeout.
         self._timeout = httpx.Timeout(timeout, pool=None).as_dict()
@@ -412,9 +408,7 @@ class ApiClient:
                         "timeout": self._timeout},
         )
         try:
-            signing = self._auth.async_auth_flow(request)
-            request = await anext(signing)
-            await signing.aclose()
+            await self._auth.sign_with_current(request)
             self._log_request(request)
             response = await self._transport.handle_async_request(request)
             response.request = request
