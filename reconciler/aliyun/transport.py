@@ -123,8 +123,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         # Plain http is allowed only to loopback (validate_endpoint), where there is nothing to verify.
         connector = aiohttp.TCPConnector(ssl=self._tls if self._tls is not None else False, limit=MAX_CONNECTIONS,
                                          keepalive_timeout=KEEPALIVE_SECONDS)
-        return aiohttp.ClientSession(connector=connector, skip_auto_headers=("Content-Type",),
-                                     cookie_jar=aiohttp.DummyCookieJar())
+        return aiohttp.ClientSession(connector=connector, skip_auto_headers=("Content-Type",))
 
     def _timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
         given = request.extensions.get("timeout", {})
