@@ -152,7 +152,7 @@ def _rss_mb() -> float:
 
 def measure_diff(groups: int, apis: int, signatures: int) -> dict[str, float]:
     from reconciler.differ import diff
-    from reconciler.render import render_text
+    from reconciler.render.plan import render_text
 
     size = Size(groups=groups, apis=apis, signatures=signatures)
     desired, snapshot = in_memory(size)

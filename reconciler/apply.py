@@ -52,7 +52,7 @@ from reconciler.errors import InputError, ReconcilerError
 from reconciler.gateway import Gateway
 from reconciler.manifest import DesiredState
 from reconciler.plan import ACTIONABLE, Action, Change, Plan, Resource, SignatureChange, SignatureValues
-from reconciler.render import still_bound_scopes
+from reconciler.render.plan import still_bound_scopes
 from reconciler.runner import run_async
 from reconciler.snapshot import Snapshot
 from reconciler.vendor_rules import MAX_APIS_PER_CALL, Stage

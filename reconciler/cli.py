@@ -293,7 +293,7 @@ def group_names(snapshots: dict[str, Snapshot]) -> dict[str, str | None]:
 
 
 def render(result: Review, output_format: str, *, color: bool, compact: bool = False) -> str:
-    from reconciler.render import render_compact, render_json, render_markdown, render_text
+    from reconciler.render.plan import render_compact, render_json, render_markdown, render_text
 
     if output_format == "json":
         return render_json(result)
@@ -336,7 +336,7 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
     from reconciler.drift import compare_with_base, fetch_view, narrow_to_change, read_base
     from reconciler.output import write_output
     from reconciler.policy import with_policy
-    from reconciler.render import summary_line
+    from reconciler.render.plan import summary_line
     from reconciler.review import Review
     from reconciler.saved_plan import save_plan
     from reconciler.snapshot import snapshots_file_text
@@ -405,10 +405,10 @@ def scan_command(paths: tuple[Path, ...], connection: ConnectionOptions, quiet: 
     from reconciler.manifest import DesiredState, load_desired_state
     from reconciler.output import write_output
     from reconciler.progress import progress_on_stderr
+    from reconciler.render.scan import render_json as render_scan_json
+    from reconciler.render.scan import render_markdown as render_scan_markdown
+    from reconciler.render.scan import render_text as render_scan_text
     from reconciler.scan import build_scan
-    from reconciler.scan import render_json as render_scan_json
-    from reconciler.scan import render_markdown as render_scan_markdown
-    from reconciler.scan import render_text as render_scan_text
 
     desired = (load_desired_state(paths, env=None) if paths
                else DesiredState(regions={}, secrets_checked=False))
@@ -453,7 +453,7 @@ def apply_command(paths: tuple[Path, ...], env_files: tuple[Path, ...], connecti
     from reconciler.apply import ApplyInterrupted, apply_plan, refuse_blocked
     from reconciler.differ import diff
     from reconciler.live import open_connection
-    from reconciler.render import render_text
+    from reconciler.render.plan import render_text
     from reconciler.review import Review
     from reconciler.saved_plan import check_saved_plan, load_saved_plan
 

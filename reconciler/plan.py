@@ -1,4 +1,4 @@
-"""The Plan: a list of changes, each an action on one addressed resource (its renderers: `render.py`).
+"""The Plan: a list of changes, each an action on one addressed resource (its renderers: `render/plan.py`).
 
 A Plan never holds a secret: a signature's secret is always the marker `(sensitive value)` (or
 `(not checked)` under --skip-secrets), and a changed secret shows up only as

@@ -18,7 +18,7 @@ from reconciler.emulator.server import RunningEmulator, running_emulator
 from reconciler.emulator.state import EmulatorState, derived_id
 from reconciler.manifest import load_desired_state
 from reconciler.plan import Action
-from reconciler.render import render_markdown, render_text
+from reconciler.render.plan import render_markdown, render_text
 from reconciler.review import Review
 from reconciler.snapshot import BindingScope, LiveBinding, LiveSignature, Snapshot
 from tests.support.cli import CliResult

@@ -28,7 +28,7 @@ from reconciler.emulator.state import EmulatorState
 from reconciler.fetcher import fetch_snapshots
 from reconciler.live import fetch_targets
 from reconciler.manifest import load_desired_state, load_env_file
-from reconciler.render import render_text
+from reconciler.render.plan import render_text
 from reconciler.snapshot import Snapshot
 from tests.support.cli import CliResult
 from tests.support.counting import CountingTransport

@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from reconciler.render import CHANGED_ONLY
+from reconciler.render.plan import CHANGED_ONLY
 from reconciler.review import plan_json_schema
 from tests.support.cli import CliResult
 from tests.support.emulator_actions import record_actions

@@ -22,7 +22,7 @@ from reconciler.plan import (
     SignatureValues,
     summarize,
 )
-from reconciler.render import render_compact, render_json, render_markdown, render_text
+from reconciler.render.plan import render_compact, render_json, render_markdown, render_text
 from reconciler.review import BaseComparison, Label, Review
 from tests.support.hostile import HOSTILE, html_text, markdown_findings, raw_controls, render_github, runner_commands
 

@@ -16,7 +16,8 @@ import yaml
 
 from reconciler.manifest import manifest_json_schema
 from reconciler.plan import Action, BindingChange, BindingValues, Plan, Resource, summarize
-from reconciler.render import GITHUB_COMMENT_LIMIT, render_markdown
+from reconciler.render.common import GITHUB_COMMENT_LIMIT
+from reconciler.render.plan import render_markdown
 from tests.support.cli import CliResult
 from tests.support.demo import DEMO_MANIFEST, DEMO_SECRETS, ORDERS, api_id, demo_snapshot
 from tests.support.paths import ROOT

@@ -16,18 +16,8 @@ import pytest
 from benchmarks.scan_benchmark import minimum_scan_requests, write_scan_tenant
 from benchmarks.workload import Size
 from reconciler.manifest import load_desired_state
-from reconciler.scan import (
-    MARKDOWN_MAX_CHARS,
-    ApiRef,
-    Coverage,
-    RegionScan,
-    Scan,
-    ScanSummary,
-    build_scan,
-    render_markdown,
-    render_text,
-    scan_json_schema,
-)
+from reconciler.render.scan import MARKDOWN_MAX_CHARS, render_markdown, render_text
+from reconciler.scan import ApiRef, Coverage, RegionScan, Scan, ScanSummary, build_scan, scan_json_schema
 from reconciler.snapshot import BindingScope, LiveApi, LiveGroup, LiveSignature, Snapshot
 from tests.support.cli import CliResult
 from tests.support.emulator_actions import record_actions

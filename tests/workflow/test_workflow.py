@@ -26,7 +26,7 @@ import yaml
 
 from reconciler import __version__
 from reconciler.aliyun import credentials
-from reconciler.render import CHANGED_ONLY
+from reconciler.render.plan import CHANGED_ONLY
 from reconciler.review import plan_json_schema
 from tests.support.loopback_servers import serving
 from tests.support.paths import GOLDEN, ROOT, TESTS

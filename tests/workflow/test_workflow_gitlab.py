@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from reconciler import __version__
-from reconciler.render import CHANGED_ONLY
+from reconciler.render.plan import CHANGED_ONLY
 from tests.support.paths import ROOT
 from tests.support.prewarmed import Prewarmed
 from tests.workflow.fakes.gitlab import BOT_ID, PROJECT, TOKEN, GitLab, serve

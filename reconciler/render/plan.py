@@ -7,7 +7,7 @@ Every value of a plan may come from outside (the live state, a pull request's ma
 renderers show each through `inert`, the markdown renderer through `md_code`/`md_text`. A value that
 breaks the vendor's rule for its kind (a live API name, id, signature name or key the vendor would not
 accept) is shown all the same, followed by a marker such as `(not a valid API name)`, in text, compact
-and markdown (`marked`, `md_marked`; the scan's renderers show values the same way). JSON carries every
+and markdown (`marked`, `md_marked` in `common.py`; the scan's renderers show values the same way). JSON carries every
 value exactly, escaped by JSON itself, and unmarked: its readers have the schema's rules.
 
 The markdown's folded full plan is the text plan as a diff: it is drawn from the same lines as the text
@@ -18,7 +18,6 @@ GitHub colours it, never by reading the rendered text back.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import groupby
@@ -35,8 +34,8 @@ from reconciler.plan import (
     SignatureChange,
     Violation,
 )
+from reconciler.render.common import GITHUB_COMMENT_LIMIT, invalid_mark, marked, md_marked
 from reconciler.review import Label, Review, plan_document
-from reconciler.vendor_rules import API_NAME_RULE, RESOURCE_ID_RULE, SIGNATURE_KEY_RULE, SIGNATURE_NAME_RULE
 
 
 def _group_text(plan: Plan, group: str) -> str:
@@ -51,36 +50,9 @@ def _group_markdown(plan: Plan, group: str) -> str:
     return f"{shown} ({md_code(name)})" if name else shown
 
 
-_RULES = {
-    "signature name": SIGNATURE_NAME_RULE,
-    "key": SIGNATURE_KEY_RULE,
-    "API name": API_NAME_RULE,
-    "API id": RESOURCE_ID_RULE,
-    "group id": RESOURCE_ID_RULE,
-    # Group names are shown beside their ids for the reader and never marked: no rule of the vendor's for them
-    # is among the facts this tool relies on.
-    "group name": re.compile(r".*", re.DOTALL),
-}
-
-
-def _mark(value: str, kind: str) -> str:
-    """` (not a valid KIND)` when `value` breaks the vendor's rule for `kind`, else nothing."""
-    return "" if _RULES[kind].fullmatch(value) else f" (not a valid {kind})"
-
-
-def marked(value: str, kind: str) -> str:
-    """A live value for a terminal: inert, and marked when it breaks the vendor's rule for `kind`."""
-    return inert(value) + _mark(value, kind)
-
-
-def md_marked(value: str, kind: str, *, in_table: bool = False) -> str:
-    """A live value for markdown: a code span, and marked when it breaks the vendor's rule for `kind`."""
-    return md_code(value, in_table=in_table) + _mark(value, kind)
-
-
 def _raw_marked(value: str, kind: str) -> str:
     """The value as it is, and its mark: for text that goes into one code span as a whole."""
-    return value + _mark(value, kind)
+    return value + invalid_mark(value, kind)
 
 
 def summary_line(plan: Plan) -> str:
@@ -203,7 +175,7 @@ def _tag(review: Review, change: Change) -> str:
 def _signature_lines(change: SignatureChange, tag: str, group_names: Mapping[str, str] | None) -> Iterator[_Line]:
     mark = _MARK[change.action]
     values = change.values
-    name = f'"{inert(values.name)}"{_mark(values.name, "signature name")}'
+    name = f'"{inert(values.name)}"{invalid_mark(values.name, "signature name")}'
     source = f"  ({inert(change.source)})" if change.source else ""
     match change.action:
         case Action.UNMANAGED:
@@ -217,7 +189,7 @@ def _signature_lines(change: SignatureChange, tag: str, group_names: Mapping[str
             body = list(_update_lines(change))
         case Action.CREATE | Action.DELETE:
             heading = "will be created" if change.action is Action.CREATE else "will be deleted (prune: true)"
-            body = [_Line(f'key    = "{inert(values.key)}"{_mark(values.key, "key")}', mark, 6),
+            body = [_Line(f'key    = "{inert(values.key)}"{invalid_mark(values.key, "key")}', mark, 6),
                     _Line(f"secret = {values.secret}", mark, 6)]
         case unreachable:
             assert_never(unreachable)
@@ -234,8 +206,8 @@ def _update_lines(change: SignatureChange) -> Iterator[_Line]:
     """What an update changes: the key, old and new, and the secret, which is never shown."""
     before, after = change.before, change.after
     if "key" in change.changed and before is not None and after is not None:
-        yield _Line(f'key    = "{inert(before.key)}"{_mark(before.key, "key")} -> '
-                    f'"{inert(after.key)}"{_mark(after.key, "key")}', "~", 6)
+        yield _Line(f'key    = "{inert(before.key)}"{invalid_mark(before.key, "key")} -> '
+                    f'"{inert(after.key)}"{invalid_mark(after.key, "key")}', "~", 6)
     if "secret" in change.changed:
         yield _Line("secret = (sensitive value changed)", "~", 6)
 
@@ -249,8 +221,8 @@ def _api_label(values: BindingValues) -> str:
 def _md_api_label(values: BindingValues, *, in_table: bool = False) -> str:
     """The API as markdown: one code span `name (id)`, then the marks of whichever breaks its rule."""
     text = f"{values.api_name} ({values.api_id})" if values.api_name else values.api_id
-    marks = _mark(values.api_name, "API name") if values.api_name else ""
-    return md_code(text, in_table=in_table) + marks + _mark(values.api_id, "API id")
+    marks = invalid_mark(values.api_name, "API name") if values.api_name else ""
+    return md_code(text, in_table=in_table) + marks + invalid_mark(values.api_id, "API id")
 
 
 def _shown_signature(name: str | None) -> str:
@@ -349,9 +321,9 @@ def _address_marks(change: Change) -> str:
     """The marks of the values the address is made of (the address itself is shown escaped)."""
     match change:
         case SignatureChange():
-            return _mark(change.values.name, "signature name")
+            return invalid_mark(change.values.name, "signature name")
         case BindingChange():
-            return _mark(change.api.group, "group id") + _mark(change.api.api_id, "API id")
+            return invalid_mark(change.api.group, "group id") + invalid_mark(change.api.api_id, "API id")
         case unreachable:
             assert_never(unreachable)
 
@@ -469,9 +441,8 @@ def _md_signature(name: str | None, *, in_table: bool = False) -> str:
     return md_marked(name or "", "signature name", in_table=in_table)
 
 
-# GitHub refuses a comment over 65,536 characters; the rest is room for what a CI job wraps around the plan
-# (a marker to find its comment again, a heading).
-GITHUB_COMMENT_LIMIT = 65_536
+# The rest of GitHub's limit is room for what a CI job wraps around the plan (a marker to find its comment
+# again, a heading).
 MARKDOWN_MAX_CHARS = GITHUB_COMMENT_LIMIT - 1_536
 DESTRUCTIVE_LISTED = 20
 
