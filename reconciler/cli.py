@@ -27,6 +27,7 @@ from reconciler.vendor_rules import MANAGED_STAGES, STAGES
 if TYPE_CHECKING:
     from logging import LogRecord
 
+    from reconciler.apply import ApplyResult
     from reconciler.export import Export
     from reconciler.live import Connection, ConnectionOptions
     from reconciler.manifest import DesiredState, ParsedFiles
@@ -138,6 +139,29 @@ def use_color(no_color: bool) -> bool:
     return sys.stdout.isatty() and not no_color and "NO_COLOR" not in os.environ
 
 
+def _connection_option_list() -> list[Callable[[F], F]]:
+    return [
+        click.option("--endpoint", help="API endpoint URL (default: https://apigateway.REGION.aliyuncs.com; "
+                                    "plain http only to loopback)."),
+        click.option("--emulator", "emulator_states", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+                     help="Start an embedded emulator seeded from this state file and use it (repeat: one state "
+                          "file per region)."),
+        click.option("--profile",
+                     help="Use only this profile of ~/.aliyun/config.json (without it: the vendor's credential "
+                          "chain, where ALIBABA_CLOUD_PROFILE names the profile)."),
+        click.option("--signature-version", type=click.Choice(["v3", "v1"]), default="v3", show_default=True,
+                     help="Request signing: ACS3-HMAC-SHA256 (v3) or RPC HMAC-SHA1 (v1)."),
+        click.option("--concurrency", type=click.IntRange(1, MAX_CONCURRENCY), default=DEFAULT_CONCURRENCY,
+                     show_default=True, help="Requests in flight at most."),
+        click.option("--max-rps", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Requests a second at most (default: as many as the API accepts; the rate adapts "
+                          "to its throttling either way)."),
+        click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+                     help="Seconds per request."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress on stderr."),
+    ]
+
+
 def connection_options(func: Callable[..., int]) -> Callable[..., int]:
     """Options shared by every command that talks to the API (or to an embedded emulator); the command
     receives them as one `connection: ConnectionOptions`, and `quiet`."""
@@ -159,28 +183,8 @@ def connection_options(func: Callable[..., int]) -> Callable[..., int]:
                                        concurrency=concurrency, max_rps=max_rps, timeout=timeout)
         return func(connection=connection, **rest)
 
-    options = [
-        click.option("--endpoint", help="API endpoint URL (default: https://apigateway.REGION.aliyuncs.com; "
-                                        "plain http only to loopback)."),
-        click.option("--emulator", "emulator_states", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-                     help="Start an embedded emulator seeded from this state file and use it (repeat: one state "
-                          "file per region)."),
-        click.option("--profile",
-                     help="Use only this profile of ~/.aliyun/config.json (without it: the vendor's credential "
-                          "chain, where ALIBABA_CLOUD_PROFILE names the profile)."),
-        click.option("--signature-version", type=click.Choice(["v3", "v1"]), default="v3", show_default=True,
-                     help="Request signing: ACS3-HMAC-SHA256 (v3) or RPC HMAC-SHA1 (v1)."),
-        click.option("--concurrency", type=click.IntRange(1, MAX_CONCURRENCY), default=DEFAULT_CONCURRENCY,
-                     show_default=True, help="Requests in flight at most."),
-        click.option("--max-rps", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Requests a second at most (default: as many as the API accepts; the rate adapts "
-                          "to its throttling either way)."),
-        click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
-                     help="Seconds per request."),
-        click.option("--quiet", "-q", is_flag=True, help="No progress on stderr."),
-    ]
     decorated: Callable[..., int] = with_connection
-    for option in reversed(options):
+    for option in reversed(_connection_option_list()):
         decorated = option(decorated)
     return decorated
 
@@ -288,10 +292,6 @@ def read_with_progress(desired: DesiredState, connection: Connection, quiet: boo
         return read_live_state(desired, connection, progress, signature_names=signature_names)
 
 
-def group_names(snapshots: dict[str, Snapshot]) -> dict[str, str | None]:
-    return {group.id: group.name for snapshot in snapshots.values() for group in snapshot.groups}
-
-
 def render(result: Review, output_format: str, *, color: bool, compact: bool = False) -> str:
     from reconciler.render.plan import render_compact, render_json, render_markdown, render_text
 
@@ -333,51 +333,29 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
          base_path: Path | None, changed_only: bool) -> int:
     """Compare manifests with the live state and print what would change."""
     from reconciler.differ import diff
-    from reconciler.drift import compare_with_base, fetch_view, narrow_to_change, read_base
     from reconciler.output import write_output
-    from reconciler.policy import with_policy
+    from reconciler.planning import read_plan_inputs, review_plan, saved_review
     from reconciler.render.plan import summary_line
-    from reconciler.review import Review
     from reconciler.saved_plan import save_plan
     from reconciler.snapshot import snapshots_file_text
-    from reconciler.targets import parse_target, select_targets
+    from reconciler.targets import parse_target
 
     chosen_targets = [parse_target(t) for t in targets]
     output_format = output_format.lower()
     if compact and output_format != "text":
         raise InputError(f"--compact is a text view; it does not go with -o {output_format}")
-    # A base's files that are the pull request's byte for byte are parsed and validated once.
-    parsed: ParsedFiles | None = {} if base_ref is not None or base_path is not None else None
-    desired = load_manifests(paths, env_files, skip_secrets, parsed)
-    base = read_base(ref=base_ref, folder=base_path, paths=paths, env=manifest_env(env_files, skip_secrets),
-                     parsed=parsed)
-    parsed = None
-    change = None
-    if changed_only:
-        if base is None:
-            raise InputError("--changed-only plans what differs from a base: give --base-ref REF or --base PATH")
-        if out_plan is not None or save_snapshot is not None:
-            raise InputError("--changed-only reads part of the live state; --out-plan and --save-snapshot need "
-                             "all of it")
-        change = narrow_to_change(desired, base)
-        desired, base = change.desired, change.base
-    # One read of the live state serves both plans.
-    snapshots = live_state(desired if base is None else fetch_view(desired, base.desired), snapshot_file,
-                           connection, quiet, None if change is None else change.signature_names)
-    if change is not None:
-        snapshots = change.snapshots(snapshots)
+    saves_live_state = out_plan is not None or save_snapshot is not None
+    inputs = read_plan_inputs(functools.partial(load_manifests, paths, env_files, skip_secrets), paths=paths,
+                              env=manifest_env(env_files, skip_secrets), base_ref=base_ref, base_path=base_path,
+                              changed_only=changed_only, saves_live_state=saves_live_state)
+    snapshots = inputs.snapshots(live_state(inputs.fetch_view(), snapshot_file, connection, quiet,
+                                            inputs.signature_names))
     if save_snapshot is not None:
         write_output(snapshots_file_text(snapshots.values()), save_snapshot)
-    result = diff(desired, snapshots)
+    result = diff(inputs.desired, snapshots)
     if out_plan is not None:
-        # Exactly what is shown (Terraform's rule): with --target, the selection only.
-        save_plan(select_targets(Review(result), chosen_targets, desired) if chosen_targets else Review(result),
-                  desired, snapshots, out_plan)
-    shown = Review(with_policy(result, desired, snapshots), changed_only=change is not None,
-                   base=None if base is None else compare_with_base(result, desired, base, snapshots))
-    if chosen_targets:
-        shown = select_targets(shown, chosen_targets, desired)
-    shown = shown.with_group_names(group_names(snapshots))
+        save_plan(saved_review(result, chosen_targets, inputs.desired), inputs.desired, snapshots, out_plan)
+    shown = review_plan(result, inputs, snapshots, chosen_targets)
     color = out_file is None and use_color(no_color)
     write_output(render(shown, output_format, color=color, compact=compact), out_file)
     if out_file is not None:
@@ -450,9 +428,10 @@ def schema(plan_schema: bool, scan_schema: bool) -> int:
 def apply_command(paths: tuple[Path, ...], env_files: tuple[Path, ...], connection: ConnectionOptions,
                   quiet: bool, no_color: bool, auto_approve: bool, plan_file: Path | None) -> int:
     """Make the live state match the manifests: create, update, rebind, bind, unbind, delete (prune: true)."""
-    from reconciler.apply import ApplyInterrupted, apply_plan, refuse_blocked
+    from reconciler.apply import apply_plan, refuse_blocked
     from reconciler.differ import diff
     from reconciler.live import open_connection
+    from reconciler.planning import group_names
     from reconciler.render.plan import render_text
     from reconciler.review import Review
     from reconciler.saved_plan import check_saved_plan, load_saved_plan
@@ -470,21 +449,33 @@ def apply_command(paths: tuple[Path, ...], env_files: tuple[Path, ...], connecti
         if will_ask and not sys.stdin.isatty():
             raise InputError("apply asks for confirmation but stdin is not a terminal; pass --auto-approve")
         shown = shown.with_group_names(group_names(snapshots))
-        result = shown.plan
         click.echo(render_text(shown, color=use_color(no_color)))
-        refuse_blocked(result)
-        if connection.emulator_states:
-            # Said before the question, so that nobody says yes expecting the changes to last.
-            states = " ".join(map(str, connection.emulator_states))
-            say(f"Note: the changes go to an embedded emulator and are gone when this command ends; to "
-                f"keep them, serve {states} with `reconciler emulator --save` and use --endpoint.", err=True)
-        if will_ask:
-            answer = click.prompt("Apply these changes? Only 'yes' will be accepted:", default="",
-                                  show_default=False, prompt_suffix=" ")
-            if answer != "yes":
-                raise ReconcilerError("apply cancelled; nothing was changed")
-        outcome = apply_plan(result, desired, snapshots, live.client, concurrency=connection.concurrency,
+        refuse_blocked(shown.plan)
+        confirm_apply(connection, ask=will_ask)
+        outcome = apply_plan(shown.plan, desired, snapshots, live.client, concurrency=connection.concurrency,
                              report=say, warn=lambda line: say(line, err=True))
+    report_apply_outcome(outcome)
+    return 0
+
+
+def confirm_apply(connection: ConnectionOptions, *, ask: bool) -> None:
+    """Say where the changes go when they do not last, then (unless approved ahead) ask for a typed yes."""
+    if connection.emulator_states:
+        # Said before the question, so that nobody says yes expecting the changes to last.
+        states = " ".join(map(str, connection.emulator_states))
+        say(f"Note: the changes go to an embedded emulator and are gone when this command ends; to "
+            f"keep them, serve {states} with `reconciler emulator --save` and use --endpoint.", err=True)
+    if ask:
+        answer = click.prompt("Apply these changes? Only 'yes' will be accepted:", default="",
+                              show_default=False, prompt_suffix=" ")
+        if answer != "yes":
+            raise ReconcilerError("apply cancelled; nothing was changed")
+
+
+def report_apply_outcome(outcome: ApplyResult) -> None:
+    """What was done; a failure or an interruption ends the command as an error after the summary."""
+    from reconciler.apply import ApplyInterrupted
+
     for line in outcome.summary():
         say(line)
     if outcome.failures:
@@ -492,7 +483,6 @@ def apply_command(paths: tuple[Path, ...], env_files: tuple[Path, ...], connecti
     if outcome.interrupted_by is not None:
         raise ApplyInterrupted(f"apply interrupted by {outcome.interrupted_by.name}: {len(outcome.not_done)} "
                                f"step(s) not done (listed above)", 128 + outcome.interrupted_by.value)
-    return 0
 
 
 @cli.command("export")
@@ -623,7 +613,8 @@ class Terminated(SystemExit):
     task; any other exception raised there would be logged and the run would go on."""
 
 
-def _terminate(signum: int, frame: object) -> None:
+def terminate(signum: int, frame: object) -> None:
+    """The SIGTERM handler `main` installs (apply gives it back after its writes)."""
     raise Terminated(128 + signum)
 
 
@@ -636,29 +627,13 @@ def run(argv: list[str]) -> int:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:
-        # One line, like every other error (click's own would add usage lines, and echo the value as given).
-        message = exc.format_message()
-        if isinstance(exc, click.UsageError) and exc.ctx is not None:
-            message = f"{message if message.endswith('.') else message + '.'} See '{exc.ctx.command_path} --help'."
-        say(f"Error: {message}", err=True)
-        code = 1
+        code = report_click_error(exc)
     except click.Abort as exc:
-        # click turns Ctrl-C into Abort; it is still an interruption, with the shell's code for it.
-        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
-            click.echo("Interrupted.", err=True)
-            code = 130
-        else:
-            click.echo("Aborted.", err=True)
-            code = 1
+        code = report_abort(exc)
     except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        code = 130  # 128 + SIGINT, as a shell reports it
+        code = report_interrupted()
     except ManifestErrors as exc:
-        for error in exc.reported():
-            report_error(error)
-        if exc.unreported():
-            click.echo(f"Error: ... and {exc.unreported()} more error(s) not shown; fix these and run again",
-                       err=True)
+        report_manifest_errors(exc)
         code = 1
     except Terminated:
         click.echo("Terminated.", err=True)
@@ -667,17 +642,50 @@ def run(argv: list[str]) -> int:
         report_error(exc)
         code = getattr(exc, "exit_code", 1)  # 128 + the signal number for ApplyInterrupted, else 1
     except Exception as exc:  # A bug: still one line, never a traceback (unless --debug).
-        import logging
-
-        if logging.getLogger().isEnabledFor(logging.DEBUG):
-            logging.getLogger("reconciler").exception("internal error")
-        say(f"Error: internal error ({type(exc).__name__}: {exc}); please report it", err=True)
+        report_internal_error(exc)
         code = 1
     return code if isinstance(code, int) else 0
+
+
+def report_click_error(exc: click.ClickException) -> int:
+    """One line, like every other error (click's own would add usage lines, and echo the value as given)."""
+    message = exc.format_message()
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        message = f"{message if message.endswith('.') else message + '.'} See '{exc.ctx.command_path} --help'."
+    say(f"Error: {message}", err=True)
+    return 1
+
+
+def report_abort(exc: click.Abort) -> int:
+    # click turns Ctrl-C into Abort; it is still an interruption, with the shell's code for it.
+    if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+        return report_interrupted()
+    click.echo("Aborted.", err=True)
+    return 1
+
+
+def report_interrupted() -> int:
+    click.echo("Interrupted.", err=True)
+    return 130  # 128 + SIGINT, as a shell reports it
+
+
+def report_manifest_errors(exc: ManifestErrors) -> None:
+    for error in exc.reported():
+        report_error(error)
+    if exc.unreported():
+        click.echo(f"Error: ... and {exc.unreported()} more error(s) not shown; fix these and run again", err=True)
+
+
+def report_internal_error(exc: Exception) -> None:
+    import logging
+
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("reconciler").exception("internal error")
+    say(f"Error: internal error ({type(exc).__name__}: {exc}); please report it", err=True)
 
 
 def main() -> None:
     import signal
 
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
     sys.exit(run(sys.argv[1:]))

@@ -201,15 +201,15 @@ def test_ctrl_c_while_reading_exits_130_in_one_line_and_changes_nothing(tmp_path
 def test_after_the_writes_sigterm_ends_the_command_as_before_them(cli: Cli, tmp_path: Path) -> None:
     """apply takes SIGINT and SIGTERM over while it writes, then gives them back as the command had them
     (SIGTERM's clean exit included), not as Python's defaults."""
-    from reconciler.cli import _terminate
+    from reconciler.cli import terminate
 
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         with running_emulator(big_state()) as emulator:
             result = cli("apply", str(manifest(tmp_path)), "--endpoint", emulator.url, "-q", "--auto-approve",
                          env=CREDENTIALS)
         assert result.code == 0, result.err
-        assert signal.getsignal(signal.SIGTERM) is _terminate
+        assert signal.getsignal(signal.SIGTERM) is terminate
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGTERM, previous)

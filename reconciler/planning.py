@@ -1,0 +1,86 @@
+"""The `plan` command's pipeline around the differ: what to read, and what a reviewer is shown.
+
+`read_plan_inputs` loads the manifests and, given a base, the base's, narrowed to what differs under
+--changed-only; `PlanInputs.fetch_view` says what of the live state to read for them (one read serves
+the head's plan and the base's). `review_plan` turns the plan into what is shown: the signature policy
+checked, each change labelled against the base, narrowed to the targets, the group names added.
+`cli.py` parses the options, calls these, renders and chooses the exit code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.drift import Base, ChangeView, compare_with_base, fetch_view, narrow_to_change, read_base
+from reconciler.errors import InputError
+from reconciler.manifest import DesiredState, ParsedFiles
+from reconciler.plan import Plan
+from reconciler.policy import with_policy
+from reconciler.review import Review
+from reconciler.snapshot import Snapshot
+from reconciler.targets import Target, select_targets
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """The manifests to plan (narrowed under --changed-only), and the base's when one is given."""
+
+    desired: DesiredState
+    base: Base | None
+    change: ChangeView | None
+
+    def fetch_view(self) -> DesiredState:
+        """What to read of the live state: one read serves both plans."""
+        return self.desired if self.base is None else fetch_view(self.desired, self.base.desired)
+
+    @property
+    def signature_names(self) -> Mapping[str, frozenset[str] | None] | None:
+        """Per region, the signatures to read (None: all of them); None outside --changed-only."""
+        return None if self.change is None else self.change.signature_names
+
+    def snapshots(self, snapshots: dict[str, Snapshot]) -> dict[str, Snapshot]:
+        """The live state read, restricted to what the change touches under --changed-only."""
+        return snapshots if self.change is None else self.change.snapshots(snapshots)
+
+
+def read_plan_inputs(load: Callable[[ParsedFiles | None], DesiredState], *, paths: Sequence[Path],
+                     env: Mapping[str, str] | None, base_ref: str | None, base_path: Path | None,
+                     changed_only: bool, saves_live_state: bool) -> PlanInputs:
+    """The head's manifests (`load`), the base's (--base-ref / --base) and, under --changed-only, both narrowed
+    to what differs. `saves_live_state`: --out-plan or --save-snapshot, which need all of the live state."""
+    # A base's files that are the pull request's byte for byte are parsed and validated once.
+    parsed: ParsedFiles | None = {} if base_ref is not None or base_path is not None else None
+    desired = load(parsed)
+    base = read_base(ref=base_ref, folder=base_path, paths=paths, env=env, parsed=parsed)
+    if not changed_only:
+        return PlanInputs(desired, base, None)
+    if base is None:
+        raise InputError("--changed-only plans what differs from a base: give --base-ref REF or --base PATH")
+    if saves_live_state:
+        raise InputError("--changed-only reads part of the live state; --out-plan and --save-snapshot need "
+                         "all of it")
+    change = narrow_to_change(desired, base)
+    return PlanInputs(change.desired, change.base, change)
+
+
+def saved_review(result: Plan, targets: Sequence[Target], desired: DesiredState) -> Review:
+    """What `--out-plan` saves: exactly what is shown (Terraform's rule), so with --target the selection only."""
+    return select_targets(Review(result), targets, desired) if targets else Review(result)
+
+
+def review_plan(result: Plan, inputs: PlanInputs, snapshots: Mapping[str, Snapshot],
+                targets: Sequence[Target]) -> Review:
+    """What a reviewer is shown: the plan with the signature policy checked, labelled against the base,
+    narrowed to the targets, with the names of the groups it mentions."""
+    desired, base = inputs.desired, inputs.base
+    shown = Review(with_policy(result, desired, snapshots), changed_only=inputs.change is not None,
+                   base=None if base is None else compare_with_base(result, desired, base, snapshots))
+    if targets:
+        shown = select_targets(shown, targets, desired)
+    return shown.with_group_names(group_names(snapshots))
+
+
+def group_names(snapshots: Mapping[str, Snapshot]) -> dict[str, str | None]:
+    return {group.id: group.name for snapshot in snapshots.values() for group in snapshot.groups}
