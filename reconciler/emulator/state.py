@@ -47,7 +47,7 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -154,6 +154,10 @@ class _FieldError(InputError):
         self.loc = loc
         self.message = message
         super().__init__(f"{source}: {message}")
+
+
+# Makes the error of a field of the state file: (dotted field path, message).
+_Fail = Callable[[str, str], InputError]
 
 
 def _line_in_yaml(text: str, loc: Sequence[str | int]) -> int | None:
@@ -310,54 +314,67 @@ class EmulatorState:
             loc = tuple(int(part) if part.isdigit() else part for part in where.split(".", 4))
             return _FieldError(source, loc, f"field '{where}': {message}")
 
-        for index, sig in enumerate(spec.signatures):
-            sig_id = sig.id or derived_id("signature", sig.name)
-            if sig.name in state._signature_ids_by_name:
-                raise fail(f"signatures.{index}.name", f"signature name {sig.name!r} is declared twice")
-            if sig_id in state._signatures:
-                raise fail(f"signatures.{index}.id", f"signature id {sig_id!r} is declared twice")
-            created = sig.created or DEFAULT_TIME
-            state._add_signature(
-                SignatureRecord(sig_id, sig.name, sig.key, sig.secret, created, sig.modified or created)
-            )
+        state._load_signatures(spec.signatures, fail)
         all_api_ids: set[str] = set()
         for g_index, group_spec in enumerate(spec.groups):
-            group_id = group_spec.id or derived_id("group", group_spec.name)
-            if group_spec.name in state._group_ids_by_name:
-                raise fail(f"groups.{g_index}.name", f"group name {group_spec.name!r} is declared twice")
-            if group_id in state._groups:
-                raise fail(f"groups.{g_index}.id", f"group id {group_id!r} is declared twice")
-            group = GroupRecord(group_id, group_spec.name)
-            for a_index, api_spec in enumerate(group_spec.apis):
-                api_id = api_spec.id or derived_id("api", group_id, api_spec.name)
-                if api_spec.name in group.api_ids_by_name:
-                    raise fail(f"groups.{g_index}.apis.{a_index}.name",
-                               f"API name {api_spec.name!r} is declared twice in group {group_spec.name!r}")
-                if api_id in all_api_ids:
-                    raise fail(f"groups.{g_index}.apis.{a_index}.id", f"API id {api_id!r} is declared twice")
-                all_api_ids.add(api_id)
-                if len(set(api_spec.deployed)) != len(api_spec.deployed):
-                    raise fail(f"groups.{g_index}.apis.{a_index}.deployed", "a stage is listed twice")
-                deployed = tuple(s for s in STAGES if s in api_spec.deployed)
-                api = ApiRecord(api_id, api_spec.name, group_id, a_index, deployed)
-                group.apis[api_id] = api
-                group.api_ids_by_name[api_spec.name] = api_id
-                state._all_apis.append(api)
-            state._groups[group_id] = group
-            state._group_ids_by_name[group.name] = group_id
-            for stage, by_api in group_spec.bindings.items():
-                for api_ref, sig_name in by_api.items():
-                    where = f"groups.{g_index}.bindings.{stage}.{api_ref}"
-                    api_id = api_ref if api_ref in group.apis else group.api_ids_by_name.get(api_ref, "")
-                    if not api_id:
-                        raise fail(where, f"no API {api_ref!r} (name or id) in group {group.name!r}")
-                    bound_id = state._signature_ids_by_name.get(sig_name)
-                    if bound_id is None:
-                        raise fail(where, f"signature {sig_name!r} is not declared under 'signatures'")
-                    if api_id in state._bindings.get((group_id, stage), {}):
-                        raise fail(where, f"API {group.apis[api_id].name!r} is bound twice in {stage}")
-                    state._bind(group.apis[api_id], stage, state._signatures[bound_id], loaded_at)
+            group = state._load_group(g_index, group_spec, all_api_ids, fail)
+            state._load_bindings(g_index, group, group_spec.bindings, loaded_at, fail)
         return state
+
+    def _load_signatures(self, signatures: Sequence[StateSignature], fail: _Fail) -> None:
+        for index, sig in enumerate(signatures):
+            sig_id = sig.id or derived_id("signature", sig.name)
+            if sig.name in self._signature_ids_by_name:
+                raise fail(f"signatures.{index}.name", f"signature name {sig.name!r} is declared twice")
+            if sig_id in self._signatures:
+                raise fail(f"signatures.{index}.id", f"signature id {sig_id!r} is declared twice")
+            created = sig.created or DEFAULT_TIME
+            self._add_signature(
+                SignatureRecord(sig_id, sig.name, sig.key, sig.secret, created, sig.modified or created)
+            )
+
+    def _load_group(self, g_index: int, group_spec: GroupSpec, all_api_ids: set[str], fail: _Fail) -> GroupRecord:
+        """The group and its APIs; `all_api_ids` (the ids of every group's APIs so far) gains its APIs' ids."""
+        group_id = group_spec.id or derived_id("group", group_spec.name)
+        if group_spec.name in self._group_ids_by_name:
+            raise fail(f"groups.{g_index}.name", f"group name {group_spec.name!r} is declared twice")
+        if group_id in self._groups:
+            raise fail(f"groups.{g_index}.id", f"group id {group_id!r} is declared twice")
+        group = GroupRecord(group_id, group_spec.name)
+        for a_index, api_spec in enumerate(group_spec.apis):
+            where = f"groups.{g_index}.apis.{a_index}"
+            api_id = api_spec.id or derived_id("api", group_id, api_spec.name)
+            if api_spec.name in group.api_ids_by_name:
+                raise fail(f"{where}.name",
+                           f"API name {api_spec.name!r} is declared twice in group {group_spec.name!r}")
+            if api_id in all_api_ids:
+                raise fail(f"{where}.id", f"API id {api_id!r} is declared twice")
+            all_api_ids.add(api_id)
+            if len(set(api_spec.deployed)) != len(api_spec.deployed):
+                raise fail(f"{where}.deployed", "a stage is listed twice")
+            deployed = tuple(s for s in STAGES if s in api_spec.deployed)
+            api = ApiRecord(api_id, api_spec.name, group_id, a_index, deployed)
+            group.apis[api_id] = api
+            group.api_ids_by_name[api_spec.name] = api_id
+            self._all_apis.append(api)
+        self._groups[group_id] = group
+        self._group_ids_by_name[group.name] = group_id
+        return group
+
+    def _load_bindings(self, g_index: int, group: GroupRecord, bindings: Mapping[Stage, Mapping[str, str]],
+                       loaded_at: str, fail: _Fail) -> None:
+        for stage, by_api in bindings.items():
+            for api_ref, sig_name in by_api.items():
+                where = f"groups.{g_index}.bindings.{stage}.{api_ref}"
+                api_id = api_ref if api_ref in group.apis else group.api_ids_by_name.get(api_ref, "")
+                if not api_id:
+                    raise fail(where, f"no API {api_ref!r} (name or id) in group {group.name!r}")
+                bound_id = self._signature_ids_by_name.get(sig_name)
+                if bound_id is None:
+                    raise fail(where, f"signature {sig_name!r} is not declared under 'signatures'")
+                if api_id in self._bindings.get((group.id, stage), {}):
+                    raise fail(where, f"API {group.apis[api_id].name!r} is bound twice in {stage}")
+                self._bind(group.apis[api_id], stage, self._signatures[bound_id], loaded_at)
 
     def to_spec(self) -> StateFile:
         with self._lock:

@@ -167,34 +167,9 @@ class RequestVerifier:
         self, method: str, path: str, headers: Mapping[str, str], params: Mapping[str, str], body: bytes,
         authorization: str,
     ) -> Caller:
-        algorithm = authorization.strip().partition(" ")[0]
-        if algorithm != V3_ALGORITHM:
-            raise VendorErrorAnswer(400, "InvalidSignatureMethod",
-                           f"Signature algorithm {algorithm!r} is not supported; use {V3_ALGORITHM}.")
-        try:
-            access_key_id, signed_names, signature = parse_v3_authorization(authorization)
-        except ValueError as exc:
-            raise VendorErrorAnswer(400, "IncompleteSignature",
-                                    f"The Authorization header is malformed: {exc}.") from None
-        signed = {name.lower() for name in signed_names}
+        access_key_id, signed_names, signature = _parse_v3(authorization)
         token = headers.get("x-acs-security-token")
-        required = (*V3_REQUIRED_SIGNED_HEADERS, *(("x-acs-security-token",) if token is not None else ()))
-        unsigned = [name for name in required if name not in signed]
-        if unsigned:
-            raise VendorErrorAnswer(400, "IncompleteSignature",
-                           f"The request signature does not sign the header(s) {', '.join(unsigned)}.")
-        uncovered = sorted(name for name in headers if _must_be_signed(name) and name not in signed)
-        if uncovered:
-            # The vendor's V3 rule: every common header present but Authorization is signed. The code the
-            # live service answers with is not documented; IncompleteSignature is the documented code for
-            # a signature that does not cover what it must.
-            raise VendorErrorAnswer(400, "IncompleteSignature",
-                           f"The request signature does not sign the header(s) {', '.join(uncovered)}, "
-                           "which are present in the request.")
-        absent = sorted(name for name in signed if name not in headers)
-        if absent:
-            raise VendorErrorAnswer(400, "IncompleteSignature",
-                           f"The signed header(s) {', '.join(absent)} are not in the request.")
+        _check_v3_signed_headers({name.lower() for name in signed_names}, headers, token)
         key = self._access_key(access_key_id)
         self._check_security_token(key, token if token is not None else params.get("SecurityToken"))
         canonical = v3_canonical_request(
@@ -231,3 +206,37 @@ class RequestVerifier:
                            + v1_string_to_sign(method, params))
         self._check_time_and_nonce(key, params["Timestamp"], params["SignatureNonce"])
         return Caller(key.id, "V1")
+
+
+def _parse_v3(authorization: str) -> tuple[str, list[str], str]:
+    """(access key id, signed header names, signature) of a V3 Authorization header."""
+    algorithm = authorization.strip().partition(" ")[0]
+    if algorithm != V3_ALGORITHM:
+        raise VendorErrorAnswer(400, "InvalidSignatureMethod",
+                                f"Signature algorithm {algorithm!r} is not supported; use {V3_ALGORITHM}.")
+    try:
+        return parse_v3_authorization(authorization)
+    except ValueError as exc:
+        raise VendorErrorAnswer(400, "IncompleteSignature",
+                                f"The Authorization header is malformed: {exc}.") from None
+
+
+def _check_v3_signed_headers(signed: set[str], headers: Mapping[str, str], token: str | None) -> None:
+    """The headers a V3 signature must sign are signed, and every header it signs is in the request."""
+    required = (*V3_REQUIRED_SIGNED_HEADERS, *(("x-acs-security-token",) if token is not None else ()))
+    unsigned = [name for name in required if name not in signed]
+    if unsigned:
+        raise VendorErrorAnswer(400, "IncompleteSignature",
+                                f"The request signature does not sign the header(s) {', '.join(unsigned)}.")
+    uncovered = sorted(name for name in headers if _must_be_signed(name) and name not in signed)
+    if uncovered:
+        # The vendor's V3 rule: every common header present but Authorization is signed. The code the
+        # live service answers with is not documented; IncompleteSignature is the documented code for
+        # a signature that does not cover what it must.
+        raise VendorErrorAnswer(400, "IncompleteSignature",
+                                f"The request signature does not sign the header(s) {', '.join(uncovered)}, "
+                                "which are present in the request.")
+    absent = sorted(name for name in signed if name not in headers)
+    if absent:
+        raise VendorErrorAnswer(400, "IncompleteSignature",
+                                f"The signed header(s) {', '.join(absent)} are not in the request.")
