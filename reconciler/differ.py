@@ -27,7 +27,7 @@ from collections.abc import Mapping
 
 from reconciler.errors import InputError, ManifestError
 from reconciler.gcrelax import fewer_cyclic_collections
-from reconciler.manifest import DesiredBinding, DesiredSignature, DesiredState, RegionDesired
+from reconciler.manifest import DesiredBinding, DesiredSignature, DesiredState, Location, RegionDesired
 from reconciler.plan import (
     NOT_CHECKED,
     SENSITIVE,
@@ -170,8 +170,18 @@ def _binding_changes(desired: RegionDesired, snapshot: Snapshot) -> tuple[list[B
 
 def _scope_changes(desired: RegionDesired, group: str, stage: str, wants: list[DesiredBinding],
                    lives: list[LiveBinding], catalog: _ApiCatalog) -> tuple[list[BindingChange], int]:
-    region = desired.region
     live = {binding.api_id: binding for binding in lives}
+    wanted = _wanted_by_api(wants, catalog)
+    keyed, no_op = _binds_and_rebinds(desired.region, group, stage, wanted, live)
+    # An unbind comes from the entry that makes the manifests own this (group, stage).
+    keyed += _unbinds(desired, group, stage, wanted, live, desired.scope_sources.get((group, wants[0].stage)))
+    # By API name within the scope, as a reviewer looks for them (the id breaks ties between equal names).
+    keyed.sort(key=lambda entry: (entry[1].api.api_name, entry[0]))
+    return [change for _, change in keyed], no_op
+
+
+def _wanted_by_api(wants: list[DesiredBinding], catalog: _ApiCatalog) -> dict[str, tuple[DesiredBinding, str]]:
+    """Per API id, the binding that wants it and the API's name; an API listed twice in a scope is an error."""
     wanted: dict[str, tuple[DesiredBinding, str]] = {}
     for want in wants:
         api_id, api_name = catalog.resolve(want)
@@ -182,7 +192,12 @@ def _scope_changes(desired: RegionDesired, group: str, stage: str, wants: list[D
                             f"API '{want.api}' is the same API ({api_id}) as '{earlier[0].api}' at "
                             f"{earlier[0].location}; list it once")
         wanted[api_id] = (want, api_name)
+    return wanted
 
+
+def _binds_and_rebinds(region: str, group: str, stage: str, wanted: Mapping[str, tuple[DesiredBinding, str]],
+                       live: Mapping[str, LiveBinding]) -> tuple[list[tuple[str, BindingChange]], int]:
+    """The binds and rebinds of a scope, keyed by API id, and how many wanted bindings already match."""
     # Matching bindings (nearly all of them) cost a dict lookup and a comparison; only changes are built
     # and sorted, so the cost of a large tenant with little drift stays near that of reading it.
     keyed: list[tuple[str, BindingChange]] = []
@@ -203,17 +218,19 @@ def _scope_changes(desired: RegionDesired, group: str, stage: str, wants: list[D
                                                 region=region,
                                                 before=_live_binding_values(have), after=after,
                                                 changed=("signature",), source=str(want.location))))
-    # An unbind comes from the entry that makes the manifests own this (group, stage).
-    scope_source = desired.scope_sources.get((group, wants[0].stage))
-    for api_id, have in live.items():
-        if api_id not in wanted and not desired.is_ignored(have.signature_name):
-            keyed.append((api_id, BindingChange(action=Action.UNBIND, resource=Resource.BINDING,
-                                                address=f"binding.{region}.{group}.{stage}.{api_id}", region=region,
-                                                before=_live_binding_values(have), after=None,
-                                                source=str(scope_source) if scope_source is not None else None)))
-    # By API name within the scope, as a reviewer looks for them (the id breaks ties between equal names).
-    keyed.sort(key=lambda entry: (entry[1].api.api_name, entry[0]))
-    return [change for _, change in keyed], no_op
+    return keyed, no_op
+
+
+def _unbinds(desired: RegionDesired, group: str, stage: str, wanted: Mapping[str, tuple[DesiredBinding, str]],
+             live: Mapping[str, LiveBinding], scope_source: Location | None) -> list[tuple[str, BindingChange]]:
+    """The live bindings of a scope the manifests own that no manifest wants (ignored signatures excepted)."""
+    region = desired.region
+    return [(api_id, BindingChange(action=Action.UNBIND, resource=Resource.BINDING,
+                                   address=f"binding.{region}.{group}.{stage}.{api_id}", region=region,
+                                   before=_live_binding_values(have), after=None,
+                                   source=str(scope_source) if scope_source is not None else None))
+            for api_id, have in live.items()
+            if api_id not in wanted and not desired.is_ignored(have.signature_name)]
 
 
 def _live_binding_values(binding: LiveBinding) -> BindingValues:

@@ -271,37 +271,13 @@ def export_manifests(snapshot: Snapshot, *, exported_at: str, source: str, split
     signatures = sorted(snapshot.signatures, key=lambda s: s.name)
     variables = {} if include_secrets else secret_variable_names(s.name for s in signatures)
     blocks = _binding_blocks(snapshot, {s.name for s in signatures})
-    group_names = {g.id: g.name for g in snapshot.groups}
-    header = [
-        f"yaml-language-server: $schema={manifest_json_schema()['$id']}",
-        f"Exported by `reconciler export` from region {snapshot.region} ({source}) at {exported_at}.",
-        "Every live signature of the region is declared, so plan reports none as unmanaged; prune is left off.",
-        "Bindings are authoritative for each (group, stage) listed here; other stages are not managed.",
-    ]
-
-    def new_document() -> _Document:
-        doc = _Document([])
-        doc.value("region: ", snapshot.region)
-        return doc
-
-    # (file name, document, YAML nodes the loader will count in it)
-    files: list[tuple[str, _Document, int]] = []
-    main = new_document()
+    main = _new_document(snapshot.region)
     _signature_lines(main, signatures, variables, include_secrets)
     main_nodes = 3 + 2 + 7 * len(signatures)  # root, region; signatures: key, list, 7 per entry
-    if split_by == "none":
-        _binding_lines(main, blocks, group_names)
-        files.append((f"{snapshot.region}.yaml", main, main_nodes + _binding_nodes(blocks)))
-    else:
-        files.append((f"{snapshot.region}.yaml", main, main_nodes))
-        for group in sorted({b.group for b in blocks}):
-            in_group = [b for b in blocks if b.group == group]
-            doc = new_document()
-            _binding_lines(doc, in_group, group_names)
-            files.append((f"{snapshot.region}.{_file_safe(group)}.yaml", doc, 3 + _binding_nodes(in_group)))
-
-    rendered = []
+    files = _documents(snapshot, main, main_nodes, blocks, split_by)
+    header = _header(snapshot.region, source, exported_at)
     secrets_note = ["Secrets are read from environment variables: set each to the live secret before plan."]
+    rendered = []
     for name, doc, nodes in files:
         text = doc.render(header + (secrets_note if variables and doc is main else []))
         _check_loadable(name, text, nodes)
@@ -311,6 +287,38 @@ def export_manifests(snapshot: Snapshot, *, exported_at: str, source: str, split
                   # (group, stage) pairs; `blocks` has an entry per signature within a pair.
                   scopes=len({(b.group, b.stage) for b in blocks}),
                   holds_secrets=include_secrets and bool(signatures))
+
+
+def _header(region: str, source: str, exported_at: str) -> list[str]:
+    return [
+        f"yaml-language-server: $schema={manifest_json_schema()['$id']}",
+        f"Exported by `reconciler export` from region {region} ({source}) at {exported_at}.",
+        "Every live signature of the region is declared, so plan reports none as unmanaged; prune is left off.",
+        "Bindings are authoritative for each (group, stage) listed here; other stages are not managed.",
+    ]
+
+
+def _new_document(region: str) -> _Document:
+    doc = _Document([])
+    doc.value("region: ", region)
+    return doc
+
+
+def _documents(snapshot: Snapshot, main: _Document, main_nodes: int, blocks: list[_BindingBlock],
+               split_by: SplitBy) -> list[tuple[str, _Document, int]]:
+    """(file name, document, YAML nodes the loader will count in it) of each file: the bindings go into
+    `main` (which holds the signatures), or with split_by="group" into a document per group."""
+    group_names = {g.id: g.name for g in snapshot.groups}
+    if split_by == "none":
+        _binding_lines(main, blocks, group_names)
+        return [(f"{snapshot.region}.yaml", main, main_nodes + _binding_nodes(blocks))]
+    files = [(f"{snapshot.region}.yaml", main, main_nodes)]
+    for group in sorted({b.group for b in blocks}):
+        in_group = [b for b in blocks if b.group == group]
+        doc = _new_document(snapshot.region)
+        _binding_lines(doc, in_group, group_names)
+        files.append((f"{snapshot.region}.{_file_safe(group)}.yaml", doc, 3 + _binding_nodes(in_group)))
+    return files
 
 
 def _binding_nodes(blocks: list[_BindingBlock]) -> int:
