@@ -5,6 +5,7 @@ environment."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -15,11 +16,13 @@ from typing import Any
 
 import pytest
 
-from reconciler.emulator import operations
+from reconciler.emulator.app import EmulatorApp
 from reconciler.emulator.server import running_emulator
 from reconciler.emulator.state import EmulatorState
+from reconciler.emulator.verify import AccessKey
 from reconciler.inputfile import InputFileError, read_input
 from tests.support.cli import CliResult
+from tests.support.loopback_servers import serve
 from tests.support.paths import ROOT
 from tests.support.prewarmed import Prewarmed
 
@@ -223,26 +226,46 @@ def test_an_endpoint_port_out_of_range_is_one_line(cli: Cli, monkeypatch: pytest
     assert result.err == f"Error: endpoint {endpoint!r}: port {port} is not between 1 and 65535\n"
 
 
+class ClaimsFiftyMillionSignatures:
+    """The emulator behind a proxy that makes every DescribeSignatures page claim 50,000,000 signatures; it
+    records the pages it rewrote."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.pages: list[int] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        start: dict[str, Any] = {}
+
+        async def rewrite(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            body = message["body"]
+            payload = json.loads(body)
+            if "SignatureInfos" in payload:
+                self.pages.append(payload["PageNumber"])
+                body = json.dumps({**payload, "TotalCount": 50_000_000}).encode()
+            headers = [(name, value) for name, value in start["headers"] if name != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({**message, "body": body})
+
+        await self.app(scope, receive, rewrite if scope["type"] == "http" else send)
+
+
 def test_an_absurd_total_count_fails_at_its_first_page(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    pages: list[int] = []
-    real_paged = operations._paged
-
-    def lying(page_number: int, page_size: int, total: int, list_name: str, item_name: str,
-              items: list[Any]) -> Any:
-        if list_name == "SignatureInfos":
-            pages.append(page_number)
-            total = 50_000_000
-        return real_paged(page_number, page_size, total, list_name, item_name, items)
-
-    monkeypatch.setattr(operations, "_paged", lying)
     for name, value in EMULATOR_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
-    with running_emulator(STATE) as emulator:
-        result = cli("plan", str(ROOT / "manifests"), "--skip-secrets", "--endpoint", emulator.url, "-q")
+    keys = [AccessKey(EMULATOR_CREDENTIALS["ALIBABA_CLOUD_ACCESS_KEY_ID"],
+                      EMULATOR_CREDENTIALS["ALIBABA_CLOUD_ACCESS_KEY_SECRET"])]
+    lying = ClaimsFiftyMillionSignatures(EmulatorApp(EmulatorState.from_file(STATE), keys))
+    with serve(lying) as port:
+        result = cli("plan", str(ROOT / "manifests"), "--skip-secrets", "--endpoint", f"http://127.0.0.1:{port}",
+                     "-q")
     assert (result.code, result.out) == (1, "")
     assert result.err == ("Error: DescribeSignatures: the endpoint claims TotalCount 50000000, more than the 1000000 "
                           "items a listing is read to; nothing was planned\n")
-    assert pages == [1]
+    assert lying.pages == [1]
 
 
 # ------------------------------------------------------------------ the emulator
