@@ -12,7 +12,7 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -264,32 +264,12 @@ def env_names_command(paths: tuple[Path, ...]) -> int:
     return 0
 
 
-def live_state(desired: DesiredState, snapshot_file: Path | None, options: ConnectionOptions,
-               quiet: bool, signature_names: Mapping[str, frozenset[str] | None] | None = None
-               ) -> dict[str, Snapshot]:
-    from reconciler.live import open_connection
-    from reconciler.snapshot import check_secrets_ahead, load_snapshot_file
-
-    if snapshot_file is not None:
-        if options.endpoint or options.emulator_states:
-            raise InputError("give --snapshot, or --endpoint/--emulator, not both")
-        snapshots = {s.region: s for s in load_snapshot_file(snapshot_file).snapshots}
-        check_secrets_ahead(snapshots, {r.region: {s.name: s.secret.get_secret_value() for s in r.signatures.values()
-                                                   if s.secret is not None} for r in desired.regions.values()})
-        return snapshots
-    if not desired.regions:  # --changed-only with nothing changed: nothing to read
-        return {}
-    with open_connection(options, desired.regions, warn=warn) as connection:
-        return read_with_progress(desired, connection, quiet, signature_names)
-
-
-def read_with_progress(desired: DesiredState, connection: Connection, quiet: bool,
-                       signature_names: Mapping[str, frozenset[str] | None] | None = None) -> dict[str, Snapshot]:
+def read_with_progress(desired: DesiredState, connection: Connection, quiet: bool) -> dict[str, Snapshot]:
     from reconciler.live import read_live_state
     from reconciler.progress import progress_on_stderr
 
     with progress_on_stderr(quiet) as progress:
-        return read_live_state(desired, connection, progress, signature_names=signature_names)
+        return read_live_state(desired, connection, progress)
 
 
 def render(result: Review, output_format: str, *, color: bool, compact: bool = False) -> str:
@@ -334,7 +314,7 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
     """Compare manifests with the live state and print what would change."""
     from reconciler.differ import diff
     from reconciler.output import write_output
-    from reconciler.planning import read_plan_inputs, review_plan, saved_review
+    from reconciler.planning import live_state, read_plan_inputs, review_plan, saved_review
     from reconciler.render.plan import summary_line
     from reconciler.saved_plan import save_plan
     from reconciler.snapshot import snapshots_file_text
@@ -348,8 +328,8 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
     inputs = read_plan_inputs(functools.partial(load_manifests, paths, env_files, skip_secrets), paths=paths,
                               env=manifest_env(env_files, skip_secrets), base_ref=base_ref, base_path=base_path,
                               changed_only=changed_only, saves_live_state=saves_live_state)
-    snapshots = inputs.snapshots(live_state(inputs.fetch_view(), snapshot_file, connection, quiet,
-                                            inputs.signature_names))
+    snapshots = inputs.snapshots(live_state(inputs.fetch_view(), snapshot_file, connection, quiet=quiet, warn=warn,
+                                            signature_names=inputs.signature_names))
     if save_snapshot is not None:
         write_output(snapshots_file_text(snapshots.values()), save_snapshot)
     result = diff(inputs.desired, snapshots)
@@ -525,56 +505,22 @@ def export_command(connection: ConnectionOptions, quiet: bool, region: str, grou
     return 0
 
 
-def work_tree_exposing(path: Path) -> Path | None:
-    """The git work tree `path` is in when git does not ignore it there (so `git add -A` would take it);
-    None outside any work tree or when ignored. Without a working git, a folder holding `.git` counts."""
-    import subprocess
-
-    from reconciler.inputfile import work_tree_of
-
-    folder = path.absolute().parent
-    while not folder.is_dir():
-        folder = folder.parent
-    try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=folder, capture_output=True, check=False)
-        if top.returncode != 0:
-            return None
-        ignored = subprocess.run(["git", "check-ignore", "-q", "--", str(path.absolute())], cwd=folder,
-                                 capture_output=True, check=False)
-    except OSError:
-        return work_tree_of(path)
-    return None if ignored.returncode == 0 else Path(os.fsdecode(top.stdout.strip()))
-
-
 def write_export(result: Export, out_dir: Path | None, *, force: bool) -> None:
-    """Write every file (or the one file to stdout) and tell, on stderr, what was written and what to set.
-    Several files are written all or none (`write_files_atomically`); with clear secrets, mode 0600."""
-    from reconciler.output import write_files_atomically, write_output
+    """Write every file (or the one file to stdout) and tell, on stderr, what was written and what to set."""
+    from reconciler.export import refuse_exposed_secrets, write_export_files
+    from reconciler.output import write_output
 
     paths = [out_dir / f.name for f in result.files] if out_dir is not None else []
     if result.holds_secrets:
         if not force:
-            exposed = next(((p, tree) for p in paths if (tree := work_tree_exposing(p)) is not None), None)
-            if exposed is not None:
-                raise InputError(f"{exposed[0]} is in the git work tree {exposed[1]} and git does not ignore it; "
-                                 f"refusing to write clear secrets there (write outside the repository, add it "
-                                 f"to .gitignore, or --force)")
+            refuse_exposed_secrets(paths)
         where = ", ".join(map(str, paths)) or "stdout"
         say(f"Warning: writing the clear secrets of {result.signatures} signature(s) to {where}; "
             f"keep them out of version control.", err=True)
     if out_dir is None:
         write_output(result.files[0].text, None)
     else:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise InputError(f"--out {out_dir}: not a folder")
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"--out {out_dir}: cannot create the folder: {exc.strerror}") from None
-        write_files_atomically([(path, exported.text) for path, exported in zip(paths, result.files, strict=True)],
-                               secret=result.holds_secrets)
-        written = {f.name for f in result.files}
-        for other in sorted(p for p in out_dir.iterdir() if p.suffix in (".yaml", ".yml") and p.name not in written):
+        for other in write_export_files(result, out_dir):
             say(f"Warning: {other} was not written by this export; plan reads every manifest of the "
                 f"folder, so remove it if it declares the same signatures.", err=True)
     say(result.summary("stdout" if out_dir is None else f"{len(result.files)} file(s) in {out_dir}"), err=True)

@@ -39,18 +39,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 import yaml
 
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.inert import inert
+from reconciler.inputfile import work_tree_of
 from reconciler.manifest import allowed_secret_variable, manifest_json_schema
+from reconciler.output import write_files_atomically
 from reconciler.snapshot import LiveBinding, LiveSignature, Snapshot
 from reconciler.vendor_rules import MANAGED_STAGES, REGION_RULE, RESOURCE_ID_RULE, STAGES, Stage, format_timestamp
 from reconciler.yamlsource import MAX_FILE_BYTES, MAX_NODES
@@ -338,3 +342,46 @@ def _check_loadable(name: str, text: str, nodes: int) -> None:
     if size > MAX_FILE_BYTES or nodes > MAX_NODES:
         raise ExportError(f"{name} would be {size} bytes with {nodes} values, more than a manifest may hold "
                           f"({MAX_FILE_BYTES} bytes, {MAX_NODES} values); export with --split-by group")
+
+
+def work_tree_exposing(path: Path) -> Path | None:
+    """The git work tree `path` is in when git does not ignore it there (so `git add -A` would take it);
+    None outside any work tree or when ignored. Without a working git, a folder holding `.git` counts."""
+    import subprocess
+
+    folder = path.absolute().parent
+    while not folder.is_dir():
+        folder = folder.parent
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=folder, capture_output=True, check=False)
+        if top.returncode != 0:
+            return None
+        ignored = subprocess.run(["git", "check-ignore", "-q", "--", str(path.absolute())], cwd=folder,
+                                 capture_output=True, check=False)
+    except OSError:
+        return work_tree_of(path)
+    return None if ignored.returncode == 0 else Path(os.fsdecode(top.stdout.strip()))
+
+
+def refuse_exposed_secrets(paths: Sequence[Path]) -> None:
+    """Clear secrets are never written where `git add -A` would take them (`--force` skips this check)."""
+    exposed = next(((p, tree) for p in paths if (tree := work_tree_exposing(p)) is not None), None)
+    if exposed is not None:
+        raise InputError(f"{exposed[0]} is in the git work tree {exposed[1]} and git does not ignore it; "
+                         f"refusing to write clear secrets there (write outside the repository, add it "
+                         f"to .gitignore, or --force)")
+
+
+def write_export_files(result: Export, out_dir: Path) -> list[Path]:
+    """Write every file into `out_dir` (made if missing), all or none (`write_files_atomically`); with clear
+    secrets, mode 0600. Returns the other manifests of the folder: this export did not write them."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir}: not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {out_dir}: cannot create the folder: {exc.strerror}") from None
+    write_files_atomically([(out_dir / exported.name, exported.text) for exported in result.files],
+                           secret=result.holds_secrets)
+    written = {f.name for f in result.files}
+    return sorted(p for p in out_dir.iterdir() if p.suffix in (".yaml", ".yml") and p.name not in written)

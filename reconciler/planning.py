@@ -4,7 +4,8 @@
 --changed-only; `PlanInputs.fetch_view` says what of the live state to read for them (one read serves
 the head's plan and the base's). `review_plan` turns the plan into what is shown: the signature policy
 checked, each change labelled against the base, narrowed to the targets, the group names added.
-`cli.py` parses the options, calls these, renders and chooses the exit code.
+`live_state` reads the live state for them, or takes it from a saved snapshot file. `cli.py` parses the
+options, calls these, renders and chooses the exit code.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from pathlib import Path
 
 from reconciler.drift import Base, ChangeView, compare_with_base, fetch_view, narrow_to_change, read_base
 from reconciler.errors import InputError
+from reconciler.live import ConnectionOptions, open_connection, read_live_state
 from reconciler.manifest import DesiredState, ParsedFiles
 from reconciler.plan import Plan
 from reconciler.policy import with_policy
+from reconciler.progress import progress_on_stderr
 from reconciler.review import Review
-from reconciler.snapshot import Snapshot
+from reconciler.snapshot import Snapshot, check_secrets_ahead, load_snapshot_file
 from reconciler.targets import Target, select_targets
 
 
@@ -84,3 +87,21 @@ def review_plan(result: Plan, inputs: PlanInputs, snapshots: Mapping[str, Snapsh
 
 def group_names(snapshots: Mapping[str, Snapshot]) -> dict[str, str | None]:
     return {group.id: group.name for snapshot in snapshots.values() for group in snapshot.groups}
+
+
+def live_state(desired: DesiredState, snapshot_file: Path | None, options: ConnectionOptions, *, quiet: bool,
+               warn: Callable[[str], None], signature_names: Mapping[str, frozenset[str] | None] | None = None
+               ) -> dict[str, Snapshot]:
+    """The live state to plan against: the saved snapshot file (offline; its secrets' digests checked against
+    the manifests' secrets), or read for `desired` from the endpoint, with progress on stderr unless `quiet`."""
+    if snapshot_file is not None:
+        if options.endpoint or options.emulator_states:
+            raise InputError("give --snapshot, or --endpoint/--emulator, not both")
+        snapshots = {s.region: s for s in load_snapshot_file(snapshot_file).snapshots}
+        check_secrets_ahead(snapshots, {r.region: {s.name: s.secret.get_secret_value() for s in r.signatures.values()
+                                                   if s.secret is not None} for r in desired.regions.values()})
+        return snapshots
+    if not desired.regions:  # --changed-only with nothing changed: nothing to read
+        return {}
+    with open_connection(options, desired.regions, warn=warn) as connection, progress_on_stderr(quiet) as progress:
+        return read_live_state(desired, connection, progress, signature_names=signature_names)
