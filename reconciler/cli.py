@@ -484,7 +484,7 @@ def export_command(connection: ConnectionOptions, quiet: bool, region: str, grou
                    all_groups: bool, stages: tuple[str, ...], out: str, split_by: str, include_secrets: bool,
                    force: bool) -> int:
     """Write the live state of a region as manifests; a plan of them shows no changes."""
-    from reconciler.export import DEFAULT_STAGES, export_manifests, header_time
+    from reconciler.export import DEFAULT_STAGES, export_manifests, header_time, source_label
     from reconciler.live import open_connection, read_region
     from reconciler.progress import progress_on_stderr
 
@@ -496,9 +496,8 @@ def export_command(connection: ConnectionOptions, quiet: bool, region: str, grou
     with open_connection(connection, [region], wanted_by="--region is", warn=warn) as live, \
             progress_on_stderr(quiet) as progress:
         snapshot = read_region(live, region, groups or None, chosen_stages, progress)
-    source = (f"embedded emulator of {' '.join(map(str, connection.emulator_states))}"
-              if connection.emulator_states else f"endpoint {snapshot.endpoint}")
     exported_at = header_time(snapshot.fetched_at, os.environ.get("SOURCE_DATE_EPOCH"))
+    source = source_label(snapshot, connection.emulator_states)
     result = export_manifests(snapshot, exported_at=exported_at, source=source,
                               split_by="group" if split_by == "group" else "none", include_secrets=include_secrets)
     write_export(result, None if out == "-" else Path(out), force=force)

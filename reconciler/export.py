@@ -126,6 +126,13 @@ def header_time(fetched_at: str | None, source_date_epoch: str | None) -> str:
     return fetched_at or "an unknown time"
 
 
+def source_label(snapshot: Snapshot, emulator_states: Sequence[Path]) -> str:
+    """Where the header says the state was read: the embedded emulator's state files, or the endpoint."""
+    if emulator_states:
+        return f"embedded emulator of {' '.join(map(str, emulator_states))}"
+    return f"endpoint {snapshot.endpoint}"
+
+
 # ------------------------------------------------------------------ rendering
 
 
