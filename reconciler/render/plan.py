@@ -562,15 +562,25 @@ def render_markdown(shown: Plan | Review, *, max_chars: int = MARKDOWN_MAX_CHARS
                       *_markdown_details(review)]) + "\n"
     if len(text) <= max_chars:
         return text
-    note_room = 400
-    used = len("\n".join(head)) + 1 + note_room
+    body, listed = _fitted_tables(tables, room=max_chars - len("\n".join(head)) - 1 - 400)  # 400: the note
+    total = len(review.listed)
+    which = "every change is listed above" if listed == total else f"{listed} of {total} changes are listed above"
+    note = ["", "> [!NOTE]", f"> The plan is too long for one comment: the full text plan is left out and {which}. "
+                             "Run `reconciler plan` (or `-o json`) to see all of it."]
+    return "\n".join([*head, *body, *note]) + "\n"
+
+
+def _fitted_tables(tables: list[_Table], *, room: int) -> tuple[list[str], int]:
+    """The lines of the tables that fit in `room` characters, rows left out from the end of each table (a
+    table left without rows loses its intro too), and how many rows (changes) are listed."""
+    used = 0
     body: list[str] = []
     listed = 0
     for table in tables:
         block = list(table.intro)
         size = sum(len(line) + 1 for line in block)
         for row in table.rows:
-            if used + size + len(row) + 1 > max_chars:
+            if used + size + len(row) + 1 > room:
                 break
             block.append(row)
             size += len(row) + 1
@@ -578,8 +588,4 @@ def render_markdown(shown: Plan | Review, *, max_chars: int = MARKDOWN_MAX_CHARS
             body += block
             used += size
             listed += len(block) - len(table.intro)
-    total = len(review.listed)
-    which = "every change is listed above" if listed == total else f"{listed} of {total} changes are listed above"
-    note = ["", "> [!NOTE]", f"> The plan is too long for one comment: the full text plan is left out and {which}. "
-                             "Run `reconciler plan` (or `-o json`) to see all of it."]
-    return "\n".join([*head, *body, *note]) + "\n"
+    return body, listed

@@ -53,19 +53,25 @@ def render_text(scan: Scan) -> str:
                 mark = "!" if address in violating else "-"
                 lines.append(f"    {mark} {_api_label(api)} in group {_group_label(row.group, row.group_name)}, "
                              f"stage {row.stage}")
-        lines.append("  Coverage (published APIs with a backend signature):")
-        table = [("group", "stage", "signed", "published", "coverage")]
-        table += [(_group_label(r.group, r.group_name), r.stage + ("*" if r.required else ""), str(r.signed),
-                   str(r.published), f"{r.percent:.1f}%") for r in region.coverage]
-        widths = [max(len(row[i]) for row in table) for i in range(5)]
-        for cells in table:
-            lines.append("    " + "  ".join([cells[0].ljust(widths[0]), cells[1].ljust(widths[1]),
-                                            *(cell.rjust(width) for cell, width in zip(cells[2:], widths[2:],
-                                                                                      strict=True))]).rstrip())
-        if any(r.required for r in region.coverage):
-            lines.append("    (* = a stage the signature policy requires)")
+        lines += _coverage_table(region)
     lines += ["", summary_line(scan)]
     return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _coverage_table(region: RegionScan) -> list[str]:
+    """The region's coverage rows as a table: names left-aligned, numbers right-aligned."""
+    lines = ["  Coverage (published APIs with a backend signature):"]
+    table = [("group", "stage", "signed", "published", "coverage")]
+    table += [(_group_label(r.group, r.group_name), r.stage + ("*" if r.required else ""), str(r.signed),
+               str(r.published), f"{r.percent:.1f}%") for r in region.coverage]
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    for cells in table:
+        lines.append("    " + "  ".join([cells[0].ljust(widths[0]), cells[1].ljust(widths[1]),
+                                        *(cell.rjust(width) for cell, width in zip(cells[2:], widths[2:],
+                                                                                  strict=True))]).rstrip())
+    if any(r.required for r in region.coverage):
+        lines.append("    (* = a stage the signature policy requires)")
+    return lines
 
 
 def render_json(scan: Scan) -> str:
