@@ -91,9 +91,13 @@ def test_faults_are_retried_until_every_page_is_read() -> None:
     group = group_id(state)
     target = FetchTarget(region="cn-hangzhou", scopes=((group, "RELEASE"),), api_groups=(group,))
 
+    # 40 % of requests fail, and which request meets which of the seeded faults depends on how the concurrent
+    # requests interleave: with the default 8 attempts, one request failing all of them (0.4**8 each) did happen
+    # under load. At 30 attempts that chance is 0.4**30 (about 1e-12) a request; the waits stay short.
     async def read(url: str) -> tuple[Snapshot, int]:
         counting = CountingTransport(http_transport(url))
-        async with ApiClient(url, CREDENTIALS, retry_base_delay=0.001, transport=counting) as client:
+        async with ApiClient(url, CREDENTIALS, max_attempts=30, retry_base_delay=0.001, retry_max_delay=0.05,
+                             transport=counting) as client:
             snapshot = await Fetcher(client).snapshot(target)
             return snapshot.model_copy(update={"fetched_at": None}), counting.requests
 
