@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.cli import run
 from reconciler.emulator.server import RunningEmulator, running_emulator
 from reconciler.emulator.state import EmulatorState
 from tests.support.cli import CliResult
@@ -35,6 +36,27 @@ Cli = Callable[..., CliResult]
 def demo() -> Iterator[RunningEmulator]:
     with running_emulator(EmulatorState.from_file(DEMO_STATE)) as emulator:
         yield emulator
+
+
+@pytest.fixture(scope="module")
+def demo_plan_text(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`plan --out-plan` of the demo, made once per module: binding its secrets is a deliberately slow scrypt, and
+    the file names no endpoint, so it is the saved plan of every emulator started from the demo state. The tests
+    that make a plan differently, or are about making one, run `plan --out-plan` themselves (saved_plan)."""
+    path = tmp_path_factory.mktemp("demo-plan") / "plan.json"
+    with running_emulator(EmulatorState.from_file(DEMO_STATE)) as emulator, pytest.MonkeyPatch.context() as patch:
+        for name, value in CREDENTIALS.items():
+            patch.setenv(name, value)
+        assert run(list(args("plan", emulator, "--out-plan", str(path)))) == 0
+    return path.read_text()
+
+
+@pytest.fixture
+def demo_plan(demo_plan_text: str, tmp_path: Path) -> Path:
+    """A copy of the demo's saved plan (demo_plan_text), the test's own to change."""
+    path = tmp_path / "plan.json"
+    path.write_text(demo_plan_text)
+    return path
 
 
 def args(command: str, emulator: RunningEmulator, *extra: str) -> tuple[str, ...]:
@@ -197,11 +219,11 @@ def _group_names(d: dict[str, Any]) -> None:
     (_weak_kdf, "not a valid saved plan: field 'secrets.n': Input should be 131072"),
     (_hostile_key, "not a valid saved plan: 'live_fingerprints' must have one entry per region of the plan"),
 ])
-def test_a_tampered_saved_plan_is_one_line_and_changes_nothing(cli: Cli, demo: RunningEmulator, tmp_path: Path,
+def test_a_tampered_saved_plan_is_one_line_and_changes_nothing(cli: Cli, demo: RunningEmulator, demo_plan: Path,
                                                                tamper: Callable[[dict[str, Any]], None],
                                                                message: str) -> None:
-    path = tmp_path / "plan.json"
-    document = saved_plan(cli, demo, path)
+    path = demo_plan
+    document = json.loads(path.read_text())
     tamper(document)
     path.write_text(json.dumps(document))
     before = demo.state.to_spec()
@@ -212,10 +234,10 @@ def test_a_tampered_saved_plan_is_one_line_and_changes_nothing(cli: Cli, demo: R
 
 
 def test_apply_shows_where_each_change_comes_from_now_never_the_file_s_sources(cli: Cli, demo: RunningEmulator,
-                                                                               tmp_path: Path) -> None:
+                                                                               demo_plan: Path) -> None:
     # Sources are left out of the comparison (a manifest line may move), so the file's are not shown either.
-    path = tmp_path / "plan.json"
-    document = saved_plan(cli, demo, path)
+    path = demo_plan
+    document = json.loads(path.read_text())
     create = next(c for c in document["plan"]["changes"] if c["action"] == "create")
     create["source"] = "\x1b[2JNo changes.\nApply these changes? "
     path.write_text(json.dumps(document))
@@ -226,9 +248,8 @@ def test_apply_shows_where_each_change_comes_from_now_never_the_file_s_sources(c
     assert "\x1b" not in result.out and "Apply these changes?" not in result.out
 
 
-def test_a_repeated_key_is_refused(cli: Cli, demo: RunningEmulator, tmp_path: Path) -> None:
-    path = tmp_path / "plan.json"
-    saved_plan(cli, demo, path)
+def test_a_repeated_key_is_refused(cli: Cli, demo: RunningEmulator, demo_plan: Path) -> None:
+    path = demo_plan
     text = path.read_text()
     path.write_text(text.replace('"kind": "reconciler-saved-plan",',
                                  '"kind": "reconciler-saved-plan", "kind": "reconciler-saved-plan",', 1))
@@ -239,9 +260,8 @@ def test_a_repeated_key_is_refused(cli: Cli, demo: RunningEmulator, tmp_path: Pa
 # ---------------------------------------------------------------- secrets
 
 
-def test_a_different_secret_at_apply_makes_the_plan_stale(cli: Cli, demo: RunningEmulator, tmp_path: Path) -> None:
-    path = tmp_path / "plan.json"
-    saved_plan(cli, demo, path)
+def test_a_different_secret_at_apply_makes_the_plan_stale(cli: Cli, demo: RunningEmulator, demo_plan: Path) -> None:
+    path = demo_plan
     before = demo.state.to_spec()
     # The plan creates inventory_backend; its secret comes from the environment at apply time (which wins over
     # the env file). The changes themselves are the same: only the secrets binding can tell.
@@ -253,9 +273,8 @@ def test_a_different_secret_at_apply_makes_the_plan_stale(cli: Cli, demo: Runnin
     assert demo.state.to_spec() == before
 
 
-def test_a_live_secret_changed_by_hand_makes_the_plan_stale(cli: Cli, demo: RunningEmulator, tmp_path: Path) -> None:
-    path = tmp_path / "plan.json"
-    saved_plan(cli, demo, path)
+def test_a_live_secret_changed_by_hand_makes_the_plan_stale(cli: Cli, demo: RunningEmulator, demo_plan: Path) -> None:
+    path = demo_plan
     debug = demo.state.signature_by_name("debug_temp_key")
     assert debug is not None
     demo.state.modify_signature(debug.id, None, None, "debugSecret02")
@@ -332,9 +351,8 @@ def _edited_manifests(tmp_path: Path, *replacements: tuple[str, str]) -> Path:
 
 
 def test_a_stale_plan_names_each_change_and_attribute_that_differs(cli: Cli, demo: RunningEmulator,
-                                                                   tmp_path: Path) -> None:
-    path = tmp_path / "plan.json"
-    saved_plan(cli, demo, path)
+                                                                   tmp_path: Path, demo_plan: Path) -> None:
+    path = demo_plan
     edited = _edited_manifests(tmp_path, ("inventoryKey01", "inventoryKey02"),
                                ("signature: inventory_backend", "signature: payments_backend"))
     before = demo.state.to_spec()
@@ -348,9 +366,8 @@ def test_a_stale_plan_names_each_change_and_attribute_that_differs(cli: Cli, dem
 
 
 def test_a_stale_plan_names_five_differences_and_counts_the_rest(cli: Cli, demo: RunningEmulator,
-                                                                 tmp_path: Path) -> None:
-    path = tmp_path / "plan.json"
-    saved_plan(cli, demo, path)
+                                                                 tmp_path: Path, demo_plan: Path) -> None:
+    path = demo_plan
     edited = _edited_manifests(tmp_path, ("signature: orders_backend", "signature: payments_backend"),
                                ("signature: inventory_backend", "signature: payments_backend"),
                                ("inventoryKey01", "inventoryKey02"))
@@ -369,9 +386,8 @@ def test_a_stale_plan_names_five_differences_and_counts_the_rest(cli: Cli, demo:
 
 
 def test_a_stale_plan_names_a_secret_that_now_differs_never_its_value(cli: Cli, demo: RunningEmulator,
-                                                                      tmp_path: Path) -> None:
-    path = tmp_path / "plan.json"
-    saved_plan(cli, demo, path)
+                                                                      demo_plan: Path) -> None:
+    path = demo_plan
     result = cli(*args("apply", demo, "--plan-file", str(path)),
                  env={**CREDENTIALS, "PAYMENTS_BACKEND_SECRET": "paymentsSecretNew7"})
     assert (result.code, result.out) == (1, "")
@@ -379,9 +395,9 @@ def test_a_stale_plan_names_a_secret_that_now_differs_never_its_value(cli: Cli, 
                           f"nothing was changed; {NEW_PLAN}\n")
 
 
-def test_a_stale_plan_shows_the_file_s_values_escaped(cli: Cli, demo: RunningEmulator, tmp_path: Path) -> None:
-    path = tmp_path / "plan.json"
-    document = saved_plan(cli, demo, path)
+def test_a_stale_plan_shows_the_file_s_values_escaped(cli: Cli, demo: RunningEmulator, demo_plan: Path) -> None:
+    path = demo_plan
+    document = json.loads(path.read_text())
     bind = next(c for c in document["plan"]["changes"] if c["action"] == "bind")
     bind["after"]["api_id"] = "\x1b[2J\u202e"
     bind["address"] = f"binding.cn-hangzhou.{ORDERS}.RELEASE.\x1b[2J\u202e"
