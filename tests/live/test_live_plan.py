@@ -33,6 +33,7 @@ from reconciler.snapshot import Snapshot
 from tests.support.cli import CliResult
 from tests.support.counting import CountingTransport
 from tests.support.paths import ROOT
+from tests.support.prewarmed import Prewarmed
 
 MANIFESTS = "manifests/"
 STATE = "examples/emulator-state.yaml"
@@ -68,9 +69,17 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def reconciler(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "reconciler", *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=60, check=False)
+Reconciler = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def reconciler(prewarmed: Prewarmed) -> Reconciler:
+    """`reconciler ARGS` in a process of its own (its own logging, as a user runs it), forked from a prewarmed one."""
+
+    def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return prewarmed.run(args, env=env, cwd=ROOT, timeout=60)
+
+    return run
 
 
 @pytest.fixture
@@ -94,7 +103,7 @@ def faulty_emulator_process() -> Iterator[str]:
 
 
 def test_cli_plan_under_injected_faults_is_the_fault_free_plan(demo_plan: str, faulty_emulator_process: str,
-                                                               quick_retries: None) -> None:
+                                                               quick_retries: None, reconciler: Reconciler) -> None:
     env = subprocess_env(**EMULATOR_ENV)
     plan = reconciler("plan", MANIFESTS, "--endpoint", faulty_emulator_process, "--env-file", ENV_FILE, env=env)
     assert (plan.returncode, plan.stdout, plan.stderr) == (0, demo_plan, "")
@@ -267,7 +276,7 @@ def test_signature_version_v1_plans_the_same(cli: Cli, demo_plan: str, caplog: p
 
 
 @pytest.mark.parametrize("where", ["before the command name", "after it"])
-def test_debug_logs_of_the_embedded_emulator_hold_no_secret(where: str) -> None:
+def test_debug_logs_of_the_embedded_emulator_hold_no_secret(where: str, reconciler: Reconciler) -> None:
     args = ["plan", MANIFESTS, "--emulator", STATE, "--env-file", ENV_FILE]
     args = ["--debug", *args] if where == "before the command name" else [*args, "--debug"]
     result = reconciler(*args, env=subprocess_env())
@@ -277,7 +286,7 @@ def test_debug_logs_of_the_embedded_emulator_hold_no_secret(where: str) -> None:
 
 
 @pytest.mark.parametrize("signature_version", ["v3", "v1"])
-def test_debug_logs_with_sts_credentials_hold_no_secret(signature_version: str) -> None:
+def test_debug_logs_with_sts_credentials_hold_no_secret(signature_version: str, reconciler: Reconciler) -> None:
     access_key_secret = "AkSecretForTheDebugScan"
     token = "StsTokenForTheDebugScan"
     with running_emulator(ROOT / STATE, access_key_id="STS.debugscan", access_key_secret=access_key_secret,
