@@ -132,7 +132,8 @@ def test_no_command_shows_or_writes_a_planted_secret(workspace: Path, emulator_u
 
 
 @pytest.mark.slow  # the emulator and three plans, each in its own process
-def test_the_emulator_never_prints_its_access_key_secret(tmp_path: Path, quick_retries: None) -> None:
+def test_the_emulator_never_prints_its_access_key_secret(tmp_path: Path, quick_retries: None,
+                                                         prewarmed: Prewarmed) -> None:
     state_file = tmp_path / "state.yaml"
     live_state().dump_state(state_file)
     process = subprocess.Popen(
@@ -148,8 +149,7 @@ def test_the_emulator_never_prints_its_access_key_secret(tmp_path: Path, quick_r
         env.update(HOME=str(tmp_path), ALIBABA_CLOUD_ACCESS_KEY_ID="plantedid",
                    ALIBABA_CLOUD_ACCESS_KEY_SECRET=ACCESS_KEY_SECRET)
         for _ in range(3):
-            subprocess.run([sys.executable, "-m", "reconciler", "--debug", "plan", str(manifests), "--endpoint", url],
-                           capture_output=True, text=True, env=env, timeout=60, check=False)
+            prewarmed.run(["--debug", "plan", str(manifests), "--endpoint", url], env=env, cwd=ROOT, timeout=60)
     finally:
         process.terminate()
         out, err = process.communicate(timeout=15)
