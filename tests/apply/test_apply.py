@@ -26,6 +26,7 @@ from reconciler.emulator.state import EmulatorState, derived_id
 from tests.support.cli import CliResult
 from tests.support.emulator import bindings_of
 from tests.support.paths import ROOT
+from tests.support.prewarmed import Prewarmed
 
 MANIFESTS = ROOT / "manifests"
 DEMO_STATE = ROOT / "examples" / "emulator-state.yaml"
@@ -317,7 +318,7 @@ def test_bindings_go_at_most_100_apis_a_call(cli: Cli, tmp_path: Path) -> None:
         assert state.signature_by_name("old_backend") is None
 
 
-def test_emulator_save_keeps_what_apply_wrote(tmp_path: Path) -> None:
+def test_emulator_save_keeps_what_apply_wrote(tmp_path: Path, prewarmed: Prewarmed) -> None:
     state_file = tmp_path / "state.yaml"
     shutil.copy(DEMO_STATE, state_file)
     process = subprocess.Popen(
@@ -327,9 +328,8 @@ def test_emulator_save_keeps_what_apply_wrote(tmp_path: Path) -> None:
         assert process.stdout is not None
         url = process.stdout.readline().strip().removeprefix("Emulator listening on ")
         env = {**CREDENTIALS, "PATH": "/usr/bin:/bin"}
-        applied = subprocess.run(
-            [sys.executable, "-m", "reconciler", "apply", str(MANIFESTS), "--env-file", str(DEMO_ENV),
-             "--endpoint", url, "--auto-approve", "-q"], capture_output=True, text=True, env=env, timeout=30)
+        applied = prewarmed.run(["apply", str(MANIFESTS), "--env-file", str(DEMO_ENV), "--endpoint", url,
+                                 "--auto-approve", "-q"], env=env, cwd=Path.cwd(), timeout=30)
         assert applied.returncode == 0, applied.stderr
     finally:
         process.send_signal(signal.SIGINT)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from reconciler.render.plan import render_markdown
 from tests.support.cli import CliResult
 from tests.support.demo import DEMO_MANIFEST, DEMO_SECRETS, ORDERS, api_id, demo_snapshot
 from tests.support.paths import ROOT
+from tests.support.prewarmed import Prewarmed
 from tests.support.snapshots import write_snapshot
 
 STATE = ROOT / "examples" / "emulator-state.yaml"
@@ -227,20 +226,21 @@ def test_one_emulator_state_per_region(cli: Cli, two_regions: tuple[str, str, st
 # ------------------------------------------------------------------------------------------ completion, editors
 
 
-def _complete(words: str, cword: int) -> list[str]:
+def _complete(prewarmed: Prewarmed, words: str, cword: int) -> list[str]:
     env = {**os.environ, "_RECONCILER_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
-    done = subprocess.run([sys.executable, "-m", "reconciler"], env=env, capture_output=True, text=True, check=False)
+    done = prewarmed.run([], env=env, cwd=Path.cwd())
     assert done.returncode == 0, done.stderr
     return [line.split(",", 1)[1] for line in done.stdout.splitlines()]
 
 
-def test_shell_completion_by_clicks_mechanism() -> None:
+def test_shell_completion_by_clicks_mechanism(prewarmed: Prewarmed) -> None:
     env = {**os.environ, "_RECONCILER_COMPLETE": "bash_source"}
-    script = subprocess.run([sys.executable, "-m", "reconciler"], env=env, capture_output=True, text=True, check=True)
+    script = prewarmed.run([], env=env, cwd=Path.cwd())
+    assert script.returncode == 0, script.stderr
     assert "complete -o nosort -F _reconciler_completion reconciler" in script.stdout
-    assert _complete("reconciler pl", 1) == ["plan"]
-    assert _complete("reconciler plan -o ", 3) == ["text", "json", "markdown"]
-    assert "--base-ref" in _complete("reconciler plan --base", 2)
+    assert _complete(prewarmed, "reconciler pl", 1) == ["plan"]
+    assert _complete(prewarmed, "reconciler plan -o ", 3) == ["text", "json", "markdown"]
+    assert "--base-ref" in _complete(prewarmed, "reconciler plan --base", 2)
 
 
 def test_editor_support_schema_id_and_the_language_server_comment() -> None:
