@@ -75,8 +75,9 @@ _INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u034f")
 
 def raw_controls(text: str) -> list[str]:
     """Control, format and line-breaking characters in `text` other than LF, as `repr`s."""
-    return [repr(char) for char in text
-            if char != "\n" and (unicodedata.category(char) in _RAW_CATEGORIES or char in _INVISIBLE)]
+    raw = {char for char in set(text)  # each distinct character looked up once; the texts are long and repetitive
+           if char != "\n" and (unicodedata.category(char) in _RAW_CATEGORIES or char in _INVISIBLE)}
+    return [repr(char) for char in text if char in raw] if raw else []
 
 
 _COMMAND = re.compile(r"^\s*(::[A-Za-z-]|##\[)")
