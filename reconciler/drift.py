@@ -262,11 +262,7 @@ def _declared(region: RegionDesired | None, shared: Set[str] = frozenset()) -> _
         return {}, {}
     signatures = {s.name: (s.key, s.secret_variable, s.secret.get_secret_value() if s.secret is not None else None)
                   for s in region.signatures.values()}
-    scopes: dict[tuple[str, Stage], set[tuple[str, str]]] = {}
-    for b in region.bindings:
-        if not shared or b.location.file not in shared:
-            scopes.setdefault((b.group, b.stage), set()).add((b.api, b.signature))
-    return signatures, scopes
+    return signatures, region.declared_scopes(leaving_out=shared)
 
 
 def _shared_files(head: RegionDesired | None, base: RegionDesired | None) -> frozenset[str]:
@@ -308,10 +304,10 @@ def restrict(state: DesiredState, scope: Mapping[str, ChangedPart]) -> DesiredSt
         if region is None:
             continue
         wanted = region_scope.signatures
-        regions[name] = RegionDesired(
+        narrowed = regions[name] = RegionDesired(
             region=name, prune=region.prune, ignore=region.ignore, files=region.files,
-            signatures={n: s for n, s in region.signatures.items() if wanted is None or n in wanted},
-            bindings=[b for b in region.bindings if (b.group, b.stage) in region_scope.scopes])
+            signatures={n: s for n, s in region.signatures.items() if wanted is None or n in wanted})
+        narrowed.bindings.extend(region.bindings_in(region_scope.scopes))
     return DesiredState(regions=regions, secrets_checked=state.secrets_checked, warnings=state.warnings)
 
 

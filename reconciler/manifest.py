@@ -28,11 +28,10 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import groupby
-from operator import itemgetter
+from itertools import repeat
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
@@ -414,19 +413,100 @@ class DesiredBinding(NamedTuple):
     location: Location
 
 
+class FileBindings:
+    """The `bindings` entries of one manifest file, checked, built into `DesiredBinding`s when first needed.
+
+    A pull request's plan under `--changed-only` reads a few (group, stage) scopes of what can be hundreds
+    of thousands of bindings: it builds those only (`in_scopes`), while the whole is still checked when
+    loaded (each API bound once per scope, each signature declared). A file the base shares with the pull
+    request (`ParsedFiles`) has one `FileBindings`, built once for both."""
+
+    __slots__ = ("_built", "doc", "entries")
+
+    def __init__(self, doc: YamlDocument, entries: list[BindingEntry]) -> None:
+        self.doc = doc
+        self.entries = entries
+        self._built: list[DesiredBinding] | None = None
+
+    def all(self) -> list[DesiredBinding]:
+        if self._built is None:
+            self._built = self._build(None)
+        return self._built
+
+    def in_scopes(self, scopes: Set[tuple[str, Stage]]) -> list[DesiredBinding]:
+        if self._built is not None:
+            return [b for b in self._built if (b.group, b.stage) in scopes]
+        return self._build(scopes)
+
+    def _build(self, scopes: Set[tuple[str, Stage]] | None) -> list[DesiredBinding]:
+        # One tight loop: a manifest can bind 200,000 APIs.
+        doc, api_id = self.doc, RESOURCE_ID_RULE.fullmatch
+        built: list[DesiredBinding] = []
+        add = built.append
+        for index, (group, stage, signature, apis) in enumerate(self.entries):
+            if scopes is not None and (group, stage) not in scopes:
+                continue
+            for api, location in zip(apis, _api_locations(doc, index, len(apis)), strict=True):
+                add(DesiredBinding(group, stage, signature, api, api_id(api) is not None, location))
+        return built
+
+
+def _api_locations(doc: YamlDocument, index: int, count: int) -> list[Location]:
+    """The places of `bindings[index].apis[0:count]`: at once from an exact reading, else when first asked for."""
+    if doc.exact:
+        return [Location(doc.path, line) for line in doc.item_lines(("bindings", index, "apis"), count)]
+    path, lines = doc.path, doc.lines
+    return [_ApiLocation(path, lines, index, item) for item in range(count)]
+
+
 @dataclass
 class RegionDesired:
+    """One region's declarations, merged from its files.
+
+    A loaded region keeps its files' binding entries (`unbuilt`) and builds `bindings` from them when first
+    asked for; `bindings_in` and `declared_scopes` read them without building the rest."""
+
     region: str
     prune: bool = False
     ignore: tuple[str, ...] = ()
     signatures: dict[str, DesiredSignature] = field(default_factory=dict)
-    bindings: list[DesiredBinding] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     # (group, stage) -> the first binding entry that mentions it: where an unbind there comes from.
     scope_sources: dict[tuple[str, Stage], Location] = field(default_factory=dict)
     require_signature: tuple[Stage, ...] = ()
     require_signature_by_group: dict[str, tuple[Stage, ...]] = field(default_factory=dict)
     policy_sources: dict[str, Location] = field(default_factory=dict)  # group id ("" = region) -> where set
+    unbuilt: list[FileBindings] = field(default_factory=list, repr=False, compare=False)
+    _built: list[DesiredBinding] = field(default_factory=list, init=False, repr=False, compare=False)
+
+    @property
+    def bindings(self) -> list[DesiredBinding]:
+        """Every binding, in the order of the files, their entries and their API lists."""
+        if self.unbuilt:
+            # Built once and kept as long as the command: frozen out of the cyclic collector's reach.
+            with no_cyclic_collections():
+                for file_bindings in self.unbuilt:
+                    self._built += file_bindings.all()
+            self.unbuilt = []
+        return self._built
+
+    def bindings_in(self, scopes: Set[tuple[str, Stage]]) -> list[DesiredBinding]:
+        """The bindings of `scopes`, in the order of `bindings`; only those are built."""
+        built = [b for b in self._built if (b.group, b.stage) in scopes]
+        return built + [b for file_bindings in self.unbuilt for b in file_bindings.in_scopes(scopes)]
+
+    def declared_scopes(self, leaving_out: Set[str] = frozenset()) -> dict[tuple[str, Stage], set[tuple[str, str]]]:
+        """(group, stage) -> {(api, signature)}: what each scope declares, lines aside, without the bindings of
+        the files `leaving_out`."""
+        scopes: dict[tuple[str, Stage], set[tuple[str, str]]] = {}
+        for b in self._built:
+            if b.location.file not in leaving_out:
+                scopes.setdefault((b.group, b.stage), set()).add((b.api, b.signature))
+        for file_bindings in self.unbuilt:
+            if file_bindings.doc.path not in leaving_out:
+                for group, stage, signature, apis in file_bindings.entries:
+                    scopes.setdefault((group, stage), set()).update(zip(apis, repeat(signature)))
+        return scopes
 
     def required_stages(self, group: str) -> tuple[Stage, ...]:
         """Stages in which the published APIs of `group` must be signed (the signature policy)."""
@@ -441,7 +521,9 @@ class RegionDesired:
 
     def scopes(self) -> list[tuple[str, Stage]]:
         """Every (group, stage) a manifest mentions, in first-mention order."""
-        return list(dict.fromkeys((b.group, b.stage) for b in self.bindings))
+        return list(dict.fromkeys([*((b.group, b.stage) for b in self._built),
+                                   *((group, stage) for file_bindings in self.unbuilt
+                                     for group, stage, _, _ in file_bindings.entries)]))
 
 
 @dataclass(frozen=True)
@@ -628,11 +710,11 @@ def _secret_error(doc: YamlDocument, index: int, message: str) -> ManifestError:
 
 @dataclass
 class ParsedFile:
-    """One validated manifest and, once merged without error, the bindings built from it (in order)."""
+    """One validated manifest; its bindings are built when first needed."""
 
     doc: YamlDocument
     manifest: CheckedManifest
-    bindings: list[DesiredBinding] | None = None
+    bindings: FileBindings
 
 
 ParsedFiles = dict[tuple[str, bytes], ParsedFile]
@@ -665,7 +747,7 @@ def _read_manifest(path: Path, parsed: ParsedFiles | None) -> ParsedFile:
     doc = parse_yaml_document(str(path), raw)
     manifest = _validate(doc)
     doc.data = None  # validated: the model holds what is needed, the raw value would only add to the peak
-    read = ParsedFile(doc, manifest)
+    read = ParsedFile(doc, manifest, FileBindings(doc, manifest.bindings))
     if parsed is not None:
         parsed[key] = read
     return read
@@ -673,81 +755,120 @@ def _read_manifest(path: Path, parsed: ParsedFiles | None) -> ParsedFile:
 
 def _load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None,
                         parsed: ParsedFiles | None) -> DesiredState:
-    regions: dict[str, RegionDesired] = {}
-    warnings: list[ManifestWarning] = []
-    errors: list[ManifestError] = []
-    prune_source: dict[str, tuple[bool, Location]] = {}
-    # region -> (group, stage) -> api -> binding, to find an API given two signatures.
-    bound: dict[str, _Bound] = {}
+    merged = _Merged(env)
     files_failed = False
     for path in manifest_paths(paths):
         try:
-            read = _read_manifest(path, parsed)
-            doc, manifest = read.doc, read.manifest
+            merged.add(_read_manifest(path, parsed))
         except ManifestErrors as exc:
-            errors += exc.errors
+            merged.errors += exc.errors
             files_failed = True
-            continue
         except ManifestError as exc:
-            errors.append(exc)
+            merged.errors.append(exc)
             files_failed = True
-            continue
-        region = regions.setdefault(manifest.region, RegionDesired(region=manifest.region))
+    if not files_failed:
+        for region in merged.regions.values():
+            merged.errors += _reference_errors(region)
+    raise_collected(merged.errors)
+    return DesiredState(regions=merged.regions, secrets_checked=env is not None, warnings=merged.warnings)
+
+
+@dataclass
+class _Merged:
+    """Manifests merged into their regions one file at a time, with what was found wrong so far."""
+
+    env: Mapping[str, str] | None
+    regions: dict[str, RegionDesired] = field(default_factory=dict)
+    warnings: list[ManifestWarning] = field(default_factory=list)
+    errors: list[ManifestError] = field(default_factory=list)
+    prune_sources: dict[str, tuple[bool, Location]] = field(default_factory=dict)
+    # region -> (group, stage) -> the APIs bound there so far, to find an API bound twice.
+    bound: dict[str, dict[tuple[str, Stage], set[str]]] = field(default_factory=dict)
+    # region -> the same with each API's binding, for a region where an API is bound twice: from there on its
+    # bindings are built and checked one at a time, so that each duplicate is reported with its place.
+    bound_each: dict[str, _Bound] = field(default_factory=dict)
+
+    def add(self, read: ParsedFile) -> None:
+        doc, manifest = read.doc, read.manifest
+        region = self.regions.setdefault(manifest.region, RegionDesired(region=manifest.region))
         region.files.append(doc.path)
-        if manifest.prune is not None:
-            here = _location(doc, ("prune",))
-            earlier = prune_source.get(manifest.region)
-            if earlier is not None and earlier[0] != manifest.prune:
-                errors.append(ManifestError(doc.path, here.line, "prune",
-                                            f"prune: {str(manifest.prune).lower()} conflicts with "
-                                            f"prune: {str(earlier[0]).lower()} in {earlier[1]} (same region)"))
-            else:
-                prune_source[manifest.region] = (manifest.prune, here)
-                region.prune = manifest.prune
+        self._merge_prune(doc, manifest, region)
         region.ignore = tuple(dict.fromkeys((*region.ignore, *manifest.ignore)))
         try:
             _merge_policy(doc, manifest, region)
         except ManifestError as exc:  # reported with the others; the rest of the file is still checked
-            errors.append(exc)
+            self.errors.append(exc)
+        self._add_signatures(doc, manifest, region)
+        self._add_bindings(read.bindings, region)
 
+    def _merge_prune(self, doc: YamlDocument, manifest: CheckedManifest, region: RegionDesired) -> None:
+        if manifest.prune is None:
+            return
+        here = _location(doc, ("prune",))
+        earlier = self.prune_sources.get(manifest.region)
+        if earlier is not None and earlier[0] != manifest.prune:
+            self.errors.append(ManifestError(doc.path, here.line, "prune",
+                                             f"prune: {str(manifest.prune).lower()} conflicts with "
+                                             f"prune: {str(earlier[0]).lower()} in {earlier[1]} (same region)"))
+        else:
+            self.prune_sources[manifest.region] = (manifest.prune, here)
+            region.prune = manifest.prune
+
+    def _add_signatures(self, doc: YamlDocument, manifest: CheckedManifest, region: RegionDesired) -> None:
         reference_of = ENV_REFERENCE.fullmatch
         for index, (name, key, secret_text) in enumerate(manifest.signatures):
             location = _location(doc, ("signatures", index, "name"))
-            earlier_sig = region.signatures.get(name)
-            if earlier_sig is not None:
-                errors.append(ManifestError(doc.path, location.line, f"signatures[{index}].name",
-                                            f"signature '{name}' is already declared at "
-                                            f"{earlier_sig.location}"))
+            earlier = region.signatures.get(name)
+            if earlier is not None:
+                self.errors.append(ManifestError(doc.path, location.line, f"signatures[{index}].name",
+                                                 f"signature '{name}' is already declared at {earlier.location}"))
                 continue
             reference = reference_of(secret_text)
             variable = reference.group(1) if reference is not None else None
             try:
-                secret = _resolve_secret(doc, index, name, secret_text, variable, env)
+                secret = _resolve_secret(doc, index, name, secret_text, variable, self.env)
             except ManifestError as exc:
                 # Declared all the same, so that its bindings are not reported as well.
-                errors.append(exc)
+                self.errors.append(exc)
                 secret, variable = None, None
             if reference is None:
-                warnings.append(ManifestWarning(
+                self.warnings.append(ManifestWarning(
                     "literal secret", _location(doc, ("signatures", index, "secret")), f"signatures[{index}].secret",
                     "use ${env:VARIABLE} so the secret is not kept in the repository"))
             region.signatures[name] = DesiredSignature(
                 name=name, key=key, secret=secret, secret_variable=variable, location=location)
 
-        if read.bindings is not None:
-            _add_built_bindings(region, doc, manifest.bindings, read.bindings, bound.setdefault(region.region, {}),
-                                errors)
-        else:
-            first, before = len(region.bindings), len(errors)
-            _add_bindings(region, doc, manifest.bindings, bound.setdefault(region.region, {}), errors)
-            if parsed is not None and len(errors) == before:
-                read.bindings = region.bindings[first:]
+    def _add_bindings(self, file_bindings: FileBindings, region: RegionDesired) -> None:
+        """Check a file's bindings against each other and those of the files before; leave them unbuilt when
+        no API is bound twice (the usual case: a set operation per entry, no object per API)."""
+        doc, entries = file_bindings.doc, file_bindings.entries
+        sources = region.scope_sources
+        for index, (group, stage, _, _) in enumerate(entries):
+            if (group, stage) not in sources:
+                sources[(group, stage)] = _location(doc, ("bindings", index))
+        bound_each = self.bound_each.get(region.region)
+        if bound_each is None:
+            if _bound_once(entries, self.bound.setdefault(region.region, {})):
+                region.unbuilt.append(file_bindings)
+                return
+            bound_each = self.bound_each[region.region] = {}
+            for binding in region.bindings:  # the files before, built
+                bound_each.setdefault((binding.group, binding.stage), {})[binding.api] = binding
+        _add_each_binding(region, doc, entries, bound_each, self.errors)
 
-    if not files_failed:
-        for region in regions.values():
-            errors += _reference_errors(region)
-    raise_collected(errors)
-    return DesiredState(regions=regions, secrets_checked=env is not None, warnings=warnings)
+
+def _bound_once(entries: Sequence[BindingEntry], bound: dict[tuple[str, Stage], set[str]]) -> bool:
+    """Whether no API of `entries` is bound twice in a (group, stage), in them or in `bound`; adds them to
+    `bound`."""
+    for group, stage, _, apis in entries:
+        in_scope = bound.get((group, stage))
+        if in_scope is None:
+            in_scope = bound[(group, stage)] = set()
+        before = len(in_scope)
+        in_scope.update(apis)
+        if len(in_scope) - before != len(apis):
+            return False
+    return True
 
 
 def _stages(doc: YamlDocument, loc: tuple[str, ...], stages: list[Stage]) -> tuple[Stage, ...]:
@@ -792,23 +913,14 @@ _Bound = dict[tuple[str, Stage], dict[str, DesiredBinding]]
 """The bindings of one region so far: (group, stage) -> API -> binding."""
 
 
-def _add_bindings(region: RegionDesired, doc: YamlDocument, specs: Sequence[BindingEntry], bound: _Bound,
-                  errors: list[ManifestError]) -> None:
-    """The bindings of a manifest, each checked against every binding before it (`bound`). One tight loop:
-    a manifest can hold 40,000 entries, or 200,000 APIs."""
-    path, exact, lines_of_doc = doc.path, doc.exact, doc.lines
-    add, api_id, sources = region.bindings.append, RESOURCE_ID_RULE.fullmatch, region.scope_sources
+def _add_each_binding(region: RegionDesired, doc: YamlDocument, specs: Sequence[BindingEntry], bound: _Bound,
+                      errors: list[ManifestError]) -> None:
+    """The bindings of a manifest, built and each checked against every binding before it (`bound`), each
+    duplicate reported with its place and the other's."""
+    path, add, api_id = doc.path, region.bindings.append, RESOURCE_ID_RULE.fullmatch
     for index, (group, stage, signature, apis) in enumerate(specs):
-        scope = (group, stage)
-        if scope not in sources:
-            sources[scope] = _location(doc, ("bindings", index))
-        in_scope = bound.get(scope)
-        if in_scope is None:
-            in_scope = bound[scope] = {}
-        lines = doc.item_lines(("bindings", index, "apis"), len(apis)) if exact else None
-        for api_index, api in enumerate(apis):
-            location = (Location(path, lines[api_index]) if lines is not None else
-                        _ApiLocation(path, lines_of_doc, index, api_index))
+        in_scope = bound.setdefault((group, stage), {})
+        for api_index, (api, location) in enumerate(zip(apis, _api_locations(doc, index, len(apis)), strict=True)):
             other = in_scope.get(api)
             if other is not None:
                 where = f"bindings[{index}].apis[{api_index}]"
@@ -828,38 +940,6 @@ def _add_bindings(region: RegionDesired, doc: YamlDocument, specs: Sequence[Bind
             add(binding)
 
 
-_SCOPE_OF = itemgetter(0, 1)  # a DesiredBinding's (group, stage)
-_API_OF = itemgetter(3)
-
-
-def _add_built_bindings(region: RegionDesired, doc: YamlDocument, specs: Sequence[BindingEntry],
-                        built: Sequence[DesiredBinding], bound: _Bound, errors: list[ManifestError]) -> None:
-    """`_add_bindings` for a file whose bindings were built before (the same bytes): only the checks against
-    the bindings of the other files are made again."""
-    sources = region.scope_sources
-    for index, (group, stage, _, _) in enumerate(specs):
-        if (group, stage) not in sources:
-            sources[(group, stage)] = _location(doc, ("bindings", index))
-    added: list[tuple[dict[str, DesiredBinding], list[str]]] = []
-    # A run of bindings of one scope at a time, checked and added with set and dict operations, not a Python
-    # loop over every binding (see benchmarks/README.md, "Profile notes").
-    for scope, run in groupby(built, key=_SCOPE_OF):
-        in_scope = bound.setdefault(scope, {})
-        bindings = list(run)
-        apis = list(map(_API_OF, bindings))
-        if not in_scope.keys().isdisjoint(apis):
-            # Rare: take this file's bindings back and add them as the first reading does, which reports
-            # each duplicate with its entry's place.
-            for earlier_scope, earlier_apis in added:
-                for api in earlier_apis:
-                    del earlier_scope[api]
-            _add_bindings(region, doc, specs, bound, errors)
-            return
-        in_scope.update(zip(apis, bindings, strict=True))
-        added.append((in_scope, apis))
-    region.bindings += built
-
-
 def env_names(desired: DesiredState) -> list[str]:
     """The environment variables the manifests' secrets read (`${env:NAME}`), each once, sorted: what a CI job
     must provide, so that a workflow derives the list from the manifests instead of keeping a copy of it."""
@@ -871,13 +951,25 @@ def _reference_errors(region: RegionDesired) -> list[ManifestError]:
     errors = []
     # One error per binding entry (its first API line), not one per API of a long list.
     reported: set[tuple[str, str]] = set()
-    for binding in region.bindings:
-        loc = binding.location
-        if binding.signature not in region.signatures and (loc.file, binding.signature) not in reported:
-            reported.add((loc.file, binding.signature))
-            errors.append(ManifestError(loc.file, loc.line, "signature",
-                                        f"binding refers to signature '{binding.signature}', which no manifest "
-                                        f"of region {region.region} declares"))
+
+    def first_undeclared(file: str, signature: str) -> bool:
+        if signature in region.signatures or (file, signature) in reported:
+            return False
+        reported.add((file, signature))
+        return True
+
+    def undeclared(location: Location, signature: str) -> ManifestError:
+        return ManifestError(location.file, location.line, "signature", f"binding refers to signature "
+                             f"'{signature}', which no manifest of region {region.region} declares")
+
+    for binding in region._built:
+        if first_undeclared(binding.location.file, binding.signature):
+            errors.append(undeclared(binding.location, binding.signature))
+    for file_bindings in region.unbuilt:  # an entry's first API stands for the entry
+        doc = file_bindings.doc
+        for index, (_, _, signature, _) in enumerate(file_bindings.entries):
+            if first_undeclared(doc.path, signature):
+                errors.append(undeclared(_api_locations(doc, index, 1)[0], signature))
     for sig in region.signatures.values():
         if region.is_ignored(sig.name):
             errors.append(ManifestError(sig.location.file, sig.location.line, "name",
