@@ -274,6 +274,10 @@ def _shared_files(head: RegionDesired | None, base: RegionDesired | None) -> fro
     return frozenset(head.files) & frozenset(base.files)
 
 
+def _scopes(region: RegionDesired | None) -> list[tuple[str, Stage]]:
+    return region.scopes() if region is not None else []
+
+
 def changed_scope(desired: DesiredState, base: DesiredState) -> dict[str, ChangedPart]:
     """Per region, what differs between the pull request's declarations and the base's (see the module
     docstring); a region where nothing differs is absent."""
@@ -285,8 +289,8 @@ def changed_scope(desired: DesiredState, base: DesiredState) -> dict[str, Change
         base_signatures, base_scopes = _declared(base_region, shared)
         whole = (head_region is None or base_region is None
                  or (head_region.prune, set(head_region.ignore)) != (base_region.prune, set(base_region.ignore)))
-        if whole:
-            changed[name] = ChangedPart(None, frozenset({*head_scopes, *base_scopes}))
+        if whole:  # every scope, those of the files both sides share too
+            changed[name] = ChangedPart(None, frozenset({*_scopes(head_region), *_scopes(base_region)}))
             continue
         scopes = frozenset(s for s in {*head_scopes, *base_scopes} if head_scopes.get(s) != base_scopes.get(s))
         names = frozenset(n for n in {*head_signatures, *base_signatures}

@@ -114,6 +114,15 @@ def test_a_changed_prune_reads_the_region_whole(cli: Cli, repo: Path, monkeypatc
     assert labels(result)["signature.cn-hangzhou.debug_temp_key"] == ("delete", "introduced")
 
 
+def test_a_changed_ignore_plans_the_region_whole_shared_files_included(cli: Cli, repo: Path) -> None:
+    # hangzhou.yaml is the same on both sides (loaded once); the pull request adds an ignore pattern in a
+    # file of its own, which changes how every live signature and binding of the region is reported.
+    (repo / "manifests" / "ignore.yaml").write_text("region: cn-hangzhou\nignore: [debug_*]\n")
+    whole = labels(plan(cli, "-o", "json"))
+    assert labels(plan(cli, "--changed-only", "-o", "json")) == whole
+    assert whole[f"{ORDERS}.46fbb52840d146f186e38e8e70fc8c91"] == ("rebind", "drift")
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     ((), "Error: --changed-only plans what differs from a base: give --base-ref REF or --base PATH\n"),
     (("--base-ref", "main", "--out-plan", "p.json"),
