@@ -244,7 +244,7 @@ def validate(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets:
     for line in warning_lines(desired.warnings, each=_debugging()):
         say(f"Warning: {line}", err=True)
     signatures = sum(len(r.signatures) for r in desired.regions.values())
-    bindings = sum(len(r.bindings) for r in desired.regions.values())
+    bindings = sum(r.binding_count() for r in desired.regions.values())
     files = sum(len(r.files) for r in desired.regions.values())
     click.echo(f"Valid: {files} file(s), {len(desired.regions)} region(s), {signatures} signature(s), "
                f"{bindings} binding(s).")

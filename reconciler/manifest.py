@@ -490,6 +490,11 @@ class RegionDesired:
             self.unbuilt = []
         return self._built
 
+    def binding_count(self) -> int:
+        """`len(bindings)`, without building them."""
+        return len(self._built) + sum(len(apis) for file_bindings in self.unbuilt
+                                      for _, _, _, apis in file_bindings.entries)
+
     def bindings_in(self, scopes: Set[tuple[str, Stage]]) -> list[DesiredBinding]:
         """The bindings of `scopes`, in the order of `bindings`; only those are built."""
         built = [b for b in self._built if (b.group, b.stage) in scopes]
