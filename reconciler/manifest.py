@@ -459,12 +459,13 @@ def _api_locations(doc: YamlDocument, index: int, count: int) -> list[Location]:
     return [_ApiLocation(path, lines, index, item) for item in range(count)]
 
 
-@dataclass
+@dataclass(eq=False)
 class RegionDesired:
     """One region's declarations, merged from its files.
 
-    A loaded region keeps its files' binding entries (`unbuilt`) and builds `bindings` from them when first
-    asked for; `bindings_in` and `declared_scopes` read them without building the rest."""
+    A loaded region keeps its files' binding entries (`FileBindings`) and builds `bindings` from them when first
+    asked for; `bindings_in` and `declared_scopes` read them without building the rest. (So two regions are
+    equal only when they are the same object: fields compared would say nothing of bindings not built.)"""
 
     region: str
     prune: bool = False
@@ -476,29 +477,29 @@ class RegionDesired:
     require_signature: tuple[Stage, ...] = ()
     require_signature_by_group: dict[str, tuple[Stage, ...]] = field(default_factory=dict)
     policy_sources: dict[str, Location] = field(default_factory=dict)  # group id ("" = region) -> where set
-    unbuilt: list[FileBindings] = field(default_factory=list, repr=False, compare=False)
-    _built: list[DesiredBinding] = field(default_factory=list, init=False, repr=False, compare=False)
+    _unbuilt: list[FileBindings] = field(default_factory=list, init=False, repr=False)
+    _built: list[DesiredBinding] = field(default_factory=list, init=False, repr=False)
 
     @property
     def bindings(self) -> list[DesiredBinding]:
         """Every binding, in the order of the files, their entries and their API lists."""
-        if self.unbuilt:
+        if self._unbuilt:
             # Built once and kept as long as the command: frozen out of the cyclic collector's reach.
             with no_cyclic_collections():
-                for file_bindings in self.unbuilt:
+                for file_bindings in self._unbuilt:
                     self._built += file_bindings.all()
-            self.unbuilt = []
+            self._unbuilt = []
         return self._built
 
     def binding_count(self) -> int:
         """`len(bindings)`, without building them."""
-        return len(self._built) + sum(len(apis) for file_bindings in self.unbuilt
+        return len(self._built) + sum(len(apis) for file_bindings in self._unbuilt
                                       for _, _, _, apis in file_bindings.entries)
 
     def bindings_in(self, scopes: Set[tuple[str, Stage]]) -> list[DesiredBinding]:
         """The bindings of `scopes`, in the order of `bindings`; only those are built."""
         built = [b for b in self._built if (b.group, b.stage) in scopes]
-        return built + [b for file_bindings in self.unbuilt for b in file_bindings.in_scopes(scopes)]
+        return built + [b for file_bindings in self._unbuilt for b in file_bindings.in_scopes(scopes)]
 
     def declared_scopes(self, leaving_out: Set[str] = frozenset()) -> dict[tuple[str, Stage], set[tuple[str, str]]]:
         """(group, stage) -> {(api, signature)}: what each scope declares, lines aside, without the bindings of
@@ -507,7 +508,7 @@ class RegionDesired:
         for b in self._built:
             if b.location.file not in leaving_out:
                 scopes.setdefault((b.group, b.stage), set()).add((b.api, b.signature))
-        for file_bindings in self.unbuilt:
+        for file_bindings in self._unbuilt:
             if file_bindings.doc.path not in leaving_out:
                 for group, stage, signature, apis in file_bindings.entries:
                     scopes.setdefault((group, stage), set()).update(zip(apis, repeat(signature)))
@@ -527,7 +528,7 @@ class RegionDesired:
     def scopes(self) -> list[tuple[str, Stage]]:
         """Every (group, stage) a manifest mentions, in first-mention order."""
         return list(dict.fromkeys([*((b.group, b.stage) for b in self._built),
-                                   *((group, stage) for file_bindings in self.unbuilt
+                                   *((group, stage) for file_bindings in self._unbuilt
                                      for group, stage, _, _ in file_bindings.entries)]))
 
 
@@ -854,7 +855,7 @@ class _Merged:
         bound_each = self.bound_each.get(region.region)
         if bound_each is None:
             if _bound_once(entries, self.bound.setdefault(region.region, {})):
-                region.unbuilt.append(file_bindings)
+                region._unbuilt.append(file_bindings)
                 return
             bound_each = self.bound_each[region.region] = {}
             for binding in region.bindings:  # the files before, built
@@ -970,7 +971,7 @@ def _reference_errors(region: RegionDesired) -> list[ManifestError]:
     for binding in region._built:
         if first_undeclared(binding.location.file, binding.signature):
             errors.append(undeclared(binding.location, binding.signature))
-    for file_bindings in region.unbuilt:  # an entry's first API stands for the entry
+    for file_bindings in region._unbuilt:  # an entry's first API stands for the entry
         doc = file_bindings.doc
         for index, (_, _, signature, _) in enumerate(file_bindings.entries):
             if first_undeclared(doc.path, signature):
