@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from reconciler import yamlsource
@@ -19,7 +19,7 @@ from reconciler.yamlsource import YamlDocument, YamlLines, load_yaml_document, r
 TRICKY = ["yes", "No", "on", "OFF", "y", "1_000", "0o17", "0x1F", "017", "1:30", "1e5", ".inf", "2020-01-01", "=",
           "<<", "~", "null", "", " ", "a: b", "a #b", "- x", "-x", "x\n- y", "'q'", '"d"', "\\", "#", "é", "中文",
           "\u2028", "a\tb", "${env:X}", "[x]", "{y}", "!tag", "&a", "*a", "%", "? k",
-          "0009db9c828549768a200320714b8930"]
+          "0009db9c828549768a200320714b8930", "0xfa", "0b10", "3a5f", "1_0d"]
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.sampled_from(TRICKY), st.text(max_size=10))
 ENTRY = st.dictionaries(st.sampled_from(["group", "stage", "signature", "name", "key", "secret", "yes", "1"]),
                         st.one_of(SCALARS, st.lists(SCALARS, max_size=3)), min_size=1, max_size=4)
@@ -145,3 +145,24 @@ def test_a_control_character_or_an_indicator_sends_the_document_to_the_exact_rea
     text = f"region: cn-hangzhou\nignore: [a{other}, b{token}]\n"
     assert read_fast(text) is None
     assert read_fast(text.replace(token, "c")) is not None
+
+
+@settings(max_examples=400, deadline=None)
+@given(scalar=st.text(alphabet="0123456789abcdfxo_.:-+eET Z", min_size=1, max_size=8))
+@example(scalar="1:30")
+@example(scalar="2020-01-01")
+@example(scalar="1_000")
+@example(scalar="0o17")
+@example(scalar="1.5e+3")
+@example(scalar="0xfa")
+@example(scalar="3a5f")
+def test_a_plain_scalar_of_digits_and_letters_is_read_fast_only_as_the_exact_reading_reads_it(scalar: str) -> None:
+    # Numbers and dates that PyYAML types and yaml_rs may leave a string (0o17, 1_000, 1:30, 2020-01-01), beside
+    # hexadecimal-looking ids that neither types.
+    text = f"region: cn-hangzhou\nkey: {scalar}\n"
+    try:
+        _, exact = read_exact("m.yaml", text)
+    except ManifestError:
+        return
+    fast = read_fast(text)
+    assert fast is None or fast[0] == exact
