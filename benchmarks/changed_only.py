@@ -2,15 +2,18 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python -m benchmarks.changed_only [--groups 1000] [--latency-ms 50]
+    .venv/bin/python -m benchmarks.changed_only [--groups 1000] [--latency-ms 50] [--tree PATH ...]
 
 The tenant is the benchmark's (`workload.py`: 1,000 groups x 2 stages x 100 bindings, 500 signatures, 25
 APIs to a manifest entry), served by one emulator process at 50 ms latency. The base is the manifests as
 written; the pull request moves one API of group 0, stage RELEASE, from its entry to the next one (one
 binding changes signature). Each plan runs once as a child process against the same emulator state:
-`--base PATH` with and without `--changed-only`, and `--base-ref` with it, the base committed in a git
-repository whose working tree is the pull request (as in CI). Figures are the requests the emulator
+`--base PATH` and `--base-ref` (the base committed in a git repository whose working tree is the pull
+request, as in CI), each with and without `--changed-only`. Figures are the requests the emulator
 counted, the process's wall and CPU time, and the labels of the changes it printed.
+
+`--tree PATH` (repeatable) runs each plan with the `reconciler` package of that source tree (for example a
+`git archive` of another commit), one tree right after the other, to compare them side by side in one run.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,24 +78,41 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         checkout = git_checkout(base, head, Path(scratch) / "repository")
         variants = (("--base", head, ("--base", str(base))),
                     ("--base --changed-only", head, ("--base", str(base), "--changed-only")),
+                    ("--base-ref", checkout, ("--base-ref", "main")),
                     ("--base-ref --changed-only", checkout, ("--base-ref", "main", "--changed-only")))
+        trees = args.tree or [Path.cwd()]
         with emulator(state, args.latency_ms) as server:
             for name, manifests, extra in variants:
-                out = Path(scratch) / "plan.json"
-                run = run_plan(manifests, env, server, args.concurrency, ("-o", "json", "--out", str(out), *extra))
-                report["runs"][name] = {"requests": run.requests, "process_seconds": run.process_seconds,
-                                        "cpu_seconds": run.cpu_seconds, "fetch_seconds": run.fetch_seconds,
-                                        "labels": labels(out)}
+                for tree in trees:
+                    out = Path(scratch) / "plan.json"
+                    with working_folder(tree):  # `python -m reconciler` imports the package of its folder first
+                        run = run_plan(manifests, env, server, args.concurrency,
+                                       ("-o", "json", "--out", str(out), *extra))
+                    shown = name if len(trees) == 1 else f"{name} [{tree}]"
+                    report["runs"][shown] = {"requests": run.requests, "process_seconds": run.process_seconds,
+                                             "cpu_seconds": run.cpu_seconds, "fetch_seconds": run.fetch_seconds,
+                                             "labels": labels(out)}
     return report
 
 
+@contextmanager
+def working_folder(folder: Path) -> Iterator[None]:
+    before = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 def table(report: dict[str, Any]) -> str:
+    width = max(map(len, report["runs"])) + 2
     lines = [f"{report['size']}, {report['latency_ms']:g} ms latency, concurrency {report['concurrency']}; "
              f"a pull request that rebinds one API ({report['moved_api']}) of one group", "",
-             f"{'plan':<27}{'requests':>9}{'wall s':>8}{'CPU s':>8}  labels"]
+             f"{'plan':<{width}}{'requests':>9}{'wall s':>8}{'CPU s':>8}  labels"]
     for name, r in report["runs"].items():
         shown = ", ".join(f"{count} {label}" for label, count in sorted(r["labels"].items()))
-        lines.append(f"{name:<27}{r['requests']:>9}{r['process_seconds']:>8.2f}{r['cpu_seconds']:>8.2f}  {shown}")
+        lines.append(f"{name:<{width}}{r['requests']:>9}{r['process_seconds']:>8.2f}{r['cpu_seconds']:>8.2f}  {shown}")
     return "\n".join(lines)
 
 
@@ -99,6 +121,8 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=1000)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--tree", type=Path, action="append", help="a source tree whose reconciler to run "
+                                                                     "(repeatable; default: the current folder)")
     parser.add_argument("--out", type=Path, default=RESULTS / "changed_only.json")
     args = parser.parse_args()
     report = benchmark(args)
