@@ -765,13 +765,16 @@ def _load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None,
     files_failed = False
     for path in manifest_paths(paths):
         try:
-            merged.add(_read_manifest(path, parsed))
+            read = _read_manifest(path, parsed)
         except ManifestErrors as exc:
             merged.errors += exc.errors
             files_failed = True
+            continue
         except ManifestError as exc:
             merged.errors.append(exc)
             files_failed = True
+            continue
+        merged.add(read)
     if not files_failed:
         for region in merged.regions.values():
             merged.errors += _reference_errors(region)
