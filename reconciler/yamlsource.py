@@ -333,50 +333,68 @@ def read_fast(text: str) -> tuple[dict[str, Any], dict[str, _BlockSequence]] | N
     some numbers differently), no string PyYAML would type, no nesting deeper than `MAX_DEPTH` and no
     more than `MAX_NODES` nodes.
     """
+    if not _plain_text(text):
+        return None
+    sequences = _block_sequences(text)
+    try:
+        with fewer_cyclic_collections():
+            data = _read_in_slices(text, sequences)
+    except ValueError:
+        return None
+    if data is None:
+        return None
+    strings = _plain_values(data)
+    if strings is None or _typed_by_pyyaml(strings):
+        return None
+    return data, sequences
+
+
+def _plain_text(text: str) -> bool:
+    """Whether `text` has none of what the fast reading leaves to the exact one: characters the YAML reader
+    refuses, tabs, CR, BOM, tags, anchors, aliases, merge keys, directives, several documents."""
     if text.isascii():
         refused = bool(text.encode("ascii").translate(None, _ASCII_READ_FAST))
         indicator = any(character in text for character in _ASCII_INDICATORS)
     else:
         refused, indicator = re.search(_NOT_READ_FAST, text) is not None, _INDICATOR.search(text) is not None
     if refused or (indicator and _TOKEN.search(text)):
+        return False
+    return not (text.startswith(("---", "...")) or "\n---" in text or "\n..." in text)
+
+
+def _read_in_slices(text: str, sequences: dict[str, _BlockSequence]) -> dict[str, Any] | None:
+    """The value of `text`: its top-level block sequences a slice at a time, the rest in one piece; None when
+    a slice does not hold exactly the entries it was cut at (raises ValueError for what yaml_rs does not read)."""
+    rest: list[str] = []
+    previous = 0
+    for sequence in sorted(sequences.values(), key=lambda q: q.start):
+        rest.append(text[previous:sequence.start])
+        previous = sequence.end
+    rest.append(text[previous:])
+    data = _loads("".join(rest))
+    if not isinstance(data, dict) or not data:
         return None
-    if text.startswith(("---", "...")) or "\n---" in text or "\n..." in text:
-        return None
-    sequences = _block_sequences(text)
-    try:
-        with fewer_cyclic_collections():
-            rest: list[str] = []
-            previous = 0
-            for sequence in sorted(sequences.values(), key=lambda q: q.start):
-                rest.append(text[previous:sequence.start])
-                previous = sequence.end
-            rest.append(text[previous:])
-            data = _loads("".join(rest))
-            if not isinstance(data, dict) or not data:
+    for key, sequence in sequences.items():
+        if data.get(key, ...) is not None:
+            return None
+        entries: list[Any] = []
+        start = sequence.start
+        while start < sequence.end:
+            stop = sequence.next_entry(start + BYTES_PER_SLICE)
+            part = _loads(text[start:stop])
+            if not isinstance(part, list) or len(part) != sequence.count(start, stop):
                 return None
-            for key, sequence in sequences.items():
-                if data.get(key, ...) is not None:
-                    return None
-                entries: list[Any] = []
-                start = sequence.start
-                while start < sequence.end:
-                    stop = sequence.next_entry(start + BYTES_PER_SLICE)
-                    part = _loads(text[start:stop])
-                    if not isinstance(part, list) or len(part) != sequence.count(start, stop):
-                        return None
-                    entries += part
-                    start = stop
-                data[key] = entries
-    except ValueError:
-        return None
-    strings = _plain_values(data)
-    if strings is None:
-        return None
+            entries += part
+            start = stop
+        data[key] = entries
+    return data
+
+
+def _typed_by_pyyaml(strings: list[str]) -> bool:
+    """Whether PyYAML may have read any of `strings`, written plain, as another type."""
     first = _TYPED_FIRST
     # Matched through `map`, not a Python loop: every API id that begins with a digit is a candidate.
-    if any(map(_TYPED_BY_PYYAML.match, [value for value in set(strings) if not value or value[0] in first])):
-        return None
-    return data, sequences
+    return any(map(_TYPED_BY_PYYAML.match, [value for value in set(strings) if not value or value[0] in first]))
 
 
 def _plain_values(data: dict[str, Any]) -> list[str] | None:
