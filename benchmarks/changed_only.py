@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python -m benchmarks.changed_only [--groups 1000] [--latency-ms 50] [--tree PATH ...]
+    .venv/bin/python -m benchmarks.changed_only [--groups 1000] [--latency-ms 50] [--tree PATH ...] [--python PATH]
 
 The tenant is the benchmark's (`workload.py`: 1,000 groups x 2 stages x 100 bindings, 500 signatures, 25
 APIs to a manifest entry), served by one emulator process at 50 ms latency. The base is the manifests as
@@ -12,8 +12,11 @@ binding changes signature). Each plan runs once as a child process against the s
 request, as in CI), each with and without `--changed-only`. Figures are the requests the emulator
 counted, the process's wall and CPU time, and the labels of the changes it printed.
 
-`--tree PATH` (repeatable) runs each plan with the `reconciler` package of that source tree (for example a
-`git archive` of another commit), one tree right after the other, to compare them side by side in one run.
+`--python PATH` runs the plans with another interpreter (for example one whose virtual environment holds
+only the hash-locked runtime dependencies, as users install them; the dev environment's extras, such as
+rich, change what httpx imports). `--tree PATH` (repeatable) runs each plan with the `reconciler`
+package of that source tree (for example a `git archive` of another commit), one tree right after the
+other, to compare them side by side in one run.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,7 +74,7 @@ def labels(plan_file: Path) -> dict[str, int]:
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     size = Size(groups=args.groups)
     report: dict[str, Any] = {"size": size.describe(), "latency_ms": args.latency_ms, "cpus": os.cpu_count(),
-                              "concurrency": args.concurrency, "runs": {}}
+                              "concurrency": args.concurrency, "python": args.python, "runs": {}}
     with tempfile.TemporaryDirectory() as scratch:
         state, base, env = write_tenant(size, Path(scratch) / "tenant")
         head = Path(scratch) / "head"
@@ -87,7 +91,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     out = Path(scratch) / "plan.json"
                     with working_folder(tree):  # `python -m reconciler` imports the package of its folder first
                         run = run_plan(manifests, env, server, args.concurrency,
-                                       ("-o", "json", "--out", str(out), *extra))
+                                       ("-o", "json", "--out", str(out), *extra), args.python)
                     shown = name if len(trees) == 1 else f"{name} [{tree}]"
                     report["runs"][shown] = {"requests": run.requests, "process_seconds": run.process_seconds,
                                              "cpu_seconds": run.cpu_seconds, "fetch_seconds": run.fetch_seconds,
@@ -123,6 +127,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--tree", type=Path, action="append", help="a source tree whose reconciler to run "
                                                                      "(repeatable; default: the current folder)")
+    parser.add_argument("--python", default=sys.executable,
+                        help="the interpreter that runs the plans (default: this one); a virtual environment "
+                             "installed from examples/requirements/reconciler.txt holds only what users install")
     parser.add_argument("--out", type=Path, default=RESULTS / "changed_only.json")
     args = parser.parse_args()
     report = benchmark(args)

@@ -108,13 +108,14 @@ def emulator(state: Path, latency_ms: float, qps_limit: float | None = None) -> 
 
 
 def run_plan(manifests: Path, env: dict[str, str], server: Emulator, concurrency: int,
-             extra: Sequence[str] = ()) -> PlanRun:
-    """One `reconciler plan` child process; its exit code is 0 (changes pending, no --detailed-exitcode)."""
+             extra: Sequence[str] = (), python: str = sys.executable) -> PlanRun:
+    """One `reconciler plan` child process run by `python`; its exit code is 0 (changes pending, no
+    --detailed-exitcode)."""
     before = server.stats()
     child_env = {**os.environ, **env, "ALIBABA_CLOUD_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY_ID,
                  "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEFAULT_ACCESS_KEY_SECRET}
     with tempfile.TemporaryDirectory() as scratch:
-        command = [sys.executable, "-m", "reconciler", "plan", str(manifests), "--endpoint", server.url,
+        command = [python, "-m", "reconciler", "plan", str(manifests), "--endpoint", server.url,
                    "--concurrency", str(concurrency), "-q", "--no-color", "--out", f"{scratch}/plan.txt", *extra]
         started = time.perf_counter()
         process = subprocess.Popen(command, env=child_env, stderr=subprocess.PIPE, text=True)

@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python -m benchmarks.sdk_side_by_side [--groups 200] [--latency-ms 50]
+    .venv/bin/python -m benchmarks.sdk_side_by_side [--groups 200] [--latency-ms 50] [--python PATH]
 
 The tenant: 200 groups x 2 stages x 100 APIs, each API its own signature (20,000 signatures and 40,000
 binding entries in the manifests, one entry per API, the bindings in one 4.9 MB file). One emulator
@@ -59,14 +59,15 @@ def run_sdk(server: Emulator, scopes: Path, threads: int) -> dict[str, Any]:
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     size = Size(groups=args.groups, apis=args.apis, signatures=args.groups * args.apis, signature_run=1)
     report: dict[str, Any] = {"size": size.describe(), "entries": size.bindings, "latency_ms": args.latency_ms,
-                              "concurrency": args.concurrency, "cpus": os.cpu_count()}
+                              "concurrency": args.concurrency, "cpus": os.cpu_count(),
+                              "python": args.python}
     with tempfile.TemporaryDirectory() as scratch:
         state, manifests, env = write_tenant(size, Path(scratch) / "tenant", groups_per_manifest=size.groups)
         scopes = Path(scratch) / "scopes.json"
         scopes.write_text(json.dumps({"groups": [hex_id("group", g) for g in range(size.groups)],
                                       "stages": list(size.stages)}), encoding="utf-8")
         with emulator(state, args.latency_ms) as server:
-            plan = run_plan(manifests, env, server, args.concurrency)
+            plan = run_plan(manifests, env, server, args.concurrency, python=args.python)
             sdk = run_sdk(server, scopes, args.concurrency)
     report["plan"] = {"process_seconds": plan.process_seconds, "cpu_seconds": plan.cpu_seconds,
                       "requests": plan.requests, "fetch_seconds": plan.fetch_seconds,
@@ -96,6 +97,8 @@ def main() -> None:
     parser.add_argument("--apis", type=int, default=100)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--python", default=sys.executable,
+                        help="the interpreter that runs the plan (default: this one); the SDK runs in this one")
     parser.add_argument("--out", type=Path, default=RESULTS / "sdk_side_by_side.json")
     args = parser.parse_args()
     report = benchmark(args)
