@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 
     from reconciler.apply import ApplyResult
     from reconciler.export import Export
-    from reconciler.live import Connection, ConnectionOptions
-    from reconciler.manifest import DesiredState, ParsedFiles
+    from reconciler.limits import ConnectionOptions
+    from reconciler.live import Connection
+    from reconciler.manifest import DesiredState, ParsedAhead, ParsedFiles
     from reconciler.review import Review
     from reconciler.snapshot import Snapshot
 
@@ -176,7 +177,7 @@ def connection_options(func: Callable[..., int]) -> Callable[..., int]:
             # command line would otherwise look as if it had been.
             raise InputError("give --profile or --emulator, not both: the embedded emulator uses credentials made "
                              "up for the run")
-        from reconciler.live import ConnectionOptions
+        from reconciler.limits import ConnectionOptions
 
         connection = ConnectionOptions(endpoint=endpoint, emulator_states=emulator_states, profile=profile,
                                        signature_version="v1" if signature_version == "v1" else "v3",
@@ -203,10 +204,10 @@ def manifest_env(env_files: tuple[Path, ...], skip_secrets: bool) -> dict[str, s
 
 
 def load_manifests(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: bool,
-                   parsed: ParsedFiles | None = None) -> DesiredState:
+                   parsed: ParsedFiles | None = None, ahead: ParsedAhead | None = None) -> DesiredState:
     from reconciler.manifest import load_desired_state
 
-    desired = load_desired_state(paths, env=manifest_env(env_files, skip_secrets), parsed=parsed)
+    desired = load_desired_state(paths, env=manifest_env(env_files, skip_secrets), parsed=parsed, ahead=ahead)
     if not desired.regions:
         raise ReconcilerError("the manifests declare no region")
     return desired
@@ -312,12 +313,7 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
          no_color: bool, compact: bool, targets: tuple[str, ...], base_ref: str | None,
          base_path: Path | None, changed_only: bool) -> int:
     """Compare manifests with the live state and print what would change."""
-    from reconciler.differ import diff
-    from reconciler.output import write_output
-    from reconciler.planning import live_state, read_plan_inputs, review_plan, saved_review
-    from reconciler.render.plan import summary_line
-    from reconciler.saved_plan import save_plan
-    from reconciler.snapshot import snapshots_file_text
+    from reconciler.planning import read_plan_inputs
     from reconciler.targets import parse_target
 
     chosen_targets = [parse_target(t) for t in targets]
@@ -327,7 +323,14 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
     saves_live_state = out_plan is not None or save_snapshot is not None
     inputs = read_plan_inputs(functools.partial(load_manifests, paths, env_files, skip_secrets), paths=paths,
                               env=manifest_env(env_files, skip_secrets), base_ref=base_ref, base_path=base_path,
-                              changed_only=changed_only, saves_live_state=saves_live_state)
+                              changed_only=changed_only, saves_live_state=saves_live_state,
+                              meanwhile=_import_plan_steps)
+    from reconciler.differ import diff
+    from reconciler.output import write_output
+    from reconciler.planning import live_state, review_plan, saved_review
+    from reconciler.render.plan import summary_line
+    from reconciler.saved_plan import save_plan
+    from reconciler.snapshot import snapshots_file_text
     snapshots = inputs.snapshots(live_state(inputs.fetch_view(), snapshot_file, connection, quiet=quiet, warn=warn,
                                             signature_names=inputs.signature_names))
     if save_snapshot is not None:
@@ -342,6 +345,13 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
         # The plan went to a file: the CI log still gets the one line a reader looks for.
         click.echo(summary_line(shown.plan), err=True)
     return 2 if detailed_exitcode and (shown.plan.has_changes or shown.plan.violations) else 0
+
+
+def _import_plan_steps() -> None:
+    """Import what `plan` runs after loading the manifests (the API client above all), while a child process
+    parses them."""
+    for module in ("reconciler.live", "reconciler.differ", "reconciler.render.plan", "reconciler.saved_plan"):
+        importlib.import_module(module)
 
 
 @cli.command("scan")

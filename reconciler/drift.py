@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Iterator, Mapping, Sequence, Set
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.differ import diff
 from reconciler.errors import InputError, ReconcilerError
-from reconciler.manifest import DesiredState, ParsedFiles, RegionDesired, load_desired_state
+from reconciler.manifest import DesiredState, ParsedAhead, ParsedFiles, RegionDesired, load_desired_state
 from reconciler.plan import Change, Plan, Resource
 from reconciler.review import BaseComparison, Label
 from reconciler.snapshot import Snapshot
@@ -152,28 +153,51 @@ class Base:
         return InputError(f"base {self.name}: {message}")
 
 
-def read_base(*, ref: str | None, folder: Path | None, paths: Sequence[Path],
-              env: Mapping[str, str] | None, parsed: ParsedFiles | None = None) -> Base | None:
-    """The base given by `--base-ref REF` (the same `paths` at that commit) or `--base FOLDER`; None for neither."""
+@dataclass(frozen=True)
+class BaseFiles:
+    """The base's manifest files, fetched before they are loaded: `manifests` to load (under `root`, the
+    temporary folder a git ref's files are written to), or the `error` fetching them met."""
+
+    name: str
+    manifests: Sequence[Path]
+    root: Path | None
+    error: Exception | None = None
+
+
+@contextmanager
+def fetch_base(*, ref: str | None, folder: Path | None, paths: Sequence[Path]) -> Iterator[BaseFiles | None]:
+    """The base given by `--base-ref REF` (the same `paths` at that commit, in a temporary folder removed on
+    exit) or `--base FOLDER`; None for neither. An error is kept, and `read_base` raises it: after the pull
+    request's manifests are loaded, so that their errors come first, as when nothing was fetched ahead."""
     if ref is not None and folder is not None:
-        raise InputError("give --base-ref or --base, not both")
-    if folder is not None:
-        return _load_base(Base(str(folder), DesiredState(regions={}, secrets_checked=env is not None), None),
-                          [folder], env, parsed)
-    if ref is None:
+        yield BaseFiles("", (), None, InputError("give --base-ref or --base, not both"))
+    elif folder is not None:
+        yield BaseFiles(str(folder), (folder,), None)
+    elif ref is None:
+        yield None
+    else:
+        with tempfile.TemporaryDirectory(prefix="reconciler-base-") as scratch:
+            root = Path(scratch)
+            error: Exception | None = None
+            try:
+                manifests = checkout_base_manifests(ref, paths, root)
+            except Exception as exc:  # raised by read_base, in its turn
+                manifests, error = [], exc
+            yield BaseFiles(ref, manifests, root, error)
+
+
+def read_base(files: BaseFiles | None, *, env: Mapping[str, str] | None, parsed: ParsedFiles | None = None,
+              ahead: ParsedAhead | None = None) -> Base | None:
+    """The base's manifests (`fetch_base`), loaded; None for no base."""
+    if files is None:
         return None
-    with tempfile.TemporaryDirectory(prefix="reconciler-base-") as scratch:
-        root = Path(scratch)
-        empty = Base(ref, DesiredState(regions={}, secrets_checked=env is not None), root)
-        return _load_base(empty, checkout_base_manifests(ref, paths, root), env, parsed)
-
-
-def _load_base(empty: Base, manifests: Sequence[Path], env: Mapping[str, str] | None,
-               parsed: ParsedFiles | None) -> Base:
-    if not manifests:
+    if files.error is not None:
+        raise files.error
+    empty = Base(files.name, DesiredState(regions={}, secrets_checked=env is not None), files.root)
+    if not files.manifests:
         return empty
     try:
-        return Base(empty.name, load_desired_state(manifests, env=env, parsed=parsed), empty.root)
+        return Base(empty.name, load_desired_state(files.manifests, env=env, parsed=parsed, ahead=ahead), empty.root)
     except ReconcilerError as exc:
         raise empty.error(exc) from None
 

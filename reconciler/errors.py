@@ -23,6 +23,10 @@ class ManifestError(InputError):
         what = f" {field}:" if field else ""
         super().__init__(f"{where}:{what} {message}")
 
+    def __reduce__(self) -> tuple[type[ManifestError], tuple[str, int | None, str | None, str]]:
+        # Pickled as built (manifests parsed in a child process come back this way), not from `args`.
+        return type(self), (self.file, self.line, self.field, self.reason)
+
 
 # A run with hundreds of broken entries (a bad search-and-replace) lists this many, then a count.
 MAX_REPORTED_ERRORS = 20
@@ -39,6 +43,9 @@ class ManifestErrors(InputError):
         self.errors = errors
         more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
         super().__init__(f"{errors[0]}{more}")
+
+    def __reduce__(self) -> tuple[type[ManifestErrors], tuple[list[ManifestError]]]:
+        return type(self), (self.errors,)
 
     def reported(self) -> list[ManifestError]:
         return self.errors[:MAX_REPORTED_ERRORS]

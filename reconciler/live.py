@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from reconciler.aliyun.client import AdaptiveRate, ApiClient, RetryTiming, validate_endpoint
@@ -28,7 +28,7 @@ from reconciler.errors import InputError
 from reconciler.fetcher import FetchTarget, PageProgress, fetch_for_export, fetch_for_scan, fetch_snapshots
 from reconciler.gateway import Gateway
 from reconciler.inert import inert
-from reconciler.limits import DEFAULT_CONCURRENCY
+from reconciler.limits import ConnectionOptions
 from reconciler.manifest import DesiredState, RegionDesired
 from reconciler.runner import run_async
 from reconciler.snapshot import Snapshot
@@ -36,18 +36,6 @@ from reconciler.vendor_rules import REGION_RULE, Stage, endpoint_for_region
 
 if TYPE_CHECKING:
     from reconciler.emulator.state import EmulatorState
-
-
-@dataclass(frozen=True)
-class ConnectionOptions:
-    endpoint: str | None = None
-    emulator_states: tuple[Path, ...] = ()
-    profile: str | None = None
-    signature_version: Literal["v3", "v1"] = "v3"
-    concurrency: int = DEFAULT_CONCURRENCY
-    max_rps: float | None = None
-    timeout: float = 10.0
-    deadline: float = 300.0
 
 
 @dataclass(frozen=True)

@@ -728,11 +728,15 @@ ParsedFiles = dict[tuple[str, bytes], ParsedFile]
 validated and built once (the same bytes give the same value; its lines are named by the first file that
 had them). Checks across files (duplicates, conflicts, references) still run for each side."""
 
+ParsedAhead = Mapping[tuple[str, bytes], ParsedFile | ManifestError | ManifestErrors]
+"""Manifests parsed before loading (`readahead`), by (path, bytes): what `parse_manifest` gave, or raised."""
+
 
 def load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None,
-                       parsed: ParsedFiles | None = None) -> DesiredState:
+                       parsed: ParsedFiles | None = None, ahead: ParsedAhead | None = None) -> DesiredState:
     """Load, validate and merge manifests. `env=None` means secrets are not resolved (--skip-secrets).
-    `parsed`, when given, is read for files parsed before and gets the files parsed now.
+    `parsed`, when given, is read for files parsed before and gets the files parsed now; `ahead` holds files
+    parsed before (in another process), each taken as if parsed here.
 
     Every independent error is collected (ManifestErrors): each file that cannot be read or validated,
     and each entry of the others that breaks a rule. Checks across entries that a broken file could
@@ -741,31 +745,42 @@ def load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None,
     """
     # Loading builds large, acyclic structures: the cyclic collector only slows it down.
     with no_cyclic_collections():
-        return _load_desired_state(paths, env=env, parsed=parsed)
+        return _load_desired_state(paths, env=env, parsed=parsed, ahead=ahead)
 
 
-def _read_manifest(path: Path, parsed: ParsedFiles | None) -> ParsedFile:
+def parse_manifest(path: Path, raw: bytes) -> ParsedFile:
+    """Parse and validate the manifest `path`, whose bytes are `raw`; raises ManifestError(s)."""
+    doc = parse_yaml_document(str(path), raw)
+    manifest = _validate(doc)
+    doc.data = None  # validated: the model holds what is needed, the raw value would only add to the peak
+    return ParsedFile(doc, manifest, FileBindings(doc, manifest.bindings))
+
+
+def _read_manifest(path: Path, parsed: ParsedFiles | None, ahead: ParsedAhead | None) -> ParsedFile:
     raw = read_yaml_bytes(path)
     key = (path.name, raw)
     known = parsed.get(key) if parsed is not None else None
     if known is not None:
         return known
-    doc = parse_yaml_document(str(path), raw)
-    manifest = _validate(doc)
-    doc.data = None  # validated: the model holds what is needed, the raw value would only add to the peak
-    read = ParsedFile(doc, manifest, FileBindings(doc, manifest.bindings))
+    outcome = ahead.get((str(path), raw)) if ahead is not None else None
+    if outcome is None:
+        read = parse_manifest(path, raw)
+    elif isinstance(outcome, ParsedFile):
+        read = outcome
+    else:
+        raise outcome
     if parsed is not None:
         parsed[key] = read
     return read
 
 
 def _load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None,
-                        parsed: ParsedFiles | None) -> DesiredState:
+                        parsed: ParsedFiles | None, ahead: ParsedAhead | None) -> DesiredState:
     merged = _Merged(env)
     files_failed = False
     for path in manifest_paths(paths):
         try:
-            read = _read_manifest(path, parsed)
+            read = _read_manifest(path, parsed, ahead)
         except ManifestErrors as exc:
             merged.errors += exc.errors
             files_failed = True

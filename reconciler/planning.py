@@ -13,17 +13,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from reconciler.drift import Base, ChangeView, compare_with_base, fetch_view, narrow_to_change, read_base
+from reconciler.drift import Base, ChangeView, compare_with_base, fetch_base, fetch_view, narrow_to_change, read_base
 from reconciler.errors import InputError
-from reconciler.live import ConnectionOptions, open_connection, read_live_state
-from reconciler.manifest import DesiredState, ParsedFiles
+from reconciler.manifest import DesiredState, ParsedAhead, ParsedFiles
 from reconciler.plan import Plan
 from reconciler.policy import with_policy
-from reconciler.progress import progress_on_stderr
+from reconciler.readahead import read_ahead
 from reconciler.review import Review
 from reconciler.snapshot import Snapshot, check_secrets_ahead, load_snapshot_file
 from reconciler.targets import Target, select_targets
+
+if TYPE_CHECKING:
+    from reconciler.limits import ConnectionOptions
 
 
 @dataclass(frozen=True)
@@ -48,15 +51,24 @@ class PlanInputs:
         return snapshots if self.change is None else self.change.snapshots(snapshots)
 
 
-def read_plan_inputs(load: Callable[[ParsedFiles | None], DesiredState], *, paths: Sequence[Path],
+def read_plan_inputs(load: Callable[[ParsedFiles | None, ParsedAhead], DesiredState], *, paths: Sequence[Path],
                      env: Mapping[str, str] | None, base_ref: str | None, base_path: Path | None,
-                     changed_only: bool, saves_live_state: bool) -> PlanInputs:
+                     changed_only: bool, saves_live_state: bool, meanwhile: Callable[[], object] | None = None
+                     ) -> PlanInputs:
     """The head's manifests (`load`), the base's (--base-ref / --base) and, under --changed-only, both narrowed
-    to what differs. `saves_live_state`: --out-plan or --save-snapshot, which need all of the live state."""
+    to what differs. `saves_live_state`: --out-plan or --save-snapshot, which need all of the live state.
+
+    Where it pays, the manifests are parsed in a child process (`readahead`) while this one fetches the base
+    from git and runs `meanwhile` (the plan imports the API client: about as long as parsing 7 MB)."""
     # A base's files that are the pull request's byte for byte are parsed and validated once.
     parsed: ParsedFiles | None = {} if base_ref is not None or base_path is not None else None
-    desired = load(parsed)
-    base = read_base(ref=base_ref, folder=base_path, paths=paths, env=env, parsed=parsed)
+    with read_ahead(paths, [base_path] if base_path is not None else []) as ahead, \
+            fetch_base(ref=base_ref, folder=base_path, paths=paths) as base_files:
+        if meanwhile is not None and ahead.forked:
+            meanwhile()
+        ahead.finish()
+        desired = load(parsed, ahead.outcomes)
+        base = read_base(base_files, env=env, parsed=parsed, ahead=ahead.outcomes)
     if not changed_only:
         return PlanInputs(desired, base, None)
     if base is None:
@@ -103,5 +115,8 @@ def live_state(desired: DesiredState, snapshot_file: Path | None, options: Conne
         return snapshots
     if not desired.regions:  # --changed-only with nothing changed: nothing to read
         return {}
+    from reconciler.live import open_connection, read_live_state  # imported while the manifests load
+    from reconciler.progress import progress_on_stderr
+
     with open_connection(options, desired.regions, warn=warn) as connection, progress_on_stderr(quiet) as progress:
         return read_live_state(desired, connection, progress, signature_names=signature_names)

@@ -185,3 +185,13 @@ def test_the_base_manifests_are_read_from_git_byte_for_byte(repo: Path, tmp_path
     into = tmp_path / "base"
     assert checkout_base_manifests("main", [repo / "manifests"], into) == [into / "manifests"]
     assert {p.name: p.read_bytes() for p in (into / "manifests").iterdir()} == files
+
+
+def test_a_broken_pull_request_is_reported_before_a_base_that_cannot_be_read(cli: Cli, repo: Path) -> None:
+    # The base is fetched while the manifests load; its errors still come after theirs.
+    (repo / "manifests" / "hangzhou.yaml").write_text(DEMO.replace("stage: TEST", "stage: PROD"))
+    for base in (("--base-ref", "origin/main"), ("--base-ref", "main", "--base", "manifests/")):
+        result = cli("plan", "manifests/", *base, "--emulator", STATE, "--env-file", DEMO_ENV)
+        assert (result.code, result.err) == (1, "Error: manifests/hangzhou.yaml:25: bindings[1].stage: must be "
+                                                "RELEASE or TEST (got 'PROD')\n")
+
