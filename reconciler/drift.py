@@ -38,6 +38,7 @@ the same on both sides: comparing costs what the differing files hold.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence, Set
@@ -47,11 +48,13 @@ from pathlib import Path
 
 from reconciler.differ import diff
 from reconciler.errors import InputError, ReconcilerError
+from reconciler.inputfile import read_input
 from reconciler.manifest import DesiredState, ParsedAhead, ParsedFiles, RegionDesired, load_desired_state
 from reconciler.plan import Change, Plan, Resource
 from reconciler.review import BaseComparison, Label
 from reconciler.snapshot import Snapshot
 from reconciler.vendor_rules import Stage
+from reconciler.yamlsource import MAX_FILE_BYTES
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 _SYMLINK_MODE = "120000"
@@ -113,12 +116,36 @@ def checkout_base_manifests(ref: str, paths: Sequence[Path], into: Path) -> list
             wrote = True
         if wrote:
             found.append(into / relative)
-    contents = _read_blobs(list(blobs.values()), top)
+    contents = _same_in_work_tree(blobs, top)
+    contents.update(_read_blobs([oid for oid in dict.fromkeys(blobs.values()) if oid not in contents], top))
     for name, object_id in blobs.items():
         target = into / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(contents[object_id])
     return found
+
+
+def _same_in_work_tree(blobs: Mapping[str, str], top: Path) -> dict[str, bytes]:
+    """The contents of the blobs whose file in the work tree has the same bytes (their git object id is the
+    blob's): a pull request changes a few of its files, and git decompressing the others cost more than
+    reading and hashing them here. A file that cannot be read is left to git."""
+    found: dict[str, bytes] = {}
+    for name, object_id in blobs.items():
+        try:
+            raw = read_input(top / name, limit=MAX_FILE_BYTES, what="manifest", root=top)
+        except InputError:
+            continue
+        if _object_id(raw, len(object_id)) == object_id:
+            found[object_id] = raw
+    return found
+
+
+def _object_id(raw: bytes, length: int) -> str:
+    """The git object id of a blob of `raw`, SHA-1 or (a repository of 64-digit ids) SHA-256."""
+    digest = hashlib.sha1(usedforsecurity=False) if length == 40 else hashlib.sha256()
+    digest.update(b"blob %d\0" % len(raw))
+    digest.update(raw)
+    return digest.hexdigest()
 
 
 def _read_blobs(object_ids: Sequence[str], top: Path) -> dict[str, bytes]:

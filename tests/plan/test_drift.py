@@ -195,3 +195,23 @@ def test_a_broken_pull_request_is_reported_before_a_base_that_cannot_be_read(cli
         assert (result.code, result.err) == (1, "Error: manifests/hangzhou.yaml:25: bindings[1].stage: must be "
                                                 "RELEASE or TEST (got 'PROD')\n")
 
+
+@pytest.mark.parametrize("object_format", ["sha1", "sha256"])
+def test_base_files_the_work_tree_has_unchanged_are_the_committed_bytes(tmp_path: Path, object_format: str) -> None:
+    from reconciler.drift import _object_id, checkout_base_manifests
+
+    repo = tmp_path / "repo"
+    (repo / "manifests").mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main", f"--object-format={object_format}")
+    files = {"same.yaml": DEMO.encode(), "crlf.yaml": DEMO.encode(), "changed.yaml": DEMO.encode()}
+    for name, content in files.items():
+        (repo / "manifests" / name).write_bytes(content)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "base")
+    committed = git(repo, "rev-parse", "main:manifests/same.yaml").strip()
+    assert _object_id(DEMO.encode(), len(committed)) == committed  # so the work tree's unchanged files are used
+    (repo / "manifests" / "crlf.yaml").write_bytes(DEMO.replace("\n", "\r\n").encode())
+    (repo / "manifests" / "changed.yaml").write_bytes(DEMO.replace("TEST", "RELEASE").encode())
+    into = tmp_path / "base"
+    assert checkout_base_manifests("main", [repo / "manifests"], into) == [into / "manifests"]
+    assert {p.name: p.read_bytes() for p in (into / "manifests").iterdir()} == files
