@@ -419,14 +419,17 @@ class FileBindings:
     A pull request's plan under `--changed-only` reads a few (group, stage) scopes of what can be hundreds
     of thousands of bindings: it builds those only (`in_scopes`), while the whole is still checked when
     loaded (each API bound once per scope, each signature declared). A file the base shares with the pull
-    request (`ParsedFiles`) has one `FileBindings`, built once for both."""
+    request (`ParsedFiles`) has one `FileBindings`, built once for both, and so is the summary those checks
+    read (the first entry of each scope and of each signature, the APIs of each scope), made once per file.
+    """
 
-    __slots__ = ("_built", "doc", "entries")
+    __slots__ = ("_built", "apis_by_scope", "doc", "entries", "first_entries", "first_uses")
 
     def __init__(self, doc: YamlDocument, entries: list[BindingEntry]) -> None:
         self.doc = doc
         self.entries = entries
         self._built: list[DesiredBinding] | None = None
+        self.first_entries, self.apis_by_scope, self.first_uses = _summary(entries)
 
     def all(self) -> list[DesiredBinding]:
         if self._built is None:
@@ -436,6 +439,8 @@ class FileBindings:
     def in_scopes(self, scopes: Set[tuple[str, Stage]]) -> list[DesiredBinding]:
         if self._built is not None:
             return [b for b in self._built if (b.group, b.stage) in scopes]
+        if scopes.isdisjoint(self.first_entries):  # the usual file of a pull request's plan: nothing to build
+            return []
         return self._build(scopes)
 
     def _build(self, scopes: Set[tuple[str, Stage]] | None) -> list[DesiredBinding]:
@@ -449,6 +454,28 @@ class FileBindings:
             for api, location in zip(apis, _api_locations(doc, index, len(apis)), strict=True):
                 add(DesiredBinding(group, stage, signature, api, api_id(api) is not None, location))
         return built
+
+
+def _summary(entries: list[BindingEntry]) -> tuple[dict[tuple[str, Stage], int],
+                                                   Mapping[tuple[str, Stage], Set[str]] | None, dict[str, int]]:
+    """The index of the first entry of each (group, stage) and of each signature, in the order met, and the APIs
+    bound in each (group, stage); None for those when an API is bound twice in one of them."""
+    first_entries: dict[tuple[str, Stage], int] = {}
+    first_uses: dict[str, int] = {}
+    apis_by_scope: dict[tuple[str, Stage], set[str]] = {}
+    bound_once = True
+    for index, (group, stage, signature, apis) in enumerate(entries):
+        if signature not in first_uses:
+            first_uses[signature] = index
+        in_scope = apis_by_scope.get((group, stage))
+        if in_scope is None:
+            first_entries[(group, stage)] = index
+            in_scope = apis_by_scope[(group, stage)] = set()
+        if bound_once:
+            before = len(in_scope)
+            in_scope.update(apis)
+            bound_once = len(in_scope) - before == len(apis)
+    return first_entries, apis_by_scope if bound_once else None, first_uses
 
 
 def _api_locations(doc: YamlDocument, index: int, count: int) -> list[Location]:
@@ -806,8 +833,9 @@ class _Merged:
     warnings: list[ManifestWarning] = field(default_factory=list)
     errors: list[ManifestError] = field(default_factory=list)
     prune_sources: dict[str, tuple[bool, Location]] = field(default_factory=dict)
-    # region -> (group, stage) -> the APIs bound there so far, to find an API bound twice.
-    bound: dict[str, dict[tuple[str, Stage], set[str]]] = field(default_factory=dict)
+    # region -> (group, stage) -> the APIs bound there so far, to find an API bound twice (`_bound_once`).
+    bound: dict[str, dict[tuple[str, Stage], Set[str]]] = field(default_factory=dict)
+    merged: dict[str, dict[tuple[str, Stage], set[str]]] = field(default_factory=dict)
     # region -> the same with each API's binding, for a region where an API is bound twice: from there on its
     # bindings are built and checked one at a time, so that each duplicate is reported with its place.
     bound_each: dict[str, _Bound] = field(default_factory=dict)
@@ -864,34 +892,43 @@ class _Merged:
 
     def _add_bindings(self, file_bindings: FileBindings, region: RegionDesired) -> None:
         """Check a file's bindings against each other and those of the files before; leave them unbuilt when
-        no API is bound twice (the usual case: a set operation per entry, no object per API)."""
-        doc, entries = file_bindings.doc, file_bindings.entries
+        no API is bound twice (the usual case: a set operation per scope, no object per API)."""
+        doc = file_bindings.doc
         sources = region.scope_sources
-        for index, (group, stage, _, _) in enumerate(entries):
-            if (group, stage) not in sources:
-                sources[(group, stage)] = _location(doc, ("bindings", index))
+        for scope, index in file_bindings.first_entries.items():
+            if scope not in sources:
+                sources[scope] = _location(doc, ("bindings", index))
         bound_each = self.bound_each.get(region.region)
         if bound_each is None:
-            if _bound_once(entries, self.bound.setdefault(region.region, {})):
+            if _bound_once(file_bindings, self.bound.setdefault(region.region, {}),
+                           self.merged.setdefault(region.region, {})):
                 region._unbuilt.append(file_bindings)
                 return
             bound_each = self.bound_each[region.region] = {}
             for binding in region.bindings:  # the files before, built
                 bound_each.setdefault((binding.group, binding.stage), {})[binding.api] = binding
-        _add_each_binding(region, doc, entries, bound_each, self.errors)
+        _add_each_binding(region, doc, file_bindings.entries, bound_each, self.errors)
 
 
-def _bound_once(entries: Sequence[BindingEntry], bound: dict[tuple[str, Stage], set[str]]) -> bool:
-    """Whether no API of `entries` is bound twice in a (group, stage), in them or in `bound`; adds them to
-    `bound`."""
-    for group, stage, _, apis in entries:
-        in_scope = bound.get((group, stage))
+def _bound_once(file_bindings: FileBindings, bound: dict[tuple[str, Stage], Set[str]],
+                merged: dict[tuple[str, Stage], set[str]]) -> bool:
+    """Whether no API of `file_bindings` is bound twice in a (group, stage), in it or in `bound`; adds them to
+    `bound`. A scope's APIs there are the file's own set until a second file binds in it; then a set of
+    their own, in `merged` (a file's sets are shared by every load that reads the file: never changed)."""
+    apis_by_scope = file_bindings.apis_by_scope
+    if apis_by_scope is None:
+        return False
+    for scope, apis in apis_by_scope.items():
+        in_scope = bound.get(scope)
         if in_scope is None:
-            in_scope = bound[(group, stage)] = set()
-        before = len(in_scope)
-        in_scope.update(apis)
-        if len(in_scope) - before != len(apis):
+            bound[scope] = apis
+        elif not in_scope.isdisjoint(apis):
             return False
+        else:
+            own = merged.get(scope)
+            if own is None:
+                own = bound[scope] = merged[scope] = set(in_scope)
+            own |= apis
     return True
 
 
@@ -991,7 +1028,7 @@ def _reference_errors(region: RegionDesired) -> list[ManifestError]:
             errors.append(undeclared(binding.location, binding.signature))
     for file_bindings in region._unbuilt:  # an entry's first API stands for the entry
         doc = file_bindings.doc
-        for index, (_, _, signature, _) in enumerate(file_bindings.entries):
+        for signature, index in file_bindings.first_uses.items():
             if first_undeclared(doc.path, signature):
                 errors.append(undeclared(_api_locations(doc, index, 1)[0], signature))
     for sig in region.signatures.values():

@@ -181,6 +181,22 @@ def test_a_base_file_the_same_as_the_pull_requests_is_parsed_once(tmp_path: Path
     assert len(parsed) == 3
 
 
+def test_a_scope_bound_in_two_reused_files_loads_on_both_sides(tmp_path: Path) -> None:
+    """Two files that bind in one scope, loaded once for the pull request and again, reused, for the base."""
+    from reconciler.manifest import ParsedFiles, load_desired_state
+
+    head, base = tmp_path / "head", tmp_path / "base"
+    for folder in (head, base):
+        folder.mkdir()
+        (folder / "hangzhou.yaml").write_text(DEMO.replace(ORDERS_RELEASE, "apis: [orders_list]"))
+        (folder / "orders.yaml").write_text(ORDERS_EXTRA)
+    parsed: ParsedFiles = {}
+    states = [load_desired_state([folder], env=None, parsed=parsed) for folder in (head, base)]
+    assert len(parsed) == 2
+    bound = [[(b.group, b.stage, b.api) for b in state.regions["cn-hangzhou"].bindings] for state in states]
+    assert bound[0] == bound[1] and len(bound[0]) == 7
+
+
 def test_a_duplicate_in_a_reused_file_is_reported_as_without_reuse(tmp_path: Path) -> None:
     from reconciler.errors import ManifestError
     from reconciler.manifest import ParsedFiles, load_desired_state
