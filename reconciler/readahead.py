@@ -56,8 +56,9 @@ Outcome = ParsedFile | ManifestError | ManifestErrors
 class ReadAhead:
     """The outcomes of the files parsed ahead, by (path, bytes) (`load_desired_state`'s `ahead`)."""
 
-    def __init__(self, files: list[tuple[Path, bytes]]) -> None:
+    def __init__(self, files: list[tuple[Path, bytes]], head: set[tuple[str, bytes]]) -> None:
         self._files = files
+        self._head = head  # (name, bytes) of the head's files: a base's file the same is loaded as the head's
         self.outcomes: dict[tuple[str, bytes], Outcome] = {}
         self._child: _Child | None = None
 
@@ -66,12 +67,22 @@ class ReadAhead:
         """Whether a child parses the files (else loading parses them, in order)."""
         return self._child is not None
 
+    def add(self, base: Sequence[Path]) -> None:
+        """Have the child parse the manifests of `base` too (those not the same as one of the head's) once it has
+        parsed the others: for a base whose files were not there when it was forked (read from git since)."""
+        if self._child is None:
+            return
+        for path, raw in _manifest_files(base):
+            if (path.name, raw) not in self._head and self._child.send(path):
+                self._files.append((path, raw))
+
     def finish(self) -> None:
         """Take the child's outcomes and parse here, from the last file back, those it has not reached, until
         the two meet; then end the child."""
         child, files = self._child, self._files
         if child is None:
             return
+        child.sent_all()
         received, end = 0, len(files)
         with no_cyclic_collections():
             while received < end:
@@ -79,7 +90,7 @@ class ReadAhead:
                 if notices is None:  # the child stopped: the rest is parsed here
                     break
                 for offset, length in notices:
-                    if received < end:
+                    if received < end and length:  # nothing: the child could not read the file
                         self._keep(files[received], pickle.loads(child.shared[offset:offset + length]))
                     received += 1
                 if received < end - 1:
@@ -111,12 +122,14 @@ class ReadAhead:
 def read_ahead(head: Sequence[Path], base: Sequence[Path] = ()) -> Iterator[ReadAhead]:
     """Parse the manifests of `head` (and then of `base`, those not the same name and bytes as one of the
     head's) in a child process, where that pays (see the module docstring); the child is ended on exit."""
-    ahead = ReadAhead([])
+    ahead = ReadAhead([], set())
     try:
         if _may_fork():
-            files = _files_to_parse(head, base)
+            files = _manifest_files(head)
+            head_files = {(path.name, raw) for path, raw in files}
+            files += [(path, raw) for path, raw in _manifest_files(base) if (path.name, raw) not in head_files]
             if sum(len(raw) for _, raw in files) >= FORK_FROM_BYTES:
-                ahead = ReadAhead(files)
+                ahead = ReadAhead(files, head_files)
                 ahead._child = _Child.fork(files)  # None when the system refuses: parsed in order here
         yield ahead
     finally:
@@ -132,38 +145,33 @@ def _may_fork() -> bool:
         return False
 
 
-def _files_to_parse(head: Sequence[Path], base: Sequence[Path]) -> list[tuple[Path, bytes]]:
-    """The manifest files of `head`, then of `base`, with their bytes; a path or file that cannot be read is left
-    out (loading reports it, in its place)."""
+def _manifest_files(paths: Sequence[Path]) -> list[tuple[Path, bytes]]:
+    """The manifest files of `paths` with their bytes; a path or file that cannot be read is left out (loading
+    reports it, in its turn)."""
+    if not paths:
+        return []
+    try:
+        found = manifest_paths(paths)
+    except ReconcilerError:
+        return []
     files: list[tuple[Path, bytes]] = []
-    head_files: set[tuple[str, bytes]] = set()
-    for paths, is_head in ((head, True), (base, False)):
-        if not paths:
-            continue
+    for path in found:
         try:
-            found = manifest_paths(paths)
-        except ReconcilerError:
+            files.append((path, read_yaml_bytes(path)))
+        except ManifestError:
             continue
-        for path in found:
-            try:
-                raw = read_yaml_bytes(path)
-            except ManifestError:
-                continue
-            if is_head:
-                head_files.add((path.name, raw))
-            elif (path.name, raw) in head_files:  # loaded as the head's file (`ParsedFiles`)
-                continue
-            files.append((path, raw))
     return files
 
 
 class _Child:
-    """The forked child process, the shared memory it writes the outcomes to, and the pipe of its notices."""
+    """The forked child process, the shared memory it writes the outcomes to, the pipe of its notices and the
+    pipe of the files it is sent later."""
 
-    def __init__(self, pid: int, notices: int, shared: mmap.mmap) -> None:
+    def __init__(self, pid: int, notices: int, more: int | None, shared: mmap.mmap) -> None:
         self.pid = pid
         self._notices = notices
         self._unread = b""
+        self._more = more
         self.shared = shared
 
     @classmethod
@@ -172,24 +180,45 @@ class _Child:
             shared = mmap.mmap(-1, _SHARED_PER_BYTE * sum(len(raw) for _, raw in files) + _SHARED_SLACK)
         except OSError:
             return None
-        read_end, write_end = os.pipe()
+        pipes: list[int] = []
         try:
+            pipes += os.pipe()
+            pipes += os.pipe()
             pid = os.fork()
         except OSError:
-            for end in (read_end, write_end):
+            for end in pipes:
                 os.close(end)
             shared.close()
             return None
+        notices_read, notices_write, more_read, more_write = pipes
         if pid == 0:
             try:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                os.close(read_end)
-                _parse_in_order(files, shared, write_end)
+                os.close(notices_read)
+                os.close(more_write)
+                _parse_in_order(files, more_read, shared, notices_write)
             finally:
                 os._exit(0)
-        os.close(write_end)
-        return cls(pid, read_end, shared)
+        os.close(notices_write)
+        os.close(more_read)
+        os.set_blocking(more_write, False)
+        return cls(pid, notices_read, more_write, shared)
+
+    def send(self, path: Path) -> bool:
+        """Send the child one more file to parse; False when it cannot take it now (never waiting for it)."""
+        message = os.fsencode(path) + b"\0"
+        if self._more is None or len(message) > select.PIPE_BUF:
+            return False
+        try:
+            return os.write(self._more, message) == len(message)  # one write of at most PIPE_BUF: all or nothing
+        except BlockingIOError:
+            return False
+
+    def sent_all(self) -> None:
+        if self._more is not None:
+            os.close(self._more)
+            self._more = None
 
     def notices(self, *, wait: bool) -> list[tuple[int, int]] | None:
         """The notices sent since the last call (waiting for one when `wait`); None when the child has stopped."""
@@ -208,17 +237,22 @@ class _Child:
             os.kill(self.pid, signal.SIGKILL)
         with suppress(ChildProcessError):  # reaped already
             os.waitpid(self.pid, 0)
+        self.sent_all()
         os.close(self._notices)
         self.shared.close()
 
 
-def _parse_in_order(files: list[tuple[Path, bytes]], shared: mmap.mmap, notices: int) -> None:
-    """The child's work: each file's outcome pickled into `shared`, and a notice of where; it stops at the first
-    outcome that does not fit, or that is not a value or a ManifestError(s)."""
+def _parse_in_order(files: list[tuple[Path, bytes]], more: int, shared: mmap.mmap, notices: int) -> None:
+    """The child's work: each file's outcome pickled into `shared` and a notice of where, for `files` and then for
+    each file named on the pipe `more` until it is closed. It stops at the first outcome that does not fit, or
+    that is not a value or a ManifestError(s); a file named that it cannot read gets an empty notice."""
     gc.disable()  # the child only builds what it sends, and ends
     offset = 0
-    for path, raw in files:
+    for path, raw in _then_those_sent(files, more):
         outcome: Outcome
+        if raw is None:
+            os.write(notices, _NOTICE.pack(0, 0))
+            continue
         try:
             outcome = parse_manifest(path, raw)
         except (ManifestError, ManifestErrors) as exc:
@@ -229,3 +263,17 @@ def _parse_in_order(files: list[tuple[Path, bytes]], shared: mmap.mmap, notices:
         shared[offset:offset + len(data)] = data
         os.write(notices, _NOTICE.pack(offset, len(data)))
         offset += len(data)
+
+
+def _then_those_sent(files: list[tuple[Path, bytes]], more: int) -> Iterator[tuple[Path, bytes | None]]:
+    """`files`, then each file named on the pipe `more` as soon as its name arrives, until the pipe is closed."""
+    yield from files
+    unread = b""
+    while data := os.read(more, 4096):
+        *names, unread = (unread + data).split(b"\0")
+        for name in names:
+            path = Path(os.fsdecode(name))
+            try:
+                yield path, read_yaml_bytes(path)
+            except ManifestError:
+                yield path, None

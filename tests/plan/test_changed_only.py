@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -250,3 +252,71 @@ def test_a_duplicate_late_in_a_reused_file_is_reported_once_as_without_reuse(tmp
             outcomes.append([str(exc).replace(str(head), str(base))])
     assert outcomes[0] == outcomes[1]
     assert len(outcomes[0]) == 1 and "z.yaml:14: bindings[2].apis[1]:" in outcomes[0][0]
+
+
+# Reads the pull request of the git repository in the current folder with --base-ref main --changed-only twice:
+# as `plan` does, and with another thread running, which leaves every file to be parsed in order; prints both.
+READ_BOTH_WAYS = r"""
+import functools, json, threading
+from pathlib import Path
+from reconciler import readahead
+from reconciler.cli import load_manifests
+from reconciler.planning import read_plan_inputs
+
+forks = []
+fork = readahead._Child.fork
+readahead._Child.fork = lambda files: forks.append(len(files)) or fork(files)
+
+def described(state, root=None):  # a base read from git is named by its temporary folder: left out
+    return {name: {"signatures": sorted(region.signatures),
+                   "bindings": [[*b[:5], str(b.location).replace(f"{root}/", "")] for b in region.bindings]}
+            for name, region in state.regions.items()}
+
+def read():
+    paths = (Path("manifests"),)
+    inputs = read_plan_inputs(functools.partial(load_manifests, paths, (), True), paths=paths, env=None,
+                              base_ref="main", base_path=None, changed_only=True, saves_live_state=False)
+    return {"desired": described(inputs.desired), "base": described(inputs.base.desired, inputs.base.root),
+            "scope": {r: sorted(map(list, s.scopes)) for r, s in inputs.change.scope.items()}}
+
+forked = read()
+stop = threading.Event()
+thread = threading.Thread(target=stop.wait)
+thread.start()
+try:
+    in_order = read()
+finally:
+    stop.set()
+    thread.join()
+print(json.dumps({"forks": forks, "forked": forked, "in_order": in_order}))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="manifests are parsed ahead on Linux only")
+def test_a_large_pull_request_parsed_ahead_narrows_as_parsed_in_order(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    (root / "manifests").mkdir(parents=True)
+    group = "0009db9c828549768a200320714b8930"
+    for number in range(3):  # about 1.5 MB of bindings
+        entries = []
+        for entry in range(1200):
+            apis = ", ".join(f"a{number:03x}{entry:06x}{api:02x}" + "b" * 20 for api in range(10))
+            entries.append(f"  - group: {group}\n    stage: {'RELEASE' if entry % 2 else 'TEST'}\n"
+                           f"    signature: orders_backend\n    apis: [{apis}]\n")
+        (root / "manifests" / f"part-{number}.yaml").write_text("region: cn-hangzhou\nbindings:\n" + "".join(entries))
+    (root / "manifests" / "hangzhou.yaml").write_text(DEMO.replace(ORDERS_RELEASE, "apis: [orders_list]"))
+    for args in (("init", "-q", "-b", "main"), ("add", "."), ("commit", "-q", "-m", "base")):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=root, check=True,
+                       capture_output=True)
+    changed = root / "manifests" / "part-1.yaml"  # one API moves from the first (TEST) entry to the second (RELEASE)
+    moved = "a001000000" + "00" + "b" * 20
+    changed.write_text(changed.read_text().replace(f"[{moved}, ", "[", 1).replace(
+        "apis: [a001000001", f"apis: [{moved}, a001000001", 1))
+    done = subprocess.run([sys.executable, "-c", READ_BOTH_WAYS], cwd=root, capture_output=True, text=True,
+                          check=False, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["forks"] == [4]  # the pull request's files; the base's changed one is sent later
+    assert result["forked"] == result["in_order"]
+    assert result["forked"]["scope"] == {"cn-hangzhou": [[group, "RELEASE"], [group, "TEST"]]}
+    assert len(result["forked"]["desired"]["cn-hangzhou"]["bindings"]) == 3 * 1200 * 10 + 3  # both scopes, whole
