@@ -43,7 +43,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.differ import diff
@@ -78,8 +78,10 @@ def _existing_folder(path: Path) -> Path:
     return folder
 
 
-def checkout_base_manifests(ref: str, paths: Sequence[Path], into: Path) -> list[Path]:
-    """Write the manifests that `paths` name as they are at git `ref` under `into`; return what to load.
+def checkout_base_manifests(ref: str, paths: Sequence[Path], into: Path,
+                            written: dict[Path, bytes] | None = None) -> list[Path]:
+    """Write the manifests that `paths` name as they are at git `ref` under `into` (and into `written`, each
+    file's bytes by its path); return what to load.
 
     A folder gives its *.yaml/*.yml files (not recursive, as for the working tree); the result is
     empty when `ref` has none of them."""
@@ -122,6 +124,8 @@ def checkout_base_manifests(ref: str, paths: Sequence[Path], into: Path) -> list
         target = into / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(contents[object_id])
+        if written is not None:
+            written[target] = contents[object_id]
     return found
 
 
@@ -189,6 +193,7 @@ class BaseFiles:
     manifests: Sequence[Path]
     root: Path | None
     error: Exception | None = None
+    written: Mapping[Path, bytes] = field(default_factory=dict)  # a git ref's files, by path: their bytes
 
 
 @contextmanager
@@ -206,11 +211,12 @@ def fetch_base(*, ref: str | None, folder: Path | None, paths: Sequence[Path]) -
         with tempfile.TemporaryDirectory(prefix="reconciler-base-") as scratch:
             root = Path(scratch)
             error: Exception | None = None
+            written: dict[Path, bytes] = {}
             try:
-                manifests = checkout_base_manifests(ref, paths, root)
+                manifests = checkout_base_manifests(ref, paths, root, written)
             except Exception as exc:  # raised by read_base, in its turn
                 manifests, error = [], exc
-            yield BaseFiles(ref, manifests, root, error)
+            yield BaseFiles(ref, manifests, root, error, written)
 
 
 def read_base(files: BaseFiles | None, *, env: Mapping[str, str] | None, parsed: ParsedFiles | None = None,

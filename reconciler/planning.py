@@ -64,8 +64,8 @@ def read_plan_inputs(load: Callable[[ParsedFiles | None, ParsedAhead], DesiredSt
     parsed: ParsedFiles | None = {} if base_ref is not None or base_path is not None else None
     with read_ahead(paths, [base_path] if base_path is not None else []) as ahead, \
             fetch_base(ref=base_ref, folder=base_path, paths=paths) as base_files:
-        if base_ref is not None and base_files is not None:  # the files of a git ref are there from now on
-            ahead.add(base_files.manifests)
+        if base_files is not None:  # the files of a git ref, there from now on
+            ahead.add(base_files.written)
         if meanwhile is not None and ahead.forked:
             meanwhile()
         ahead.finish()

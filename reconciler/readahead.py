@@ -33,7 +33,7 @@ import signal
 import struct
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -67,12 +67,13 @@ class ReadAhead:
         """Whether a child parses the files (else loading parses them, in order)."""
         return self._child is not None
 
-    def add(self, base: Sequence[Path]) -> None:
-        """Have the child parse the manifests of `base` too (those not the same as one of the head's) once it has
-        parsed the others: for a base whose files were not there when it was forked (read from git since)."""
+    def add(self, base: Mapping[Path, bytes]) -> None:
+        """Have the child parse the manifest files `base` (path: bytes) too, those not the same as one of the
+        head's, once it has parsed the others: for a base whose files were not there when it was forked (read
+        from git since)."""
         if self._child is None:
             return
-        for path, raw in _manifest_files(base):
+        for path, raw in base.items():
             if (path.name, raw) not in self._head and self._child.send(path):
                 self._files.append((path, raw))
 
@@ -93,6 +94,8 @@ class ReadAhead:
                     if received < end and length:  # nothing: the child could not read the file
                         self._keep(files[received], pickle.loads(child.shared[offset:offset + length]))
                     received += 1
+                if notices:  # more may have come meanwhile: taken before parsing a file here
+                    continue
                 if received < end - 1:
                     end -= 1
                     self._parse_here(files[end])
