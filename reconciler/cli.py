@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from reconciler.manifest import DesiredState, ParsedAhead, ParsedFiles
     from reconciler.review import Review
     from reconciler.snapshot import Snapshot
+    from reconciler.targets import Target
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -314,9 +315,8 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
          base_path: Path | None, changed_only: bool) -> int:
     """Compare manifests with the live state and print what would change."""
     from reconciler.planning import read_plan_inputs
-    from reconciler.targets import parse_target
 
-    chosen_targets = [parse_target(t) for t in targets]
+    chosen_targets = parse_targets(targets)
     output_format = output_format.lower()
     if compact and output_format != "text":
         raise InputError(f"--compact is a text view; it does not go with -o {output_format}")
@@ -347,10 +347,19 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
     return 2 if detailed_exitcode and (shown.plan.has_changes or shown.plan.violations) else 0
 
 
+def parse_targets(targets: tuple[str, ...]) -> list[Target]:
+    if not targets:  # `plan` imports the plan's models while its manifests are parsed, not before
+        return []
+    from reconciler.targets import parse_target
+
+    return [parse_target(t) for t in targets]
+
+
 def _import_plan_steps() -> None:
     """Import what `plan` runs after loading the manifests (the API client above all), while a child process
     parses them."""
-    for module in ("reconciler.live", "reconciler.differ", "reconciler.render.plan", "reconciler.saved_plan"):
+    for module in ("reconciler.live", "reconciler.differ", "reconciler.policy", "reconciler.render.plan",
+                   "reconciler.saved_plan"):
         importlib.import_module(module)
 
 

@@ -45,16 +45,18 @@ from collections.abc import Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from reconciler.differ import diff
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.inputfile import read_input
 from reconciler.manifest import DesiredState, ParsedAhead, ParsedFiles, RegionDesired, load_desired_state
-from reconciler.plan import Change, Plan, Resource
-from reconciler.review import BaseComparison, Label
-from reconciler.snapshot import Snapshot
 from reconciler.vendor_rules import Stage
 from reconciler.yamlsource import MAX_FILE_BYTES
+
+if TYPE_CHECKING:  # the plan's models are imported while the manifests are parsed (`readahead`), not before
+    from reconciler.plan import Change, Plan
+    from reconciler.review import BaseComparison
+    from reconciler.snapshot import Snapshot
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 _SYMLINK_MODE = "120000"
@@ -277,6 +279,8 @@ def _same(change: Change, earlier: Change) -> bool:
 def compare_with_base(plan: Plan, desired: DesiredState, base: Base, snapshots: Mapping[str, Snapshot]
                       ) -> BaseComparison:
     """Plan the base against the same live state and label `plan`'s changes against that plan."""
+    from reconciler.differ import diff
+
     try:
         base_plan = diff(base.desired, snapshots)
     except ReconcilerError as exc:
@@ -288,6 +292,9 @@ def label_changes(plan: Plan, base_plan: Plan, *, base: str, secret_changed: Set
                   ) -> BaseComparison:
     """Every change of `plan` labelled against `base_plan`, and the base's other changes, resolved (without
     `source`: it names a line of the base, which the pull request's files may not have)."""
+    from reconciler.plan import Resource
+    from reconciler.review import BaseComparison, Label
+
     earlier_by_address = {c.address: c for c in base_plan.changes}
     labels: dict[str, Label] = {}
     for change in plan.changes:

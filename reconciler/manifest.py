@@ -423,13 +423,30 @@ class FileBindings:
     read (the first entry of each scope and of each signature, the APIs of each scope), made once per file.
     """
 
-    __slots__ = ("_built", "apis_by_scope", "doc", "entries", "first_entries", "first_uses")
+    __slots__ = ("_apis_by_scope", "_built", "bound_once", "doc", "entries", "first_entries", "first_uses")
 
     def __init__(self, doc: YamlDocument, entries: list[BindingEntry]) -> None:
         self.doc = doc
         self.entries = entries
         self._built: list[DesiredBinding] | None = None
-        self.first_entries, self.apis_by_scope, self.first_uses = _summary(entries)
+        self.first_entries, self._apis_by_scope, self.first_uses = _summary(entries)
+        self.bound_once = self._apis_by_scope is not None  # no API bound twice in one of its scopes
+
+    def apis_in(self, scope: tuple[str, Stage]) -> Set[str]:
+        """The APIs bound in `scope` (a scope of this file without an API bound twice)."""
+        if self._apis_by_scope is None:
+            self._apis_by_scope = _summary(self.entries)[1]
+        assert self._apis_by_scope is not None, "apis_in of a file that binds an API twice in a scope"
+        return self._apis_by_scope[scope]
+
+    def __getstate__(self) -> tuple[object, ...]:
+        # Passed between processes without the APIs of each scope: those are needed only for a scope that
+        # several files bind in (`_bound_once`), and made again then.
+        return self.doc, self.entries, self._built, self.first_entries, self.first_uses, self.bound_once
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        self.doc, self.entries, self._built, self.first_entries, self.first_uses, self.bound_once = state  # type: ignore[assignment]
+        self._apis_by_scope = None
 
     def all(self) -> list[DesiredBinding]:
         if self._built is None:
@@ -834,8 +851,7 @@ class _Merged:
     errors: list[ManifestError] = field(default_factory=list)
     prune_sources: dict[str, tuple[bool, Location]] = field(default_factory=dict)
     # region -> (group, stage) -> the APIs bound there so far, to find an API bound twice (`_bound_once`).
-    bound: dict[str, dict[tuple[str, Stage], Set[str]]] = field(default_factory=dict)
-    merged: dict[str, dict[tuple[str, Stage], set[str]]] = field(default_factory=dict)
+    bound: dict[str, dict[tuple[str, Stage], FileBindings | set[str]]] = field(default_factory=dict)
     # region -> the same with each API's binding, for a region where an API is bound twice: from there on its
     # bindings are built and checked one at a time, so that each duplicate is reported with its place.
     bound_each: dict[str, _Bound] = field(default_factory=dict)
@@ -900,8 +916,7 @@ class _Merged:
                 sources[scope] = _location(doc, ("bindings", index))
         bound_each = self.bound_each.get(region.region)
         if bound_each is None:
-            if _bound_once(file_bindings, self.bound.setdefault(region.region, {}),
-                           self.merged.setdefault(region.region, {})):
+            if _bound_once(file_bindings, self.bound.setdefault(region.region, {})):
                 region._unbuilt.append(file_bindings)
                 return
             bound_each = self.bound_each[region.region] = {}
@@ -910,25 +925,28 @@ class _Merged:
         _add_each_binding(region, doc, file_bindings.entries, bound_each, self.errors)
 
 
-def _bound_once(file_bindings: FileBindings, bound: dict[tuple[str, Stage], Set[str]],
-                merged: dict[tuple[str, Stage], set[str]]) -> bool:
+def _bound_once(file_bindings: FileBindings, bound: dict[tuple[str, Stage], FileBindings | set[str]]) -> bool:
     """Whether no API of `file_bindings` is bound twice in a (group, stage), in it or in `bound`; adds them to
-    `bound`. A scope's APIs there are the file's own set until a second file binds in it; then a set of
-    their own, in `merged` (a file's sets are shared by every load that reads the file: never changed)."""
-    apis_by_scope = file_bindings.apis_by_scope
-    if apis_by_scope is None:
+    `bound`. A scope's APIs there are those of the one file that binds in it (whose own sets are shared by
+    every load that reads the file: never changed, and made only where a second file binds in the scope),
+    else a set of their own."""
+    if not file_bindings.bound_once:
         return False
-    for scope, apis in apis_by_scope.items():
+    for scope in file_bindings.first_entries:
         in_scope = bound.get(scope)
         if in_scope is None:
-            bound[scope] = apis
+            bound[scope] = file_bindings
+            continue
+        apis = file_bindings.apis_in(scope)
+        if isinstance(in_scope, FileBindings):
+            earlier = in_scope.apis_in(scope)
+            if not earlier.isdisjoint(apis):
+                return False
+            bound[scope] = set(earlier) | apis
         elif not in_scope.isdisjoint(apis):
             return False
         else:
-            own = merged.get(scope)
-            if own is None:
-                own = bound[scope] = merged[scope] = set(in_scope)
-            own |= apis
+            in_scope |= apis
     return True
 
 

@@ -18,15 +18,14 @@ from typing import TYPE_CHECKING
 from reconciler.drift import Base, ChangeView, compare_with_base, fetch_base, fetch_view, narrow_to_change, read_base
 from reconciler.errors import InputError
 from reconciler.manifest import DesiredState, ParsedAhead, ParsedFiles
-from reconciler.plan import Plan
-from reconciler.policy import with_policy
 from reconciler.readahead import read_ahead
-from reconciler.review import Review
-from reconciler.snapshot import Snapshot, check_secrets_ahead, load_snapshot_file
-from reconciler.targets import Target, select_targets
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported when used: `plan` imports them while its manifests are parsed (`readahead`)
     from reconciler.limits import ConnectionOptions
+    from reconciler.plan import Plan
+    from reconciler.review import Review
+    from reconciler.snapshot import Snapshot
+    from reconciler.targets import Target
 
 
 @dataclass(frozen=True)
@@ -84,6 +83,9 @@ def read_plan_inputs(load: Callable[[ParsedFiles | None, ParsedAhead], DesiredSt
 
 def saved_review(result: Plan, targets: Sequence[Target], desired: DesiredState) -> Review:
     """What `--out-plan` saves: exactly what is shown (Terraform's rule), so with --target the selection only."""
+    from reconciler.review import Review
+    from reconciler.targets import select_targets
+
     return select_targets(Review(result), targets, desired) if targets else Review(result)
 
 
@@ -91,6 +93,10 @@ def review_plan(result: Plan, inputs: PlanInputs, snapshots: Mapping[str, Snapsh
                 targets: Sequence[Target]) -> Review:
     """What a reviewer is shown: the plan with the signature policy checked, labelled against the base,
     narrowed to the targets, with the names of the groups it mentions."""
+    from reconciler.policy import with_policy
+    from reconciler.review import Review
+    from reconciler.targets import select_targets
+
     desired, base = inputs.desired, inputs.base
     shown = Review(with_policy(result, desired, snapshots), changed_only=inputs.change is not None,
                    base=None if base is None else compare_with_base(result, desired, base, snapshots))
@@ -108,6 +114,8 @@ def live_state(desired: DesiredState, snapshot_file: Path | None, options: Conne
                ) -> dict[str, Snapshot]:
     """The live state to plan against: the saved snapshot file (offline; its secrets' digests checked against
     the manifests' secrets), or read for `desired` from the endpoint, with progress on stderr unless `quiet`."""
+    from reconciler.snapshot import check_secrets_ahead, load_snapshot_file
+
     if snapshot_file is not None:
         if options.endpoint or options.emulator_states:
             raise InputError("give --snapshot, or --endpoint/--emulator, not both")
