@@ -41,7 +41,8 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence, Set
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,26 +200,57 @@ class BaseFiles:
 
 
 @contextmanager
-def fetch_base(*, ref: str | None, folder: Path | None, paths: Sequence[Path]) -> Iterator[BaseFiles | None]:
+def fetch_base(*, ref: str | None, folder: Path | None, paths: Sequence[Path],
+               fetched: Callable[[BaseFiles], object] = lambda files: None, in_background: bool = False
+               ) -> Iterator[Callable[[], BaseFiles | None]]:
     """The base given by `--base-ref REF` (the same `paths` at that commit, in a temporary folder removed on
-    exit) or `--base FOLDER`; None for neither. An error is kept, and `read_base` raises it: after the pull
-    request's manifests are loaded, so that their errors come first, as when nothing was fetched ahead."""
+    exit) or `--base FOLDER`, or None for neither: yields the function that returns it. An error is kept,
+    and `read_base` raises it: after the pull request's manifests are loaded, so that their errors come
+    first, as when nothing was fetched ahead.
+
+    `in_background`: git is read in a thread (its waits let this one go on), and the function waits for it;
+    `fetched` is called with a git ref's files as soon as they are written (there, in that thread)."""
     if ref is not None and folder is not None:
-        yield BaseFiles("", (), None, InputError("give --base-ref or --base, not both"))
-    elif folder is not None:
-        yield BaseFiles(str(folder), (folder,), None)
-    elif ref is None:
-        yield None
-    else:
-        with tempfile.TemporaryDirectory(prefix="reconciler-base-") as scratch:
-            root = Path(scratch)
-            error: Exception | None = None
+        both = BaseFiles("", (), None, InputError("give --base-ref or --base, not both"))
+        yield lambda: both
+        return
+    if folder is not None:
+        given = BaseFiles(str(folder), (folder,), None)
+        yield lambda: given
+        return
+    if ref is None:
+        yield lambda: None
+        return
+    with tempfile.TemporaryDirectory(prefix="reconciler-base-") as scratch:
+        root = Path(scratch)
+        found: list[BaseFiles] = []
+
+        def fetch() -> None:
             written: dict[Path, bytes] = {}
             try:
                 manifests = checkout_base_manifests(ref, paths, root, written)
             except Exception as exc:  # raised by read_base, in its turn
-                manifests, error = [], exc
-            yield BaseFiles(ref, manifests, root, error, written)
+                found.append(BaseFiles(ref, [], root, exc))
+                return
+            files = BaseFiles(ref, manifests, root, None, written)
+            fetched(files)
+            found.append(files)
+
+        if not in_background:
+            fetch()
+            yield lambda: found[0]
+            return
+        thread = threading.Thread(target=fetch, name="reconciler-base-ref")
+        thread.start()
+
+        def fetched_files() -> BaseFiles:
+            thread.join()
+            return found[0]
+
+        try:
+            yield fetched_files
+        finally:
+            thread.join()  # before its folder is removed
 
 
 def read_base(files: BaseFiles | None, *, env: Mapping[str, str] | None, parsed: ParsedFiles | None = None,

@@ -57,16 +57,17 @@ def read_plan_inputs(load: Callable[[ParsedFiles | None, ParsedAhead], DesiredSt
     """The head's manifests (`load`), the base's (--base-ref / --base) and, under --changed-only, both narrowed
     to what differs. `saves_live_state`: --out-plan or --save-snapshot, which need all of the live state.
 
-    Where it pays, the manifests are parsed in a child process (`readahead`) while this one fetches the base
-    from git and runs `meanwhile` (the plan imports the API client: about as long as parsing 7 MB)."""
+    Where it pays, the manifests are parsed in a child process (`readahead`) while this one runs `meanwhile`
+    (the plan imports the API client: about as long as parsing 7 MB) and a thread reads the base from git,
+    whose changed files the child then parses too."""
     # A base's files that are the pull request's byte for byte are parsed and validated once.
     parsed: ParsedFiles | None = {} if base_ref is not None or base_path is not None else None
     with read_ahead(paths, [base_path] if base_path is not None else []) as ahead, \
-            fetch_base(ref=base_ref, folder=base_path, paths=paths) as base_files:
-        if base_files is not None:  # the files of a git ref, there from now on
-            ahead.add(base_files.written)
+            fetch_base(ref=base_ref, folder=base_path, paths=paths, in_background=ahead.forked,
+                       fetched=lambda files: ahead.add(files.written)) as fetched_base:
         if meanwhile is not None and ahead.forked:
             meanwhile()
+        base_files = fetched_base()
         ahead.finish()
         desired = load(parsed, ahead.outcomes)
         base = read_base(base_files, env=env, parsed=parsed, ahead=ahead.outcomes)

@@ -215,7 +215,7 @@ class _Child:
             return False
         try:
             return os.write(self._more, message) == len(message)  # one write of at most PIPE_BUF: all or nothing
-        except BlockingIOError:
+        except OSError:  # full for now (BlockingIOError), or the child has gone: left to loading
             return False
 
     def sent_all(self) -> None:
