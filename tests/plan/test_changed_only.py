@@ -320,3 +320,57 @@ def test_a_large_pull_request_parsed_ahead_narrows_as_parsed_in_order(tmp_path: 
     assert result["forked"] == result["in_order"]
     assert result["forked"]["scope"] == {"cn-hangzhou": [[group, "RELEASE"], [group, "TEST"]]}
     assert len(result["forked"]["desired"]["cn-hangzhou"]["bindings"]) == 3 * 1200 * 10 + 3  # both scopes, whole
+
+
+# The pull request's error, then (once it is fixed) the base's, each read while a child parses ahead and a
+# thread reads git; prints the errors and what is left running afterwards.
+ERRORS_IN_ORDER = r"""
+import functools, json, os, threading
+from pathlib import Path
+from reconciler import readahead
+from reconciler.cli import load_manifests
+from reconciler.errors import ReconcilerError
+from reconciler.planning import read_plan_inputs
+
+forks = []
+fork = readahead._Child.fork
+readahead._Child.fork = lambda files: forks.append(len(files)) or fork(files)
+
+def error(ref):
+    paths = (Path("manifests"),)
+    try:
+        read_plan_inputs(functools.partial(load_manifests, paths, (), True), paths=paths, env=None, base_ref=ref,
+                         base_path=None, changed_only=True, saves_live_state=False)
+    except ReconcilerError as exc:
+        return str(exc)
+
+broken = error("no-such-ref")
+Path("manifests/hangzhou.yaml").write_text(Path("manifests/hangzhou.yaml").read_text().replace("PROD", "TEST"))
+with open(f"/proc/self/task/{os.getpid()}/children") as children:
+    print(json.dumps({"forks": forks, "errors": [broken, error("no-such-ref")], "threads": threading.active_count(),
+                      "children": children.read().split()}))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="manifests are parsed ahead on Linux only")
+def test_errors_while_parsing_ahead_come_in_the_order_of_reading_in_order(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    (root / "manifests").mkdir(parents=True)
+    apis = ", ".join(f"a{api:07x}" + "b" * 24 for api in range(40))
+    # 1 MB of manifests: the same 40 APIs bound in 800 groups.
+    entries = "".join(f"  - group: c{group:031x}\n    stage: TEST\n    signature: orders_backend\n    apis: [{apis}]\n"
+                      for group in range(800))
+    (root / "manifests" / "bulk.yaml").write_text(f"region: cn-hangzhou\nbindings:\n{entries}")
+    (root / "manifests" / "hangzhou.yaml").write_text(DEMO.replace("stage: TEST", "stage: PROD"))
+    for args in (("init", "-q", "-b", "main"), ("add", "."), ("commit", "-q", "-m", "base")):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=root, check=True,
+                       capture_output=True)
+    done = subprocess.run([sys.executable, "-c", ERRORS_IN_ORDER], cwd=root, capture_output=True, text=True,
+                          check=False, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["forks"] == [2, 2]
+    assert result["errors"] == ["manifests/hangzhou.yaml:25: bindings[1].stage: must be RELEASE or TEST (got 'PROD')",
+                                f"--base-ref no-such-ref: no such commit in {root.resolve()} (in CI, fetch the base "
+                                "branch too, e.g. actions/checkout with fetch-depth: 0)"]
+    assert (result["threads"], result["children"]) == (1, [])
