@@ -329,7 +329,6 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
     from reconciler.output import write_output
     from reconciler.planning import live_state, review_plan, saved_review
     from reconciler.render.plan import summary_line
-    from reconciler.saved_plan import save_plan
     from reconciler.snapshot import snapshots_file_text
     snapshots = inputs.snapshots(live_state(inputs.fetch_view(), snapshot_file, connection, quiet=quiet, warn=warn,
                                             signature_names=inputs.signature_names))
@@ -337,6 +336,8 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
         write_output(snapshots_file_text(snapshots.values()), save_snapshot)
     result = diff(inputs.desired, snapshots)
     if out_plan is not None:
+        from reconciler.saved_plan import save_plan
+
         save_plan(saved_review(result, chosen_targets, inputs.desired), inputs.desired, snapshots, out_plan)
     shown = review_plan(result, inputs, snapshots, chosen_targets)
     color = out_file is None and use_color(no_color)
@@ -359,7 +360,7 @@ def _import_plan_steps() -> None:
     """Import what `plan` runs after loading the manifests (the API client above all), while a child process
     parses them."""
     for module in ("reconciler.live", "reconciler.differ", "reconciler.policy", "reconciler.render.plan",
-                   "reconciler.saved_plan"):
+                   "reconciler.targets"):
         importlib.import_module(module)
 
 

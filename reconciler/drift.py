@@ -348,12 +348,12 @@ class ChangedPart:
 
 
 
-_Declared = tuple[dict[str, tuple[str, str | None, str | None]], dict[tuple[str, Stage], set[tuple[str, str]]]]
+_Declared = tuple[dict[str, tuple[str, str | None, str | None]], dict[tuple[str, Stage], dict[str, set[str]]]]
 
 
 def _declared(region: RegionDesired | None, shared: Set[str] = frozenset()) -> _Declared:
     """A region's declarations as comparable values (no lines): signature name -> (key, secret or its
-    reference), and (group, stage) -> {(api, signature)}; without the bindings of the files `shared`."""
+    reference), and (group, stage) -> signature -> {API}; without the bindings of the files `shared`."""
     if region is None:
         return {}, {}
     signatures = {s.name: (s.key, s.secret_variable, s.secret.get_secret_value() if s.secret is not None else None)

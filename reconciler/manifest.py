@@ -31,7 +31,6 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import repeat
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
@@ -545,17 +544,17 @@ class RegionDesired:
         built = [b for b in self._built if (b.group, b.stage) in scopes]
         return built + [b for file_bindings in self._unbuilt for b in file_bindings.in_scopes(scopes)]
 
-    def declared_scopes(self, leaving_out: Set[str] = frozenset()) -> dict[tuple[str, Stage], set[tuple[str, str]]]:
-        """(group, stage) -> {(api, signature)}: what each scope declares, lines aside, without the bindings of
-        the files `leaving_out`."""
-        scopes: dict[tuple[str, Stage], set[tuple[str, str]]] = {}
+    def declared_scopes(self, leaving_out: Set[str] = frozenset()) -> dict[tuple[str, Stage], dict[str, set[str]]]:
+        """(group, stage) -> signature -> {API}: what each scope declares, lines aside, without the bindings of
+        the files `leaving_out`. (By signature: a set update per entry, no pair per API.)"""
+        scopes: dict[tuple[str, Stage], dict[str, set[str]]] = {}
         for b in self._built:
             if b.location.file not in leaving_out:
-                scopes.setdefault((b.group, b.stage), set()).add((b.api, b.signature))
+                scopes.setdefault((b.group, b.stage), {}).setdefault(b.signature, set()).add(b.api)
         for file_bindings in self._unbuilt:
             if file_bindings.doc.path not in leaving_out:
                 for group, stage, signature, apis in file_bindings.entries:
-                    scopes.setdefault((group, stage), set()).update(zip(apis, repeat(signature)))
+                    scopes.setdefault((group, stage), {}).setdefault(signature, set()).update(apis)
         return scopes
 
     def required_stages(self, group: str) -> tuple[Stage, ...]:

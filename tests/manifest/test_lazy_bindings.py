@@ -55,10 +55,10 @@ def test_a_region_answers_before_building_what_its_built_bindings_give(
             return
         everything = built.bindings
         left_out = {str(folder / name) for name in leaving_out}
-        declared: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        declared: dict[tuple[str, str], dict[str, set[str]]] = {}
         for b in everything:
             if b.location.file not in left_out:
-                declared.setdefault((b.group, b.stage), set()).add((b.api, b.signature))
+                declared.setdefault((b.group, b.stage), {}).setdefault(b.signature, set()).add(b.api)
         answers = [_load(folder) for _ in range(4)]
         assert answers[0].binding_count() == len(everything)
         assert _seen(answers[1].bindings_in(frozenset(wanted))) == _seen(
