@@ -13,7 +13,10 @@ Design notes:
 - Forked only where it pays and is safe: on Linux (where a fork without exec is cheap and the libraries
   loaded by then are safe in the child), with at least `FORK_FROM_BYTES` of manifests, and never in a
   process where another thread runs (a thread holding a lock at the fork would leave it held in the
-  child for good). Otherwise nothing is parsed ahead and loading parses every file, as before.
+  child for good; threads started after the fork, such as the one reading a base from git, do no harm).
+  Otherwise nothing is parsed ahead and loading parses every file, as before.
+- Files whose bytes are known only later (a base read from git) are sent to the child by name (`add`);
+  it parses them after the others.
 - The outcomes come back through shared memory, with a notice on a pipe for each: a pipe's buffer holds
   a fraction of one file's outcome, so the child would wait on this process. An outcome that does not
   fit, or a child that stops for any other reason, leaves its files to this process.
