@@ -330,6 +330,7 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
     from reconciler.planning import live_state, review_plan, saved_review
     from reconciler.render.plan import summary_line
     from reconciler.snapshot import snapshots_file_text
+
     snapshots = inputs.snapshots(live_state(inputs.fetch_view(), snapshot_file, connection, quiet=quiet, warn=warn,
                                             signature_names=inputs.signature_names))
     if save_snapshot is not None:

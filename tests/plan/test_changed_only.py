@@ -323,9 +323,9 @@ def test_a_large_pull_request_parsed_ahead_narrows_as_parsed_in_order(tmp_path: 
 
 
 # The pull request's error, then (once it is fixed) the base's, each read while a child parses ahead and a
-# thread reads git; prints the errors and what is left running afterwards.
+# thread reads git, then an interruption (Ctrl-C) meanwhile; prints the errors and what is left afterwards.
 ERRORS_IN_ORDER = r"""
-import functools, json, os, threading
+import functools, glob, json, os, tempfile, threading
 from pathlib import Path
 from reconciler import readahead
 from reconciler.cli import load_manifests
@@ -336,24 +336,31 @@ forks = []
 fork = readahead._Child.fork
 readahead._Child.fork = lambda files: forks.append(len(files)) or fork(files)
 
-def error(ref):
+def error(ref, meanwhile=None):
     paths = (Path("manifests"),)
     try:
         read_plan_inputs(functools.partial(load_manifests, paths, (), True), paths=paths, env=None, base_ref=ref,
-                         base_path=None, changed_only=True, saves_live_state=False)
+                         base_path=None, changed_only=True, saves_live_state=False, meanwhile=meanwhile)
     except ReconcilerError as exc:
         return str(exc)
+    except KeyboardInterrupt:
+        return "interrupted"
+
+def interrupt():
+    raise KeyboardInterrupt
 
 broken = error("no-such-ref")
 Path("manifests/hangzhou.yaml").write_text(Path("manifests/hangzhou.yaml").read_text().replace("PROD", "TEST"))
+errors = [broken, error("no-such-ref"), error("main", interrupt)]
 with open(f"/proc/self/task/{os.getpid()}/children") as children:
-    print(json.dumps({"forks": forks, "errors": [broken, error("no-such-ref")], "threads": threading.active_count(),
-                      "children": children.read().split()}))
+    print(json.dumps({"forks": forks, "errors": errors, "threads": threading.active_count(),
+                      "children": children.read().split(),
+                      "folders": glob.glob(os.path.join(tempfile.gettempdir(), "reconciler-base-*"))}))
 """
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="manifests are parsed ahead on Linux only")
-def test_errors_while_parsing_ahead_come_in_the_order_of_reading_in_order(tmp_path: Path) -> None:
+def test_errors_and_an_interruption_while_parsing_ahead(tmp_path: Path) -> None:
     root = tmp_path / "repo"
     (root / "manifests").mkdir(parents=True)
     apis = ", ".join(f"a{api:07x}" + "b" * 24 for api in range(40))
@@ -365,12 +372,14 @@ def test_errors_while_parsing_ahead_come_in_the_order_of_reading_in_order(tmp_pa
     for args in (("init", "-q", "-b", "main"), ("add", "."), ("commit", "-q", "-m", "base")):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=root, check=True,
                        capture_output=True)
+    (tmp_path / "tmp").mkdir()  # its own temporary folder, where the base's files are written and removed
     done = subprocess.run([sys.executable, "-c", ERRORS_IN_ORDER], cwd=root, capture_output=True, text=True,
-                          check=False, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          check=False, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path / "tmp")})
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["forks"] == [2, 2]
+    assert result["forks"] == [2, 2, 2]
     assert result["errors"] == ["manifests/hangzhou.yaml:25: bindings[1].stage: must be RELEASE or TEST (got 'PROD')",
                                 f"--base-ref no-such-ref: no such commit in {root.resolve()} (in CI, fetch the base "
-                                "branch too, e.g. actions/checkout with fetch-depth: 0)"]
-    assert (result["threads"], result["children"]) == (1, [])
+                                "branch too, e.g. actions/checkout with fetch-depth: 0)", "interrupted"]
+    assert (result["threads"], result["children"], result["folders"]) == (1, [], [])
