@@ -771,15 +771,16 @@ ParsedFiles = dict[tuple[str, bytes], ParsedFile]
 validated and built once (the same bytes give the same value; its lines are named by the first file that
 had them). Checks across files (duplicates, conflicts, references) still run for each side."""
 
-ParsedAhead = Mapping[tuple[str, bytes], ParsedFile | ManifestError | ManifestErrors]
-"""Manifests parsed before loading (`readahead`), by (path, bytes): what `parse_manifest` gave, or raised."""
+ParsedAhead = Mapping[str, tuple[bytes, ParsedFile | ManifestError | ManifestErrors | None]]
+"""Manifest files read before loading (`readahead`), by path: their bytes (read as `read_yaml_bytes` reads) and
+what `parse_manifest` gave or raised for them (None: not parsed yet)."""
 
 
 def load_desired_state(paths: Iterable[Path], *, env: Mapping[str, str] | None,
                        parsed: ParsedFiles | None = None, ahead: ParsedAhead | None = None) -> DesiredState:
     """Load, validate and merge manifests. `env=None` means secrets are not resolved (--skip-secrets).
     `parsed`, when given, is read for files parsed before and gets the files parsed now; `ahead` holds files
-    parsed before (in another process), each taken as if parsed here.
+    read (and parsed, in another process) before, each taken as if read (and parsed) here.
 
     Every independent error is collected (ManifestErrors): each file that cannot be read or validated,
     and each entry of the others that breaks a rule. Checks across entries that a broken file could
@@ -800,12 +801,12 @@ def parse_manifest(path: Path, raw: bytes) -> ParsedFile:
 
 
 def _read_manifest(path: Path, parsed: ParsedFiles | None, ahead: ParsedAhead | None) -> ParsedFile:
-    raw = read_yaml_bytes(path)
+    read_before = ahead.get(str(path)) if ahead is not None else None
+    raw, outcome = read_before if read_before is not None else (read_yaml_bytes(path), None)
     key = (path.name, raw)
     known = parsed.get(key) if parsed is not None else None
     if known is not None:
         return known
-    outcome = ahead.get((str(path), raw)) if ahead is not None else None
     if outcome is None:
         read = parse_manifest(path, raw)
     elif isinstance(outcome, ParsedFile):

@@ -43,7 +43,7 @@ from pathlib import Path
 from reconciler.errors import ManifestError, ManifestErrors, ReconcilerError
 from reconciler.gcrelax import no_cyclic_collections
 from reconciler.manifest import ParsedFile, manifest_paths, parse_manifest
-from reconciler.yamlsource import read_yaml_bytes
+from reconciler.yamlsource import MAX_FILE_BYTES, read_yaml_bytes
 
 # Below this, parsing takes less than starting a child and passing the outcomes back.
 FORK_FROM_BYTES = 1024 * 1024
@@ -57,12 +57,12 @@ Outcome = ParsedFile | ManifestError | ManifestErrors
 
 
 class ReadAhead:
-    """The outcomes of the files parsed ahead, by (path, bytes) (`load_desired_state`'s `ahead`)."""
+    """The files read ahead, by path: their bytes and, once parsed, the outcome (`load_desired_state`'s `ahead`)."""
 
     def __init__(self, files: list[tuple[Path, bytes]], head: set[tuple[str, bytes]]) -> None:
         self._files = files
         self._head = head  # (name, bytes) of the head's files: a base's file the same is loaded as the head's
-        self.outcomes: dict[tuple[str, bytes], Outcome] = {}
+        self.outcomes: dict[str, tuple[bytes, Outcome | None]] = {}
         self._child: _Child | None = None
 
     @property
@@ -77,6 +77,9 @@ class ReadAhead:
         if self._child is None:
             return
         for path, raw in base.items():
+            if len(raw) > MAX_FILE_BYTES:  # refused when loaded, as read from the folder
+                continue
+            self.outcomes[str(path)] = (raw, None)
             if (path.name, raw) not in self._head and self._child.send(path):
                 self._files.append((path, raw))
 
@@ -113,7 +116,7 @@ class ReadAhead:
 
     def _keep(self, file: tuple[Path, bytes], outcome: Outcome) -> None:
         path, raw = file
-        self.outcomes[(str(path), raw)] = outcome
+        self.outcomes[str(path)] = (raw, outcome)
 
     def _parse_here(self, file: tuple[Path, bytes]) -> None:
         try:
@@ -133,10 +136,13 @@ def read_ahead(head: Sequence[Path], base: Sequence[Path] = ()) -> Iterator[Read
         if _may_fork():
             files = _manifest_files(head)
             head_files = {(path.name, raw) for path, raw in files}
-            files += [(path, raw) for path, raw in _manifest_files(base) if (path.name, raw) not in head_files]
+            base_files = _manifest_files(base)
+            files += [(path, raw) for path, raw in base_files if (path.name, raw) not in head_files]
             if sum(len(raw) for _, raw in files) >= FORK_FROM_BYTES:
                 ahead = ReadAhead(files, head_files)
                 ahead._child = _Child.fork(files)  # None when the system refuses: parsed in order here
+            if ahead.forked:  # read once: loading takes their bytes from here
+                ahead.outcomes.update((str(path), (raw, None)) for path, raw in (*files, *base_files))
         yield ahead
     finally:
         ahead.close()
