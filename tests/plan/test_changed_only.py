@@ -352,6 +352,16 @@ def interrupt():
 broken = error("no-such-ref")
 Path("manifests/hangzhou.yaml").write_text(Path("manifests/hangzhou.yaml").read_text().replace("PROD", "TEST"))
 errors = [broken, error("no-such-ref"), error("main", interrupt)]
+# A base file too large to read: refused as read from the folder, whether or not the child parses ahead.
+too_large = error("large")
+stop = threading.Event()
+thread = threading.Thread(target=stop.wait)
+thread.start()
+try:
+    errors += [too_large, error("large")]
+finally:
+    stop.set()
+    thread.join()
 with open(f"/proc/self/task/{os.getpid()}/children") as children:
     print(json.dumps({"forks": forks, "errors": errors, "threads": threading.active_count(),
                       "children": children.read().split(),
@@ -369,17 +379,29 @@ def test_errors_and_an_interruption_while_parsing_ahead(tmp_path: Path) -> None:
                       for group in range(800))
     (root / "manifests" / "bulk.yaml").write_text(f"region: cn-hangzhou\nbindings:\n{entries}")
     (root / "manifests" / "hangzhou.yaml").write_text(DEMO.replace("stage: TEST", "stage: PROD"))
-    for args in (("init", "-q", "-b", "main"), ("add", "."), ("commit", "-q", "-m", "base")):
+    def git(*args: str) -> None:
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=root, check=True,
                        capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("add", ".")
+    git("commit", "-q", "-m", "base")
+    git("checkout", "-q", "-b", "large")  # a base with a file too large to read
+    (root / "manifests" / "large.yaml").write_text("region: cn-hangzhou\n# " + "x" * 6_000_000 + "\n")
+    (root / "manifests" / "hangzhou.yaml").write_text(DEMO)
+    git("add", ".")
+    git("commit", "-q", "-m", "large")
+    git("checkout", "-q", "main")
     (tmp_path / "tmp").mkdir()  # its own temporary folder, where the base's files are written and removed
     done = subprocess.run([sys.executable, "-c", ERRORS_IN_ORDER], cwd=root, capture_output=True, text=True,
                           check=False, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path / "tmp")})
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["forks"] == [2, 2, 2]
+    assert result["forks"] == [2, 2, 2, 2]
+    large = ("base large: manifests/large.yaml: file is 6000023 bytes; manifests larger than 5242880 bytes are "
+             "refused")
     assert result["errors"] == ["manifests/hangzhou.yaml:25: bindings[1].stage: must be RELEASE or TEST (got 'PROD')",
                                 f"--base-ref no-such-ref: no such commit in {root.resolve()} (in CI, fetch the base "
-                                "branch too, e.g. actions/checkout with fetch-depth: 0)", "interrupted"]
+                                "branch too, e.g. actions/checkout with fetch-depth: 0)", "interrupted", large, large]
     assert (result["threads"], result["children"], result["folders"]) == (1, [], [])
