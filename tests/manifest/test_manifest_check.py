@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from reconciler.manifest import CheckedManifest, ManifestFile, check_manifest
+from reconciler.manifest import CheckedManifest, check_manifest
+from reconciler.manifest_model import BindingSpec, ManifestFile, SignatureSpec
 
 GROUP = "0009db9c828549768a200320714b8930"
 
@@ -107,3 +108,10 @@ def test_each_mistake_alone_is_left_to_the_model(kind: str, name: str, mistake: 
     with pytest.raises(ValidationError):
         ManifestFile.model_validate(data)
     assert check_manifest(data) is None
+
+
+def test_the_quick_check_knows_the_models_fields() -> None:
+    from reconciler import manifest
+
+    models = (set(ManifestFile.model_fields), set(SignatureSpec.model_fields), set(BindingSpec.model_fields))
+    assert models == (manifest._MANIFEST_FIELDS, manifest._SIGNATURE_FIELDS, manifest._BINDING_FIELDS)
