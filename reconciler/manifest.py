@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import pickle
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -309,14 +310,23 @@ class FileBindings:
     read (the first entry of each scope and of each signature, the APIs of each scope), made once per file.
     """
 
-    __slots__ = ("_apis_by_scope", "_built", "bound_once", "doc", "entries", "first_entries", "first_uses")
+    __slots__ = ("_apis_by_scope", "_built", "_entries", "_pickled_entries", "bound_once", "doc", "first_entries",
+                 "first_uses")
 
     def __init__(self, doc: YamlDocument, entries: list[BindingEntry]) -> None:
         self.doc = doc
-        self.entries = entries
+        self._entries: list[BindingEntry] | None = entries
+        self._pickled_entries: bytes | None = None
         self._built: list[DesiredBinding] | None = None
         self.first_entries, self._apis_by_scope, self.first_uses = _summary(entries)
         self.bound_once = self._apis_by_scope is not None  # no API bound twice in one of its scopes
+
+    @property
+    def entries(self) -> list[BindingEntry]:
+        if self._entries is None:
+            assert self._pickled_entries is not None
+            self._entries, self._pickled_entries = pickle.loads(self._pickled_entries), None
+        return self._entries
 
     def apis_in(self, scope: tuple[str, Stage]) -> Set[str]:
         """The APIs bound in `scope` (a scope of this file without an API bound twice)."""
@@ -326,12 +336,15 @@ class FileBindings:
         return self._apis_by_scope[scope]
 
     def __getstate__(self) -> tuple[object, ...]:
-        # Passed between processes without the APIs of each scope: those are needed only for a scope that
-        # several files bind in (`_bound_once`), and made again then.
-        return self.doc, self.entries, self._built, self.first_entries, self.first_uses, self.bound_once
+        # Passed between processes (`readahead`) with the entries pickled apart, taken out when first read: a pull
+        # request's plan reads those of the few files that differ from its base. And without the APIs of each
+        # scope: needed only for a scope that several files bind in (`_bound_once`), they are made again then.
+        entries = self._pickled_entries or pickle.dumps(self.entries, protocol=pickle.HIGHEST_PROTOCOL)
+        return self.doc, entries, self._built, self.first_entries, self.first_uses, self.bound_once
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        self.doc, self.entries, self._built, self.first_entries, self.first_uses, self.bound_once = state  # type: ignore[assignment]
+        self.doc, self._pickled_entries, self._built, self.first_entries, self.first_uses, self.bound_once = state  # type: ignore[assignment]
+        self._entries = None
         self._apis_by_scope = None
 
     def all(self) -> list[DesiredBinding]:
@@ -603,7 +616,8 @@ def _secret_error(doc: YamlDocument, index: int, message: str) -> ManifestError:
 
 @dataclass
 class ParsedFile:
-    """One validated manifest; its bindings are built when first needed."""
+    """One validated manifest; its bindings are built when first needed. (`manifest` holds the other fields:
+    its binding entries are `bindings.entries`.)"""
 
     doc: YamlDocument
     manifest: CheckedManifest
@@ -641,7 +655,7 @@ def parse_manifest(path: Path, raw: bytes) -> ParsedFile:
     doc = parse_yaml_document(str(path), raw)
     manifest = _validate(doc)
     doc.data = None  # validated: the model holds what is needed, the raw value would only add to the peak
-    return ParsedFile(doc, manifest, FileBindings(doc, manifest.bindings))
+    return ParsedFile(doc, replace(manifest, bindings=[]), FileBindings(doc, manifest.bindings))
 
 
 def _read_manifest(path: Path, parsed: ParsedFiles | None, ahead: ParsedAhead | None) -> ParsedFile:
