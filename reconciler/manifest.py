@@ -310,14 +310,15 @@ class FileBindings:
     read (the first entry of each scope and of each signature, the APIs of each scope), made once per file.
     """
 
-    __slots__ = ("_apis_by_scope", "_built", "_entries", "_pickled_entries", "bound_once", "doc", "first_entries",
-                 "first_uses")
+    __slots__ = ("_apis_by_scope", "_built", "_entries", "_pickled_entries", "_scope_sources", "bound_once", "doc",
+                 "first_entries", "first_uses")
 
     def __init__(self, doc: YamlDocument, entries: list[BindingEntry]) -> None:
         self.doc = doc
         self._entries: list[BindingEntry] | None = entries
         self._pickled_entries: bytes | None = None
         self._built: list[DesiredBinding] | None = None
+        self._scope_sources: dict[tuple[str, Stage], Location] | None = None
         self.first_entries, self._apis_by_scope, self.first_uses = _summary(entries)
         self.bound_once = self._apis_by_scope is not None  # no API bound twice in one of its scopes
 
@@ -327,6 +328,13 @@ class FileBindings:
             assert self._pickled_entries is not None
             self._entries, self._pickled_entries = pickle.loads(self._pickled_entries), None
         return self._entries
+
+    def scope_sources(self) -> dict[tuple[str, Stage], Location]:
+        """Where each scope's first entry lies (`RegionDesired.scope_sources`), made once for every load."""
+        if self._scope_sources is None:
+            self._scope_sources = {scope: _location(self.doc, ("bindings", index))
+                                   for scope, index in self.first_entries.items()}
+        return self._scope_sources
 
     def apis_in(self, scope: tuple[str, Stage]) -> Set[str]:
         """The APIs bound in `scope` (a scope of this file without an API bound twice)."""
@@ -346,6 +354,7 @@ class FileBindings:
         self.doc, self._pickled_entries, self._built, self.first_entries, self.first_uses, self.bound_once = state  # type: ignore[assignment]
         self._entries = None
         self._apis_by_scope = None
+        self._scope_sources = None
 
     def all(self) -> list[DesiredBinding]:
         if self._built is None:
@@ -769,9 +778,9 @@ class _Merged:
         no API is bound twice (the usual case: a set operation per scope, no object per API)."""
         doc = file_bindings.doc
         sources = region.scope_sources
-        for scope, index in file_bindings.first_entries.items():
+        for scope, location in file_bindings.scope_sources().items():
             if scope not in sources:
-                sources[scope] = _location(doc, ("bindings", index))
+                sources[scope] = location
         bound_each = self.bound_each.get(region.region)
         if bound_each is None:
             if _bound_once(file_bindings, self.bound.setdefault(region.region, {})):
@@ -903,6 +912,8 @@ def _reference_errors(region: RegionDesired) -> list[ManifestError]:
         if first_undeclared(binding.location.file, binding.signature):
             errors.append(undeclared(binding.location, binding.signature))
     for file_bindings in region._unbuilt:  # an entry's first API stands for the entry
+        if file_bindings.first_uses.keys() <= region.signatures.keys():  # the usual file: every one declared
+            continue
         doc = file_bindings.doc
         for signature, index in file_bindings.first_uses.items():
             if first_undeclared(doc.path, signature):
