@@ -1,4 +1,5 @@
-"""The desired state: manifest models, loading one file or a folder, and every check on them.
+"""The desired state: loading manifests (one file or a folder) and every check on them; the pydantic model
+of a manifest file, which decides what the quick check declines and words its errors, is `manifest_model`.
 
 A manifest file declares, for one region, the signature keys and which APIs
 each is bound to (see README "Manifest format"). Several files may declare the

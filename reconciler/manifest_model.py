@@ -2,9 +2,9 @@
 validation error of a manifest.
 
 Most manifests are checked by `manifest.check_manifest` (the same rules as one loop over plain values);
-this module, and pydantic with it, is imported only where that check declines a file, for the schema, or
-for a test: a plan that parses its manifests in a child process (`readahead`) forks before importing
-pydantic, which the child then does not need.
+this module, and pydantic with it, is imported only where that check declines a file or for the schema:
+a plan that parses its manifests in a child process (`readahead`) forks before importing pydantic, which
+the child then does not need.
 """
 
 from __future__ import annotations
