@@ -16,8 +16,11 @@ Design notes:
 - The base's manifests are read from git with `git ls-tree` and one `git cat-file --batch` for all
   their contents (no checkout, nothing written in the working tree; a git process per file made a
   base of hundreds of files cost seconds), the same paths as given for the pull request, relative to
-  the repository's top folder. A path the base does not have yet contributes no manifest; a base with
-  no manifest at all has an empty plan, so every change is `introduced`.
+  the repository's top folder; a file the work tree has unchanged (the same git object id, hashed
+  here) is read from the work tree instead. A path the base does not have yet contributes no
+  manifest; a base with no manifest at all has an empty plan, so every change is `introduced`.
+- The base is fetched while the pull request's manifests load (`fetch_base`; in a thread while they
+  are parsed ahead, `readahead`), and its errors are raised after theirs, as when it was read after.
 - Errors in the base's manifests are reported with `base REF:` before them and the base's path in
   the repository, and they fail the run: a label computed from a broken base would mislead.
 - A region only the base declares is read as well; its changes come out `resolved`.
