@@ -55,42 +55,40 @@ def _signature_values(name: str, key: str, secrets_checked: bool) -> SignatureVa
 
 def _signature_changes(desired: RegionDesired, snapshot: Snapshot, secrets_checked: bool
                        ) -> tuple[list[SignatureChange], int]:
+    """The changes by name; a signature that matches (nearly all of them) costs a lookup and a comparison."""
     region = desired.region
     live_by_name = {s.name: s for s in snapshot.signatures}
     changes: list[SignatureChange] = []
-    no_op = 0
-    for name in sorted(desired.signatures.keys() | live_by_name.keys()):
-        want: DesiredSignature | None = desired.signatures.get(name)
+    for name, want in desired.signatures.items():
         have: LiveSignature | None = live_by_name.get(name)
-        address = f"signature.{region}.{name}"
-        if want is not None and have is None:
-            changes.append(SignatureChange(action=Action.CREATE, resource=Resource.SIGNATURE, address=address,
-                                           region=region, before=None,
+        if have is None:
+            changes.append(SignatureChange(action=Action.CREATE, resource=Resource.SIGNATURE,
+                                           address=f"signature.{region}.{name}", region=region, before=None,
                                            after=_signature_values(name, want.key, secrets_checked),
                                            source=str(want.location)))
-        elif want is not None and have is not None:
-            changed = _changed_attributes(want, have)
-            if not changed:
-                no_op += 1
-                continue
-            changes.append(SignatureChange(action=Action.UPDATE, resource=Resource.SIGNATURE, address=address,
-                                           region=region,
+        elif changed := _changed_attributes(want, have):
+            changes.append(SignatureChange(action=Action.UPDATE, resource=Resource.SIGNATURE,
+                                           address=f"signature.{region}.{name}", region=region,
                                            before=_signature_values(name, have.key, secrets_checked),
                                            after=_signature_values(name, want.key, secrets_checked),
                                            changed=changed, source=str(want.location)))
-        elif have is not None and not desired.is_ignored(name):
+    no_op = len(desired.signatures) - len(changes)
+    for name in live_by_name.keys() - desired.signatures.keys():
+        if not desired.is_ignored(name):
             changes.append(SignatureChange(action=Action.DELETE if desired.prune else Action.UNMANAGED,
-                                           resource=Resource.SIGNATURE, address=address, region=region,
-                                           before=_signature_values(name, have.key, secrets_checked), after=None))
+                                           resource=Resource.SIGNATURE, address=f"signature.{region}.{name}",
+                                           region=region, before=_signature_values(name, live_by_name[name].key,
+                                                                                    secrets_checked), after=None))
+    changes.sort(key=lambda change: change.values.name)
     return changes, no_op
 
 
 def _changed_attributes(want: DesiredSignature, have: LiveSignature) -> tuple[str, ...]:
-    changed = ["key"] if have.key != want.key else []
+    key: tuple[str, ...] = ("key",) if have.key != want.key else ()
     # The secret is compared apart, never put beside other values.
     if want.secret is not None and not have.secret_matches(want.secret.get_secret_value()):
-        changed.append("secret")
-    return tuple(changed)
+        return (*key, "secret")
+    return key
 
 
 class _ApiCatalog:
