@@ -313,12 +313,15 @@ def _live_binding_values(binding: LiveBinding) -> BindingValues:
 def _blocked_deletes(changes: list[Change], snapshot: Snapshot) -> list[Change]:
     """`changes` of one region with each delete that live bindings outside this plan would refuse made a
     `delete_blocked`; the bindings this plan unbinds or rebinds away do not block."""
-    live_by_name = {s.name: s for s in snapshot.signatures}
+    deleted = {c.values.name for c in changes if c.resource is Resource.SIGNATURE and c.action is Action.DELETE}
+    bound_live = {s.name: s for s in snapshot.signatures if s.name in deleted and s.bindings_in_region}
+    if not bound_live:  # the usual case: the binding changes need not be looked through
+        return changes
     released = {(c.before.signature, c.before.group, c.before.stage, c.before.api_id) for c in changes
                 if c.resource is Resource.BINDING and c.before is not None}
     out = []
     for change in changes:
-        live = (live_by_name.get(change.values.name)
+        live = (bound_live.get(change.values.name)
                 if change.resource is Resource.SIGNATURE and change.action is Action.DELETE else None)
         if live is not None and live.bindings_in_region:
             still = tuple(_live_binding_values(b) for b in sorted(
