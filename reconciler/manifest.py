@@ -522,7 +522,8 @@ class RegionDesired:
 
     def bindings_unless(self, matches: BindingMatch) -> list[DesiredBinding]:
         """The bindings, in the order of `bindings`, but those given by API id for which `matches(group, stage,
-        api, signature)` is true; only the rest are built (a plan finds most bindings as the manifests say)."""
+        api, signature)` is true (asked once for each, in that order); only the rest are built (a plan finds
+        most bindings bound live as the manifests say)."""
         built = [b for b in self._built if not (b.api_is_id and matches(b.group, b.stage, b.api, b.signature))]
         return built + [b for file_bindings in self._unbuilt for b in file_bindings.unless(matches)]
 
