@@ -41,7 +41,7 @@ import httpx
 
 from benchmarks.emulator_process import STATS_PATH
 from benchmarks.report import RESULTS, publish
-from benchmarks.workload import UNMANAGED, Size, expected_changes, in_memory, write_tenant
+from benchmarks.workload import APIS_PER_SIGNATURE_RUN, UNMANAGED, Size, expected_changes, in_memory, write_tenant
 from reconciler.emulator.server import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 from reconciler.limits import DEFAULT_CONCURRENCY
 from reconciler.vendor_rules import MAX_PAGE_SIZE
@@ -136,10 +136,15 @@ def run_plan(manifests: Path, env: dict[str, str], server: Emulator, concurrency
                    exit_code=process.returncode)
 
 
-def diff_alone(groups: int, apis: int, signatures: int) -> dict[str, float]:
-    """In a child process: CPU and memory of diff + text render on a snapshot of that size, no network."""
+def diff_alone(groups: int, apis: int, signatures: int, signature_run: int = APIS_PER_SIGNATURE_RUN,
+               loaded: bool = False) -> dict[str, float]:
+    """In a child process: CPU and memory of diff + text render on a snapshot of that size, no network.
+
+    `signature_run=1` gives each API its own signature and manifest entry (the SDK side by side's tenant);
+    `loaded` reads the manifests from YAML files first, so that the diff pays, as in `plan`, for building
+    the bindings it needs and finding the lines of its changes."""
     code = ("import json,sys;from benchmarks.plan_benchmark import measure_diff;"
-            f"print(json.dumps(measure_diff({groups},{apis},{signatures})))")
+            f"print(json.dumps(measure_diff({groups},{apis},{signatures},{signature_run},{loaded})))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).parent.parent)
     result: dict[str, float] = json.loads(done.stdout)
@@ -151,12 +156,18 @@ def _rss_mb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def measure_diff(groups: int, apis: int, signatures: int) -> dict[str, float]:
+def measure_diff(groups: int, apis: int, signatures: int, signature_run: int = APIS_PER_SIGNATURE_RUN,
+                 loaded: bool = False) -> dict[str, float]:
     from reconciler.differ import diff
+    from reconciler.manifest import load_desired_state
     from reconciler.render.plan import render_text
 
-    size = Size(groups=groups, apis=apis, signatures=signatures)
+    size = Size(groups=groups, apis=apis, signatures=signatures, signature_run=signature_run)
     desired, snapshot = in_memory(size)
+    if loaded:
+        with tempfile.TemporaryDirectory() as scratch:
+            _, manifests, env = write_tenant(size, Path(scratch), groups_per_manifest=groups)
+            desired = load_desired_state([manifests], env=env)
     rss_before = _rss_mb()
     started = time.process_time()
     result = diff(desired, {snapshot.region: snapshot})

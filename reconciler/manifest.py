@@ -301,6 +301,10 @@ class DesiredBinding(NamedTuple):
     location: Location
 
 
+# (group, stage, api, signature) -> bool: see `RegionDesired.bindings_unless`.
+BindingMatch = Callable[[str, Stage, str, str], bool]
+
+
 class FileBindings:
     """The `bindings` entries of one manifest file, checked, built into `DesiredBinding`s when first needed.
 
@@ -368,6 +372,21 @@ class FileBindings:
         if scopes.isdisjoint(self.first_entries):  # the usual file of a pull request's plan: nothing to build
             return []
         return self._build(scopes)
+
+    def unless(self, matches: BindingMatch) -> list[DesiredBinding]:
+        """Like `RegionDesired.bindings_unless`; an entry's places are made only when one of its APIs is kept."""
+        api_id = RESOURCE_ID_RULE.fullmatch
+        if self._built is not None:
+            return [b for b in self._built if not (b.api_is_id and matches(b.group, b.stage, b.api, b.signature))]
+        built: list[DesiredBinding] = []
+        for index, (group, stage, signature, apis) in enumerate(self.entries):
+            locations: list[Location] | None = None
+            for item, api in enumerate(apis):
+                is_id = api_id(api) is not None
+                if not (is_id and matches(group, stage, api, signature)):
+                    locations = locations or _api_locations(self.doc, index, len(apis))
+                    built.append(DesiredBinding(group, stage, signature, api, is_id, locations[item]))
+        return built
 
     def _build(self, scopes: Set[tuple[str, Stage]] | None) -> list[DesiredBinding]:
         # One tight loop: a manifest can bind 200,000 APIs.
@@ -453,6 +472,13 @@ class RegionDesired:
         """The bindings of `scopes`, in the order of `bindings`; only those are built."""
         built = [b for b in self._built if (b.group, b.stage) in scopes]
         return built + [b for file_bindings in self._unbuilt for b in file_bindings.in_scopes(scopes)]
+
+    def bindings_unless(self, matches: BindingMatch) -> list[DesiredBinding]:
+        """The bindings, in the order of `bindings`, but those given by API id for which `matches(group, stage,
+        api, signature)` is true (asked once for each, in that order); only the rest are built (a plan finds
+        most bindings bound live as the manifests say)."""
+        built = [b for b in self._built if not (b.api_is_id and matches(b.group, b.stage, b.api, b.signature))]
+        return built + [b for file_bindings in self._unbuilt for b in file_bindings.unless(matches)]
 
     def declared_scopes(self, leaving_out: Set[str] = frozenset()) -> dict[tuple[str, Stage], dict[str, set[str]]]:
         """(group, stage) -> signature -> {API}: what each scope declares, lines aside, without the bindings of

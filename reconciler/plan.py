@@ -19,6 +19,7 @@ a drift job still sees everything; with --detailed-exitcode it exits 2.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Annotated, Literal, assert_never
@@ -205,7 +206,5 @@ def group_names_of(changes: Iterable[Change], names: Mapping[str, str | None]) -
 
 
 def summarize(changes: tuple[Change, ...], no_op: int) -> Summary:
-    counts = {action.value: 0 for action in Action}
-    for change in changes:
-        counts[change.action.value] += 1
-    return Summary(no_op=no_op, **counts)
+    counts = Counter(change.action for change in changes)
+    return Summary(no_op=no_op, **{action.value: counts[action] for action in Action})

@@ -37,31 +37,42 @@ def with_policy(plan: Plan, desired: DesiredState, snapshots: Mapping[str, Snaps
 
 
 def _region_violations(region: RegionDesired, snapshot: Snapshot, plan: Plan) -> list[Violation]:
-    binds: set[tuple[str, str, str]] = set()
-    unbinds: set[tuple[str, str, str]] = set()
-    for change in plan.changes:
-        if change.region != region.region:
-            continue
-        if change.resource is Resource.BINDING:
-            api = (change.api.group, change.api.stage, change.api.api_id)
-            (unbinds if change.action is Action.UNBIND else binds).add(api)
-    live = {(b.group, b.stage, b.api_id) for b in snapshot.bindings}
-    signed_after = (live - unbinds) | binds
+    signed = _signed_after(region.region, snapshot, plan)
+    read = {(scope.group, scope.stage) for scope in snapshot.scopes}
     found = []
     for group in sorted(snapshot.groups, key=lambda g: g.id):
         for stage in region.required_stages(group.id):
             published = [api for api in group.apis if stage in api.deployed]
             if not published:
                 continue
-            if not snapshot.scope_was_read(group.id, stage):
+            if (group.id, stage) not in read:
                 raise InputError(f"the live state of region {region.region} does not include the bindings of "
                                  f"group {group.id} stage {stage}, which the signature policy needs")
             source = _policy_source(region, group.id)
+            in_scope = signed.get((group.id, stage), set())
             found += [Violation(address=f"policy.{region.region}.{group.id}.{stage}.{api.id}", region=region.region,
                                 group=group.id, stage=stage, api_id=api.id, api_name=api.name, source=source)
-                      for api in sorted(published, key=lambda a: (a.name, a.id))
-                      if (group.id, stage, api.id) not in signed_after]
+                      for api in sorted((a for a in published if a.id not in in_scope), key=lambda a: (a.name, a.id))]
     return found
+
+
+def _signed_after(region: str, snapshot: Snapshot, plan: Plan) -> dict[tuple[str, str], set[str]]:
+    """(group, stage) -> the APIs bound there once the plan is applied: bound live, minus the plan's unbinds,
+    plus its binds (a rebind keeps an API signed). By scope, so that no tuple is made per live binding."""
+    signed: dict[tuple[str, str], set[str]] = {}
+    for binding in snapshot.bindings:
+        in_scope = signed.get((binding.group, binding.stage))
+        if in_scope is None:
+            in_scope = signed[(binding.group, binding.stage)] = set()
+        in_scope.add(binding.api_id)
+    changes = [c for c in plan.changes if c.region == region and c.resource is Resource.BINDING]
+    for change in changes:
+        if change.action is Action.UNBIND:
+            signed.get((change.api.group, change.api.stage), set()).discard(change.api.api_id)
+    for change in changes:  # after every unbind: a bind wins over an unbind of the same API
+        if change.action is not Action.UNBIND:
+            signed.setdefault((change.api.group, change.api.stage), set()).add(change.api.api_id)
+    return signed
 
 
 def _policy_source(region: RegionDesired, group: str) -> str | None:
