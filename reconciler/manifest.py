@@ -553,7 +553,7 @@ class DesiredState:
 # ---------------------------------------------------------------- loading
 
 
-def _field_path(loc: Sequence[str | int]) -> str:
+def field_path(loc: Sequence[str | int]) -> str:
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -847,10 +847,10 @@ def _bound_once(file_bindings: FileBindings, bound: dict[tuple[str, Stage], File
 def _stages(doc: YamlDocument, loc: tuple[str, ...], stages: list[Stage]) -> tuple[Stage, ...]:
     for index, stage in enumerate(stages):
         if stage == "PRE":
-            raise ManifestError(doc.path, doc.line_of((*loc, index)), _field_path((*loc, index)),
+            raise ManifestError(doc.path, doc.line_of((*loc, index)), field_path((*loc, index)),
                                 f"stage PRE cannot be required: {UNMANAGED_STAGE_HINT}")
         if stage in stages[:index]:
-            raise ManifestError(doc.path, doc.line_of((*loc, index)), _field_path((*loc, index)),
+            raise ManifestError(doc.path, doc.line_of((*loc, index)), field_path((*loc, index)),
                                 f"stage {stage} is listed twice")
     return tuple(stages)
 

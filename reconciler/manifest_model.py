@@ -17,7 +17,7 @@ from pydantic_core import ErrorDetails
 
 from reconciler.errors import ManifestError, raise_collected
 from reconciler.inert import inert
-from reconciler.manifest import ENV_REFERENCE, CheckedManifest, _field_path
+from reconciler.manifest import ENV_REFERENCE, CheckedManifest, field_path
 from reconciler.vendor_rules import (
     MANAGED_STAGES,
     REGION_RULE,
@@ -195,6 +195,6 @@ def validated(doc: YamlDocument) -> CheckedManifest:
             loc = err["loc"]
             # A missing field is reported at its parent; an unknown one at itself.
             line = doc.line_of(loc if err["type"] != "missing" else loc[:-1])
-            found.append(ManifestError(doc.path, line, _field_path(loc), _message(err)))
+            found.append(ManifestError(doc.path, line, field_path(loc), _message(err)))
         raise_collected(found)
         raise  # unreachable: a ValidationError has at least one error
