@@ -314,7 +314,7 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
     """Compare manifests with the live state and print what would change."""
     from reconciler.differ import diff
     from reconciler.output import write_output
-    from reconciler.planning import live_state, read_plan_inputs, review_plan, saved_review
+    from reconciler.planning import live_state, read_early, read_plan_inputs, review_plan, saved_review
     from reconciler.render.plan import summary_line
     from reconciler.saved_plan import save_plan
     from reconciler.snapshot import snapshots_file_text
@@ -325,11 +325,12 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
     if compact and output_format != "text":
         raise InputError(f"--compact is a text view; it does not go with -o {output_format}")
     saves_live_state = out_plan is not None or save_snapshot is not None
-    inputs = read_plan_inputs(functools.partial(load_manifests, paths, env_files, skip_secrets), paths=paths,
-                              env=manifest_env(env_files, skip_secrets), base_ref=base_ref, base_path=base_path,
-                              changed_only=changed_only, saves_live_state=saves_live_state)
-    snapshots = inputs.snapshots(live_state(inputs.fetch_view(), snapshot_file, connection, quiet=quiet, warn=warn,
-                                            signature_names=inputs.signature_names))
+    with read_early(paths, snapshot_file, connection, changed_only=changed_only) as early:
+        inputs = read_plan_inputs(functools.partial(load_manifests, paths, env_files, skip_secrets), paths=paths,
+                                  env=manifest_env(env_files, skip_secrets), base_ref=base_ref, base_path=base_path,
+                                  changed_only=changed_only, saves_live_state=saves_live_state)
+        snapshots = inputs.snapshots(live_state(inputs.fetch_view(), snapshot_file, connection, quiet=quiet,
+                                                warn=warn, signature_names=inputs.signature_names, early=early))
     if save_snapshot is not None:
         write_output(snapshots_file_text(snapshots.values()), save_snapshot)
     result = diff(inputs.desired, snapshots)

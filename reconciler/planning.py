@@ -4,26 +4,32 @@
 --changed-only; `PlanInputs.fetch_view` says what of the live state to read for them (one read serves
 the head's plan and the base's). `review_plan` turns the plan into what is shown: the signature policy
 checked, each change labelled against the base, narrowed to the targets, the group names added.
-`live_state` reads the live state for them, or takes it from a saved snapshot file. `cli.py` parses the
-options, calls these, renders and chooses the exit code.
+`live_state` reads the live state for them, or takes it from a saved snapshot file; `read_early` starts that
+read while the manifests load. `cli.py` parses the options, calls these, renders and chooses the exit code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import os
+import re
+import stat
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.drift import Base, ChangeView, compare_with_base, fetch_view, narrow_to_change, read_base
-from reconciler.errors import InputError
-from reconciler.live import ConnectionOptions, open_connection, read_live_state
-from reconciler.manifest import DesiredState, ParsedFiles
+from reconciler.errors import InputError, ReconcilerError
+from reconciler.gcrelax import no_cyclic_collections
+from reconciler.live import ConnectionOptions, EarlyRead, checked_endpoint, open_connection, read_live_state
+from reconciler.manifest import DesiredState, ParsedFiles, manifest_paths
 from reconciler.plan import Plan
 from reconciler.policy import with_policy
 from reconciler.progress import progress_on_stderr
 from reconciler.review import Review
 from reconciler.snapshot import Snapshot, check_secrets_ahead, load_snapshot_file
 from reconciler.targets import Target, select_targets
+from reconciler.vendor_rules import REGION_RULE
 
 
 @dataclass(frozen=True)
@@ -89,11 +95,87 @@ def group_names(snapshots: Mapping[str, Snapshot]) -> dict[str, str | None]:
     return {group.id: group.name for snapshot in snapshots.values() for group in snapshot.groups}
 
 
+@contextmanager
+def read_early(paths: Sequence[Path], snapshot_file: Path | None, options: ConnectionOptions, *,
+               changed_only: bool) -> Iterator[EarlyRead | None]:
+    """For the `with` block around loading the manifests and `live_state`: the live state's read, started
+    with each hinted region's signature listing in flight while the manifests load (see `EarlyRead`), or
+    None where that does not help.
+
+    Where it applies: the live state read over the network, from the vendor's endpoints or `--endpoint`
+    (for one hinted region: it serves one). Not with `--snapshot` (nothing is read), not with
+    `--changed-only` (it reads named signatures, not the listing), not with `--emulator` (embedded, no
+    latency to hide; its regions come from its state files). Nor when the endpoint or the retry settings
+    are invalid: the fetch after loading reports those, in their place.
+
+    Which regions: the hint (`hinted_regions`). What is read and planned comes from the loaded manifests
+    alone: a listing started for a region they do not declare is cancelled and its pages dropped; a
+    declared region not hinted is read after loading, as without the hint.
+
+    Why a thread: the loading is CPU work in the main thread and holds the GIL; the loop's thread mostly
+    waits on sockets and takes the GIL at each switch interval (5 ms), well inside a 50 ms round trip (a
+    shorter `sys.setswitchinterval` changed nothing measurable). Errors keep their order: a manifest error
+    is reported alone, whatever the early requests met; under `--debug` those requests are logged as they
+    are made, before what the loading reports.
+    """
+    regions = [] if snapshot_file is not None or changed_only or options.emulator_states else hinted_regions(paths)
+    early = None
+    if regions and (options.endpoint is None or len(regions) == 1):
+        try:
+            endpoint = checked_endpoint(options.endpoint) if options.endpoint is not None else None
+            early = EarlyRead(options, endpoint, regions)
+        except ReconcilerError:
+            pass
+    if early is None:
+        yield None
+        return
+    # One thread loads the manifests while the loop of the other waits on the network; the collector stays
+    # off for both, as each would otherwise have it (`no_cyclic_collections` is per process).
+    with no_cyclic_collections(), early:
+        yield early
+
+
+# A top-level `region:` line of a manifest, its value plain or quoted, maybe followed by a comment.
+_REGION_LINE = re.compile(rb"""^region:[ \t]+(["']?)([a-z0-9-]{1,64})\1[ \t]*(?:#[^\r\n]*)?\r?$""", re.MULTILINE)
+HINT_BYTES = 64 * 1024  # of each manifest file, where its `region:` line is looked for
+
+
+def hinted_regions(paths: Sequence[Path]) -> list[str]:
+    """The regions the manifests probably declare, read cheaply from their bytes before they are loaded: each
+    top-level `region:` line in the first `HINT_BYTES` of each file, kept if it is a region id (`REGION_RULE`,
+    checked before any host name is built from it). Only a hint: nothing fails here (whatever is wrong is
+    reported by the loading), and a file is read only if it is a regular file (never a FIFO or a device)."""
+    try:
+        files = manifest_paths(paths)
+    except (ReconcilerError, OSError):
+        return []
+    found: dict[str, None] = {}
+    for file in files:
+        try:
+            fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            head = os.read(fd, HINT_BYTES)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        for match in _REGION_LINE.finditer(head):
+            region = match.group(2).decode("ascii")
+            if REGION_RULE.fullmatch(region):
+                found[region] = None
+    return sorted(found)
+
+
 def live_state(desired: DesiredState, snapshot_file: Path | None, options: ConnectionOptions, *, quiet: bool,
-               warn: Callable[[str], None], signature_names: Mapping[str, frozenset[str] | None] | None = None
-               ) -> dict[str, Snapshot]:
+               warn: Callable[[str], None], signature_names: Mapping[str, frozenset[str] | None] | None = None,
+               early: EarlyRead | None = None) -> dict[str, Snapshot]:
     """The live state to plan against: the saved snapshot file (offline; its secrets' digests checked against
-    the manifests' secrets), or read for `desired` from the endpoint, with progress on stderr unless `quiet`."""
+    the manifests' secrets), or read for `desired` from the endpoint, with progress on stderr unless `quiet`;
+    with `early` (`read_early`), in its loop, taking over the listings it started."""
     if snapshot_file is not None:
         if options.endpoint or options.emulator_states:
             raise InputError("give --snapshot, or --endpoint/--emulator, not both")
@@ -103,5 +185,7 @@ def live_state(desired: DesiredState, snapshot_file: Path | None, options: Conne
         return snapshots
     if not desired.regions:  # --changed-only with nothing changed: nothing to read
         return {}
-    with open_connection(options, desired.regions, warn=warn) as connection, progress_on_stderr(quiet) as progress:
-        return read_live_state(desired, connection, progress, signature_names=signature_names)
+    with (open_connection(options, desired.regions, warn=warn,
+                          credential_source=early.credentials if early is not None else None) as connection,
+          progress_on_stderr(quiet) as progress):
+        return read_live_state(desired, connection, progress, signature_names=signature_names, early=early)
