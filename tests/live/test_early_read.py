@@ -310,3 +310,32 @@ def test_pages_read_before_progress_is_shown_count_in_it() -> None:
     shown.close()
     assert screen.getvalue().startswith("\rReading live state: 1/2 pages")
     assert screen.getvalue().endswith("\rReading live state: 3/3 pages\r\x1b[K")
+
+
+def test_the_hint_is_each_files_top_level_region_line_when_it_is_a_region_id(tmp_path: Path) -> None:
+    from reconciler.planning import HINT_BYTES, hinted_regions
+
+    files = {
+        "a.yaml": "# the orders team's keys\nregion: cn-hangzhou  # production\nsignatures: []\n",
+        "b.yaml": "region: 'cn-shanghai'\n",
+        "c.yaml": "signatures: []\nregion: \"ap-southeast-1\"\r\n",
+        "d.yaml": "bindings:\n  - region: eu-central-1\n",  # not top level
+        "e.yaml": "region: cn-beijing.evil.example\n",  # no region id: never a host name
+        "f.yaml": "region: localhost\n",
+        "h.yaml": "region: 1-2\n",
+        "g.yaml": "x: " + "y" * HINT_BYTES + "\nregion: us-west-1\n",  # beyond the bytes read
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert hinted_regions([tmp_path]) == ["ap-southeast-1", "cn-hangzhou", "cn-shanghai"]
+    assert hinted_regions([tmp_path / "missing"]) == []
+
+
+def test_a_manifest_path_that_is_a_fifo_is_refused_as_before_not_waited_on(
+        cli: Cli, tmp_path: Path, server: tuple[Server, str]) -> None:
+    _, url = server
+    fifo = tmp_path / "manifest.yaml"
+    os.mkfifo(fifo)
+    result = cli("plan", str(fifo), "--endpoint", url, env=CREDENTIALS)
+    assert result.code == 1
+    assert result.err.startswith(f"Error: {fifo}") and result.err.count("\n") == 1, result.err
