@@ -269,22 +269,24 @@ def test_nothing_is_read_early_where_it_would_not_help(
         flag: str, cli: Cli, tenant: tuple[Path, Path, dict[str, str]], server: tuple[Server, str],
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """With a saved snapshot, a pull request's --changed-only plan (named signatures) or an embedded emulator
-    (no latency to hide), nothing is asked of the endpoint before the manifests are loaded."""
+    (no latency to hide), no read is started before the manifests are loaded, and nothing is asked of the
+    endpoint."""
     state, manifests, env = tenant
     recorder, url = server
-    requests_while_loading: list[int] = []
-    load = reconciler.manifest.load_desired_state
+    started: list[tuple[str, ...]] = []
 
-    def loading(*args: Any, **kwargs: Any) -> Any:
-        result = load(*args, **kwargs)
-        requests_while_loading.append(len(recorder.actions))
-        return result
+    class Recorded(reconciler.planning.EarlyRead):
+        def __init__(self, options: Any, endpoint: str | None, regions: Any) -> None:
+            started.append(tuple(regions))
+            super().__init__(options, endpoint, regions)
 
-    monkeypatch.setattr(reconciler.manifest, "load_desired_state", loading)
+    monkeypatch.setattr(reconciler.planning, "EarlyRead", Recorded)
     extra = {"--snapshot": [flag, str(tmp_path / "none.json")], "--changed-only": [flag, "--base", str(manifests)],
              "--emulator": [flag, str(state)]}[flag]
     cli("plan", str(manifests), "--endpoint", url, *extra, env=env | CREDENTIALS)
-    assert requests_while_loading and set(requests_while_loading) == {0}
+    assert (started, recorder.actions) == ([], [])
+    cli("plan", str(manifests), "--endpoint", url, env=env | CREDENTIALS)
+    assert started == [("cn-hangzhou",)]
 
 
 def test_pages_read_before_progress_is_shown_count_in_it() -> None:
