@@ -256,24 +256,33 @@ class EarlyRead:
         self._thread = threading.Thread(target=self._run, name="reconciler-early-read", daemon=True)
 
     def __enter__(self) -> EarlyRead:
-        self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def start(self) -> None:
+        """Start the thread (once; `credentials` and `read` start it if nothing did). Not before a fork: the
+        child of a process with more than one thread may inherit a lock held by another."""
+        if self._thread.ident is None:
+            self._thread.start()
+
     def credentials(self) -> CredentialSource:
         """The credential source the thread resolved (waiting for it), or what resolving it raised."""
+        self.start()
         return self._source.result()
 
     def read(self, targets: list[FetchTarget], connection: Connection,
              progress: PageProgress | None) -> dict[str, Snapshot]:
         """The fetch of `targets`, with `connection`'s clients for regions not started early; the pages read
         so far count in `progress` too."""
+        self.start()
         self._job.set_result((targets, connection, progress))
         return self._result.result()
 
     def close(self) -> None:
+        if self._thread.ident is None:
+            return
         if not self._job.done():
             self._job.set_result(None)  # never read: what was started is cancelled
         elif not self._result.done():  # interrupted while reading

@@ -17,19 +17,21 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.drift import Base, ChangeView, compare_with_base, fetch_view, narrow_to_change, read_base
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.gcrelax import no_cyclic_collections
-from reconciler.live import ConnectionOptions, EarlyRead, checked_endpoint, open_connection, read_live_state
 from reconciler.manifest import DesiredState, ParsedFiles, manifest_paths
 from reconciler.plan import Plan
 from reconciler.policy import with_policy
-from reconciler.progress import progress_on_stderr
 from reconciler.review import Review
 from reconciler.snapshot import Snapshot, check_secrets_ahead, load_snapshot_file
 from reconciler.targets import Target, select_targets
 from reconciler.vendor_rules import REGION_RULE
+
+if TYPE_CHECKING:
+    from reconciler.live import ConnectionOptions, EarlyRead
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ def read_early(paths: Sequence[Path], snapshot_file: Path | None, options: Conne
     regions = [] if snapshot_file is not None or changed_only or options.emulator_states else hinted_regions(paths)
     early = None
     if regions and (options.endpoint is None or len(regions) == 1):
+        from reconciler.live import EarlyRead, checked_endpoint  # the API client, imported when it is used
+
         try:
             endpoint = checked_endpoint(options.endpoint) if options.endpoint is not None else None
             early = EarlyRead(options, endpoint, regions)
@@ -132,6 +136,7 @@ def read_early(paths: Sequence[Path], snapshot_file: Path | None, options: Conne
     # One thread loads the manifests while the loop of the other waits on the network; the collector stays
     # off for both, as each would otherwise have it (`no_cyclic_collections` is per process).
     with no_cyclic_collections(), early:
+        early.start()
         yield early
 
 
@@ -186,6 +191,9 @@ def live_state(desired: DesiredState, snapshot_file: Path | None, options: Conne
         return snapshots
     if not desired.regions:  # --changed-only with nothing changed: nothing to read
         return {}
+    from reconciler.live import open_connection, read_live_state
+    from reconciler.progress import progress_on_stderr
+
     with (open_connection(options, desired.regions, warn=warn,
                           credential_source=early.credentials if early is not None else None) as connection,
           progress_on_stderr(quiet) as progress):

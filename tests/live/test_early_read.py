@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+import reconciler.live
 import reconciler.manifest
 import reconciler.planning
 from benchmarks.plan_benchmark import minimum_requests
@@ -275,12 +276,12 @@ def test_nothing_is_read_early_where_it_would_not_help(
     recorder, url = server
     started: list[tuple[str, ...]] = []
 
-    class Recorded(reconciler.planning.EarlyRead):
+    class Recorded(reconciler.live.EarlyRead):
         def __init__(self, options: Any, endpoint: str | None, regions: Any) -> None:
             started.append(tuple(regions))
             super().__init__(options, endpoint, regions)
 
-    monkeypatch.setattr(reconciler.planning, "EarlyRead", Recorded)
+    monkeypatch.setattr(reconciler.live, "EarlyRead", Recorded)
     extra = {"--snapshot": [flag, str(tmp_path / "none.json")], "--changed-only": [flag, "--base", str(manifests)],
              "--emulator": [flag, str(state)]}[flag]
     cli("plan", str(manifests), "--endpoint", url, *extra, env=env | CREDENTIALS)
