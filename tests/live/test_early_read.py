@@ -25,7 +25,7 @@ import reconciler.live
 import reconciler.manifest
 import reconciler.planning
 from benchmarks.plan_benchmark import minimum_requests
-from benchmarks.workload import Size, write_tenant
+from benchmarks.workload import UNMANAGED, Size, write_tenant
 from reconciler.emulator.app import EmulatorApp
 from reconciler.emulator.server import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 from reconciler.emulator.state import EmulatorState
@@ -342,3 +342,26 @@ def test_a_manifest_path_that_is_a_fifo_is_refused_as_before_not_waited_on(
     result = cli("plan", str(fifo), "--endpoint", url, env=CREDENTIALS)
     assert result.code == 1
     assert result.err.startswith(f"Error: {fifo}") and result.err.count("\n") == 1, result.err
+
+
+def test_a_read_never_started_leaves_nothing_and_one_started_late_still_reads(
+        tenant: tuple[Path, Path, dict[str, str]], server: tuple[Server, str], monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    """The read's thread may start after entering its block (after a fork, say), or only when the fetch needs it."""
+    from reconciler.live import ConnectionOptions, EarlyRead
+    from reconciler.manifest import load_desired_state
+    from reconciler.planning import live_state
+
+    _, manifests, env = tenant
+    recorder, url = server
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    options = ConnectionOptions(endpoint=url)
+    with EarlyRead(options, url, ["cn-hangzhou"]):
+        pass
+    assert recorder.actions == []
+    desired = load_desired_state([manifests], env=env)
+    with EarlyRead(options, url, ["cn-hangzhou"]) as early:
+        snapshots = live_state(desired, None, options, quiet=True, warn=print, early=early)
+    assert len(snapshots["cn-hangzhou"].signatures) == SIZE.signatures + UNMANAGED
+    assert len(recorder.actions) == minimum_requests(SIZE)
