@@ -229,8 +229,8 @@ class EarlyRead:
 
     The signature listing of a region depends on nothing but the region, and in a large tenant it is the
     longest chain of requests of the fetch (a listing of several pages is read twice, see `Fetcher.read`).
-    So the thread resolves the credentials and starts the listing of each region in `regions` (a hint,
-    see `planning.read_early`) while the main thread loads the manifests; `read`, given what the loaded
+    So the thread (`start`) resolves the credentials and starts the listing of each region in `regions` (a
+    hint, see `planning.read_early`) while the main thread loads the manifests; `read`, given what the loaded
     manifests ask for, runs the whole fetch in the same loop, under the same bound on requests in flight,
     and takes the listings over (`RegionReads`): the requests are the same as without the early start.
 
