@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from reconciler.limits import ConnectionOptions
     from reconciler.live import Connection
     from reconciler.manifest import DesiredState, ParsedAhead, ParsedFiles
+    from reconciler.planning import EarlyStart
     from reconciler.review import Review
     from reconciler.snapshot import Snapshot
     from reconciler.targets import Target
@@ -314,25 +315,26 @@ def plan(paths: tuple[Path, ...], env_files: tuple[Path, ...], skip_secrets: boo
          no_color: bool, compact: bool, targets: tuple[str, ...], base_ref: str | None,
          base_path: Path | None, changed_only: bool) -> int:
     """Compare manifests with the live state and print what would change."""
-    from reconciler.planning import read_plan_inputs
+    from reconciler.planning import live_state, read_early, read_plan_inputs
 
     chosen_targets = parse_targets(targets)
     output_format = output_format.lower()
     if compact and output_format != "text":
         raise InputError(f"--compact is a text view; it does not go with -o {output_format}")
     saves_live_state = out_plan is not None or save_snapshot is not None
-    inputs = read_plan_inputs(functools.partial(load_manifests, paths, env_files, skip_secrets), paths=paths,
-                              env=manifest_env(env_files, skip_secrets), base_ref=base_ref, base_path=base_path,
-                              changed_only=changed_only, saves_live_state=saves_live_state,
-                              meanwhile=_import_plan_steps)
+    with read_early(paths, snapshot_file, connection, changed_only=changed_only) as early:
+        inputs = read_plan_inputs(functools.partial(load_manifests, paths, env_files, skip_secrets), paths=paths,
+                                  env=manifest_env(env_files, skip_secrets), base_ref=base_ref,
+                                  base_path=base_path, changed_only=changed_only, saves_live_state=saves_live_state,
+                                  meanwhile=functools.partial(_prepare_fetch, early))
+        snapshots = inputs.snapshots(live_state(inputs.fetch_view(), snapshot_file, connection, quiet=quiet,
+                                                warn=warn, signature_names=inputs.signature_names, early=early.read))
     from reconciler.differ import diff
     from reconciler.output import write_output
-    from reconciler.planning import live_state, review_plan, saved_review
+    from reconciler.planning import review_plan, saved_review
     from reconciler.render.plan import summary_line
     from reconciler.snapshot import snapshots_file_text
 
-    snapshots = inputs.snapshots(live_state(inputs.fetch_view(), snapshot_file, connection, quiet=quiet, warn=warn,
-                                            signature_names=inputs.signature_names))
     if save_snapshot is not None:
         write_output(snapshots_file_text(snapshots.values()), save_snapshot)
     result = diff(inputs.desired, snapshots)
@@ -357,9 +359,10 @@ def parse_targets(targets: tuple[str, ...]) -> list[Target]:
     return [parse_target(t) for t in targets]
 
 
-def _import_plan_steps() -> None:
-    """Import what `plan` runs after loading the manifests (the API client above all), while a child process
-    parses them."""
+def _prepare_fetch(early: EarlyStart) -> None:
+    """Before `plan` loads its manifests (while a child process parses them, where one does): start the early
+    read of the live state, then import what runs after loading (the API client above all)."""
+    early.start()
     for module in ("reconciler.live", "reconciler.differ", "reconciler.policy", "reconciler.render.plan",
                    "reconciler.targets"):
         importlib.import_module(module)
@@ -611,6 +614,7 @@ def run(argv: list[str]) -> int:
         report_internal_error(exc)
         code = 1
     return code if isinstance(code, int) else 0
+
 
 
 def report_click_error(exc: click.ClickException) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,8 +73,19 @@ class PageProgress:
         self.done = 0
         self.known = 0
         self._report = report
+        self._into: PageProgress | None = None
+
+    def count_into(self, other: PageProgress) -> None:
+        """Count in `other` from now on, starting with the pages counted here so far (a read that began
+        before anyone was shown its progress)."""
+        self._into = other
+        other.done += self.done
+        other.expect(self.known)
 
     def expect(self, pages: int) -> None:
+        if self._into is not None:
+            self._into.expect(pages)
+            return
         self.known += pages
         # Reported before the first page arrives too: on a slow endpoint the line shows from the first
         # request on, not only once something came back.
@@ -81,6 +93,9 @@ class PageProgress:
             self._report(self.done, self.known)
 
     def page_read(self) -> None:
+        if self._into is not None:
+            self._into.page_read()
+            return
         self.done += 1
         if self._report is not None:
             self._report(self.done, self.known)
@@ -93,6 +108,7 @@ class Fetcher:
     def __init__(self, client: ApiClient, *, concurrency: int = DEFAULT_CONCURRENCY,
                  progress: PageProgress | None = None, slots: asyncio.Semaphore | None = None) -> None:
         self._gateway = Gateway(client)
+        self.endpoint = client.endpoint
         self._slots = slots if slots is not None else asyncio.Semaphore(concurrency)
         self.progress = progress if progress is not None else PageProgress()
 
@@ -193,10 +209,12 @@ class Fetcher:
         listing = self._gateway.groups()
         return [LiveGroup(id=g.id, name=g.name) for g in await self.read(listing)]
 
-    async def snapshot(self, target: FetchTarget, *, endpoint: str | None = None) -> Snapshot:
-        """Signatures, bindings of every scope and API lists of every group, read concurrently."""
-        signatures_task = asyncio.ensure_future(self.signatures() if target.signature_names is None else
-                                                self.some_signatures(target.signature_names))
+    async def snapshot(self, target: FetchTarget, *, endpoint: str | None = None,
+                       signatures_read: asyncio.Future[tuple[LiveSignature, ...]] | None = None) -> Snapshot:
+        """Signatures, bindings of every scope and API lists of every group, read concurrently.
+        `signatures_read`: the signatures' read, already started (`RegionReads.start_signatures`)."""
+        signatures_task = signatures_read or asyncio.ensure_future(
+            self.signatures() if target.signature_names is None else self.some_signatures(target.signature_names))
         binding_tasks = [asyncio.ensure_future(self.bindings(g, s)) for g, s in target.scopes]
         group_tasks = [asyncio.ensure_future(self.apis(g, deployment=target.deployment)) for g in target.api_groups]
         tasks: list[asyncio.Future[Any]] = [signatures_task, *binding_tasks, *group_tasks]
@@ -244,19 +262,72 @@ def _inconsistency(listing: Listing[ItemT], total: int, pages: Sequence[tuple[in
     return ""
 
 
+class RegionReads:
+    """The reads of one run: one bound on requests in flight, one client (one connection pool) per region,
+    opened when first used and closed at the end (`async with`). A region's signature listing depends on
+    nothing but the region, so it can start (`start_signatures`) before what else to read is known;
+    `snapshots` then takes it over. A listing started for a region no target names is cancelled, and on
+    leaving the block every read not taken over is cancelled and awaited: nothing is left in flight."""
+
+    def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY, progress: PageProgress | None = None) -> None:
+        self._slots = asyncio.Semaphore(concurrency)
+        self._progress = progress if progress is not None else PageProgress()
+        self._clients = AsyncExitStack()
+        self._fetchers: dict[str, Fetcher] = {}
+        self._signatures: dict[str, asyncio.Future[tuple[LiveSignature, ...]]] = {}
+
+    async def __aenter__(self) -> RegionReads:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            await self._cancel(list(self._signatures))
+        finally:
+            await self._clients.aclose()
+
+    def _fetcher(self, region: str, client_for: Callable[[str], ApiClient]) -> Fetcher:
+        fetcher = self._fetchers.get(region)
+        if fetcher is None:
+            client = client_for(region)
+            self._clients.push_async_callback(client.aclose)
+            fetcher = self._fetchers[region] = Fetcher(client, progress=self._progress, slots=self._slots)
+        return fetcher
+
+    def start_signatures(self, region: str, client_for: Callable[[str], ApiClient]) -> None:
+        """Start reading every signature of `region`."""
+        self._signatures[region] = asyncio.ensure_future(self._fetcher(region, client_for).signatures())
+
+    async def _cancel(self, regions: Iterable[str]) -> None:
+        reads = [self._signatures.pop(region) for region in regions]
+        for read in reads:
+            read.cancel()
+        await asyncio.gather(*reads, return_exceptions=True)
+
+    async def snapshots(self, targets: Iterable[FetchTarget],
+                        client_for: Callable[[str], ApiClient]) -> dict[str, Snapshot]:
+        """Read every region concurrently; a region whose every signature is read takes over the listing
+        started for it."""
+        targets = list(targets)
+        whole = {t.region for t in targets if t.signature_names is None}
+        await self._cancel([region for region in self._signatures if region not in whole])
+
+        async def one(target: FetchTarget) -> Snapshot:
+            fetcher = self._fetcher(target.region, client_for)
+            return await fetcher.snapshot(target, endpoint=fetcher.endpoint,
+                                          signatures_read=self._signatures.pop(target.region, None))
+
+        tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(one(t)) for t in targets]
+        async with cancelled_on_failure(tasks):
+            snapshots = await asyncio.gather(*tasks)
+        return {s.region: s for s in snapshots}
+
+
 async def fetch_snapshots(targets: Iterable[FetchTarget], client_for: Callable[[str], ApiClient], *,
                           concurrency: int = DEFAULT_CONCURRENCY,
                           progress: PageProgress | None = None) -> dict[str, Snapshot]:
     """Read every region concurrently (one connection pool per endpoint, one bound on requests in flight)."""
-    slots = asyncio.Semaphore(concurrency)
-
-    async def one(target: FetchTarget) -> Snapshot:
-        async with client_for(target.region) as client:
-            fetcher = Fetcher(client, concurrency=concurrency, progress=progress, slots=slots)
-            return await fetcher.snapshot(target, endpoint=client.endpoint)
-
-    snapshots = await asyncio.gather(*(one(t) for t in targets))
-    return {s.region: s for s in snapshots}
+    async with RegionReads(concurrency=concurrency, progress=progress) as reads:
+        return await reads.snapshots(targets, client_for)
 
 
 async def fetch_for_export(client_for: Callable[[str], ApiClient], region: str, groups: Sequence[str] | None,

@@ -11,21 +11,24 @@ all accept the same made-up credentials.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import re
 import secrets
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from reconciler.aliyun.client import AdaptiveRate, ApiClient, RetryTiming, validate_endpoint
 from reconciler.aliyun.credentials import Credentials, CredentialSource, resolve_credential_source, static_source
 from reconciler.errors import InputError
-from reconciler.fetcher import FetchTarget, PageProgress, fetch_for_export, fetch_for_scan, fetch_snapshots
+from reconciler.fetcher import FetchTarget, PageProgress, RegionReads, fetch_for_export, fetch_for_scan, fetch_snapshots
 from reconciler.gateway import Gateway
 from reconciler.inert import inert
 from reconciler.limits import ConnectionOptions
@@ -63,11 +66,14 @@ class Connection:
 def open_connection(options: ConnectionOptions, regions: Iterable[str], *, allow_writes: bool = False,
                     wanted_by: str = "the manifests declare",
                     warn: Callable[[str], None] = lambda message: None,
-                    serve_all_states: bool = False) -> Iterator[Connection]:
+                    serve_all_states: bool = False,
+                    credential_source: Callable[[], CredentialSource] | None = None) -> Iterator[Connection]:
     """`wanted_by` says where `regions` came from, in messages about emulator states ("--region is" for
     export); `warn` gets one line for an emulator state that is not used. `serve_all_states` serves every
     emulator state given, `regions` or not (scan reads every region there is). The retry waits come from the
-    environment, as the credentials do (`RetryTiming.from_environ`)."""
+    environment, as the credentials do (`RetryTiming.from_environ`); `credential_source`, when given, gives the
+    source resolved ahead (`EarlyRead.credentials`), or raises what resolving it raised, in the place the
+    resolution has here."""
     regions = sorted(set(regions))
     retry = RetryTiming.from_environ(os.environ)
     if options.emulator_states:
@@ -93,8 +99,12 @@ def open_connection(options: ConnectionOptions, regions: Iterable[str], *, allow
     endpoint = checked_endpoint(options.endpoint) if options.endpoint is not None else None
     if endpoint is not None and len(regions) > 1:
         raise InputError(f"--endpoint serves one region; the manifests declare {', '.join(regions)}")
-    source = resolve_credential_source(options.profile, os.environ, Path.home())
+    source = credential_source() if credential_source is not None else resolve_credentials(options)
     yield Connection(options, source, endpoint, allow_writes, retry=retry)
+
+
+def resolve_credentials(options: ConnectionOptions) -> CredentialSource:
+    return resolve_credential_source(options.profile, os.environ, Path.home())
 
 
 _HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
@@ -191,10 +201,116 @@ def _among(names: frozenset[str], may_delete: Callable[[str], bool]) -> Callable
 
 
 def read_live_state(desired: DesiredState, connection: Connection, progress: PageProgress | None = None, *,
-                    signature_names: Mapping[str, frozenset[str] | None] | None = None) -> dict[str, Snapshot]:
-    """Fetch what the manifests need to be planned, every region concurrently."""
-    return run_async(fetch_snapshots(fetch_targets(desired, signature_names), connection.client,
-                                     concurrency=connection.options.concurrency, progress=progress))
+                    signature_names: Mapping[str, frozenset[str] | None] | None = None,
+                    early: EarlyRead | None = None) -> dict[str, Snapshot]:
+    """Fetch what the manifests need to be planned, every region concurrently; in the loop of `early`, taking
+    over the listings it started, when given."""
+    targets = fetch_targets(desired, signature_names)
+    if early is not None:
+        return early.read(targets, connection, progress)
+    return run_async(fetch_snapshots(targets, connection.client, concurrency=connection.options.concurrency,
+                                     progress=progress))
+
+
+class EarlyRead:
+    """A plan's live state read in an event loop of its own thread, started before the manifests are loaded.
+
+    The signature listing of a region depends on nothing but the region, and in a large tenant it is the
+    longest chain of requests of the fetch (a listing of several pages is read twice, see `Fetcher.read`).
+    So the thread (`start`) resolves the credentials and starts the listing of each region in `regions` (a
+    hint, see `planning.read_early`) while the main thread loads the manifests; `read`, given what the loaded
+    manifests ask for, runs the whole fetch in the same loop, under the same bound on requests in flight,
+    and takes the listings over (`RegionReads`): the requests are the same as without the early start.
+
+    Nothing started here is seen before the manifests are loaded: a listing's failure is raised by `read`,
+    where the fetch raises it otherwise, and a failure to resolve the credentials by `credentials`, where
+    `open_connection` raises it otherwise. `close` (leaving the `with` block) cancels whatever still runs,
+    closes every connection and joins the thread; so a manifest error, Ctrl-C or any failure leaves no
+    request, task, socket or thread behind, and whatever was read is dropped unseen. Closing waits for a
+    credential resolution still running (instant for keys in the environment or a profile; an STS or
+    metadata-service source is bounded by its own timeouts).
+    """
+
+    def __init__(self, options: ConnectionOptions, endpoint: str | None, regions: Sequence[str]) -> None:
+        self.regions = tuple(regions)
+        self._options = options
+        self._endpoint = endpoint
+        self._retry = RetryTiming.from_environ(os.environ)
+        self._progress = PageProgress()
+        self._source: Future[CredentialSource] = Future()
+        self._job: Future[tuple[list[FetchTarget], Connection, PageProgress | None] | None] = Future()
+        self._result: Future[dict[str, Snapshot]] = Future()
+        self._running: Future[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = Future()
+        self._thread = threading.Thread(target=self._run, name="reconciler-early-read", daemon=True)
+
+    def __enter__(self) -> EarlyRead:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start the thread (once; `credentials` and `read` start it if nothing did). Not before a fork: the
+        child of a process with more than one thread may inherit a lock held by another."""
+        if self._thread.ident is None:
+            self._thread.start()
+
+    def credentials(self) -> CredentialSource:
+        """The credential source the thread resolved (waiting for it), or what resolving it raised."""
+        self.start()
+        return self._source.result()
+
+    def read(self, targets: list[FetchTarget], connection: Connection,
+             progress: PageProgress | None) -> dict[str, Snapshot]:
+        """The fetch of `targets`, with `connection`'s clients for regions not started early; the pages read
+        so far count in `progress` too."""
+        self.start()
+        self._job.set_result((targets, connection, progress))
+        return self._result.result()
+
+    def close(self) -> None:
+        if self._thread.ident is None:
+            return
+        if not self._job.done():
+            self._job.set_result(None)  # never read: what was started is cancelled
+        elif not self._result.done():  # interrupted while reading
+            either: list[Future[Any]] = [self._running, self._result]
+            wait(either, return_when=FIRST_COMPLETED)
+            if self._running.done():
+                loop, task = self._running.result()
+                with suppress(RuntimeError):  # the loop has just ended
+                    loop.call_soon_threadsafe(task.cancel)
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            source = resolve_credentials(self._options)
+        except BaseException as exc:
+            self._source.set_exception(exc)
+            return
+        self._source.set_result(source)
+        connection = Connection(self._options, source, self._endpoint, allow_writes=False, retry=self._retry)
+        try:
+            result = asyncio.run(self._serve(connection))
+        except BaseException as exc:
+            self._result.set_exception(exc)
+        else:
+            self._result.set_result(result)
+
+    async def _serve(self, early: Connection) -> dict[str, Snapshot]:
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.set_result((asyncio.get_running_loop(), task))
+        async with RegionReads(concurrency=self._options.concurrency, progress=self._progress) as reads:
+            for region in self.regions if not self._job.done() else ():
+                reads.start_signatures(region, early.client)
+            job = await asyncio.wrap_future(self._job)
+            if job is None:
+                return {}
+            targets, connection, progress = job
+            if progress is not None:
+                self._progress.count_into(progress)
+            return await reads.snapshots(targets, connection.client)
 
 
 def read_region(connection: Connection, region: str, groups: Sequence[str] | None, stages: Sequence[Stage],

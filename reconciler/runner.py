@@ -15,6 +15,10 @@ Conventions every run keeps:
   afterwards (asyncio alone would put back Python's defaults).
 - Work started beside other work is cancelled and awaited when that other work fails
   (`cancelled_on_failure`), so no request is left running behind an error.
+- `plan` over the network runs its fetch in an event loop of a thread of its own (`live.EarlyRead`), so
+  that it starts while the manifests load. Signals still go to the main thread, which, leaving that read
+  for any reason (an error, `KeyboardInterrupt`, `Terminated`), cancels the loop's work and joins the
+  thread; no collection runs meanwhile either (`planning.read_early`).
 - `--concurrency` is checked once, where it is read (the option's type: 1 to `MAX_CONCURRENCY`);
   below the command line it is trusted.
 """
