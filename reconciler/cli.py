@@ -591,6 +591,7 @@ def run(argv: list[str]) -> int:
     """Run one command line; return its exit code. Every error becomes one line on stderr."""
     import signal
 
+    _interruptions.clear()
     try:
         code = cli.main(args=argv, prog_name="reconciler", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -611,10 +612,25 @@ def run(argv: list[str]) -> int:
         report_error(exc)
         code = getattr(exc, "exit_code", 1)  # 128 + the signal number for ApplyInterrupted, else 1
     except Exception as exc:  # A bug: still one line, never a traceback (unless --debug).
-        report_internal_error(exc)
-        code = 1
+        if _interruptions:  # what a Ctrl-C became inside an extension (see `interrupt`)
+            code = report_interrupted()
+        else:
+            report_internal_error(exc)
+            code = 1
     return code if isinstance(code, int) else 0
 
+
+# The SIGINTs `interrupt` has taken during this run.
+_interruptions: list[int] = []
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """The SIGINT handler `main` installs: Python's own (KeyboardInterrupt), remembering that one came. An
+    extension calling back into Python may turn the KeyboardInterrupt raised there into an error of its own:
+    pydantic-core, building a model's validators at import (which `plan` does while its first requests are
+    in flight), gives a SchemaError. After a Ctrl-C, such an error is the interruption, not a bug."""
+    _interruptions.append(signum)
+    raise KeyboardInterrupt
 
 
 def report_click_error(exc: click.ClickException) -> int:
@@ -658,4 +674,6 @@ def main() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, terminate)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored (nohup)
+        signal.signal(signal.SIGINT, interrupt)
     sys.exit(run(sys.argv[1:]))

@@ -193,9 +193,40 @@ def test_ctrl_c_while_reading_exits_130_in_one_line_and_changes_nothing(tmp_path
              *(["--auto-approve"] if command == "apply" else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
         out, err = process[0].communicate(timeout=60)
-    assert (process[0].returncode, out) == (130, "")
+    assert (process[0].returncode, out) == (130, ""), err
     assert err.strip() == "Interrupted."
     assert state.to_spec() == before
+
+
+@pytest.mark.parametrize("interrupted", [True, False])
+def test_ctrl_c_turned_into_an_error_of_an_extension_is_still_an_interruption(
+        interrupted: bool, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydantic-core, building a model's validators at import, turns the KeyboardInterrupt raised inside its
+    callback into a SchemaError; `plan` imports while its first requests are in flight, so a Ctrl-C lands
+    there. With the handler `main` installs, that error after a SIGINT is the interruption; without a
+    SIGINT, the same error is a bug and reported as one."""
+    import reconciler.planning
+    from reconciler.cli import interrupt
+
+    def building_validators(*args: Any, **kwargs: Any) -> Any:
+        try:
+            if interrupted:
+                signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        raise RuntimeError('Error building "enum" validator:\n  KeyboardInterrupt: ')
+
+    monkeypatch.setattr(reconciler.planning, "read_plan_inputs", building_validators)
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        result = cli("plan", str(manifest(tmp_path)), "--snapshot", str(tmp_path / "none.json"))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        assert (result.code, result.out, result.err) == (130, "", "Interrupted.\n")
+    else:
+        assert (result.code, result.out) == (1, "")
+        assert result.err.startswith("Error: internal error (RuntimeError: ")
 
 
 def test_after_the_writes_sigterm_ends_the_command_as_before_them(cli: Cli, tmp_path: Path) -> None:
