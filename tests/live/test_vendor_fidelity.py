@@ -289,7 +289,7 @@ def test_http_proxy_and_no_proxy(cli: Cli, network: None) -> None:
             direct = plan_against(cli, endpoint, env={"HTTP_PROXY": proxy.url, "NO_PROXY": "localhost,127.0.0.1"})
         finally:
             proxy.close()
-    assert through.out.endswith(DEMO_SUMMARY) and direct.out.endswith(DEMO_SUMMARY)
+    assert through.out.endswith(DEMO_SUMMARY) and direct.out.endswith(DEMO_SUMMARY), (through, direct)
     assert forwarded and all(line == f"POST http://127.0.0.1:{port}/" for line in forwarded)
     assert proxy.seen == forwarded  # nothing more went through the proxy once NO_PROXY named the host
 

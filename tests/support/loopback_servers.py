@@ -134,7 +134,12 @@ class ForwardProxy:
                 authority, _, path = target.removeprefix("http://").partition("/")
                 host, _, port = authority.partition(":")
                 upstream = self._target(host, int(port or 80))
-                upstream.sendall(f"{method} /{path} {version}\r\n".encode("latin-1") + rest)
+                # One request per connection: only the first request line is rewritten to the origin form, so
+                # the server is asked to close after answering, and the client opens a new connection.
+                headers, _, body = rest.partition(b"\r\n\r\n")
+                kept = [line for line in headers.split(b"\r\n") if not line.lower().startswith(b"connection:")]
+                upstream.sendall(f"{method} /{path} {version}\r\n".encode("latin-1")
+                                 + b"\r\n".join([*kept, b"Connection: close"]) + b"\r\n\r\n" + body)
         except OSError:
             client.sendall(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n")
             client.close()
