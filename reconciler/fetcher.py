@@ -10,7 +10,10 @@ differs between pages, a page is short, or an item repeats, the listing is read
 again (at most `MAX_REREADS` more times) and otherwise the run fails. A listing
 of several pages is only accepted when two consecutive reads agree (see `read`);
 at the target scale that is a handful of extra requests (the signature list),
-since bindings and APIs of one group and stage fit one page.
+since bindings and APIs of one group and stage fit one page. The pages of a
+second read go before other waiting requests (`Slots`): the long listing is
+then done while the short ones are still read, and checking and validating its
+items is not the last work of a fetch.
 
 The fetcher reads through `reconciler.gateway.Gateway`, which knows each operation's parameters and
 answers; what is here is how a listing is read whole. Default concurrency: see `reconciler.limits`.
@@ -20,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AsyncExitStack
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,19 +105,59 @@ class PageProgress:
             self._report(self.done, self.known)
 
 
+class Slots:
+    """The bound on a run's requests in flight, as an `asyncio.Semaphore` of `limit`, except that a request
+    waiting with `first` goes before those waiting without it (each kind in the order it came)."""
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (deque(), deque())
+
+    @asynccontextmanager
+    async def slot(self, *, first: bool = False) -> AsyncIterator[None]:
+        if self._free > 0 and not (self._waiting[0] or self._waiting[1]):
+            self._free -= 1
+        else:
+            queue = self._waiting[0 if first else 1]
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            queue.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._release()  # given a slot as it was cancelled: the next one waiting takes it
+                else:
+                    with suppress(ValueError):  # `_release` may have dropped it already
+                        queue.remove(waiter)
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._free += 1
+
+
 class Fetcher:
     """Reads listings through one client; `slots`, when given, is the bound shared with other fetchers
     (one per region) of the same run, and `concurrency` is then ignored."""
 
     def __init__(self, client: ApiClient, *, concurrency: int = DEFAULT_CONCURRENCY,
-                 progress: PageProgress | None = None, slots: asyncio.Semaphore | None = None) -> None:
+                 progress: PageProgress | None = None, slots: Slots | None = None) -> None:
         self._gateway = Gateway(client)
         self.endpoint = client.endpoint
-        self._slots = slots if slots is not None else asyncio.Semaphore(concurrency)
+        self._slots = slots if slots is not None else Slots(concurrency)
         self.progress = progress if progress is not None else PageProgress()
 
-    async def _page(self, listing: Listing[ItemT], number: int) -> tuple[int, list[ItemT]]:
-        async with self._slots:
+    async def _page(self, listing: Listing[ItemT], number: int, *, again: bool = False) -> tuple[int, list[ItemT]]:
+        async with self._slots.slot(first=again):
             page = await self._gateway.page(listing, number)
         self.progress.page_read()
         return page.total, page.items
@@ -124,12 +168,13 @@ class Fetcher:
         One page is one response, so a single-page listing is atomic. A listing of
         several pages can lose an item without any visible sign (one removed before
         a page boundary while another is added after it), so it is read a second
-        time and accepted only when two consecutive reads list the same items.
+        time and accepted only when two consecutive reads list the same items. The
+        pages of every read after the first go before other waiting requests.
         """
         problem = ""
         confirmed: list[str] | None = None
-        for _ in range(2 + MAX_REREADS):
-            total, items, problem = await self._read_once(listing)
+        for attempt in range(2 + MAX_REREADS):
+            total, items, problem = await self._read_once(listing, again=attempt > 0)
             if problem:
                 confirmed = None
                 continue
@@ -144,15 +189,15 @@ class Fetcher:
         raise InconsistentReadError(f"{listing.describe()}: the listing changed while it was read ({problem}), "
                                     f"{2 + MAX_REREADS} times; nothing was planned, try again")
 
-    async def _read_once(self, listing: Listing[ItemT]) -> tuple[int, list[ItemT], str]:
+    async def _read_once(self, listing: Listing[ItemT], *, again: bool) -> tuple[int, list[ItemT], str]:
         self.progress.expect(1)
-        total, first = await self._page(listing, 1)
+        total, first = await self._page(listing, 1, again=again)
         if total > MAX_LISTING_ITEMS:
             raise ListingTooLargeError(f"{listing.describe()}: the endpoint claims TotalCount {total}, more than "
                                        f"the {MAX_LISTING_ITEMS} items a listing is read to; nothing was planned")
         pages = max(1, -(-total // listing.page_size))
         self.progress.expect(pages - 1)
-        rest = await asyncio.gather(*(self._page(listing, n) for n in range(2, pages + 1)))
+        rest = await asyncio.gather(*(self._page(listing, n, again=again) for n in range(2, pages + 1)))
         all_pages = [(total, first), *rest]
         problem = _inconsistency(listing, total, all_pages)
         return total, [item for _, page_items in all_pages for item in page_items], problem
@@ -270,7 +315,7 @@ class RegionReads:
     leaving the block every read not taken over is cancelled and awaited: nothing is left in flight."""
 
     def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY, progress: PageProgress | None = None) -> None:
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = Slots(concurrency)
         self._progress = progress if progress is not None else PageProgress()
         self._clients = AsyncExitStack()
         self._fetchers: dict[str, Fetcher] = {}
@@ -379,7 +424,7 @@ async def fetch_for_scan(client_for: Callable[[str], ApiClient], regions: Sequen
     vendor documents reading; PRE is not measured). A stage with no published API has no coverage to
     measure, so its bindings are not read: the request count is 1 + signatures + groups + one per group +
     one per (group, published stage), at pages of 100 (50 for groups)."""
-    slots = asyncio.Semaphore(concurrency)
+    slots = Slots(concurrency)
 
     async def one(region: str) -> Snapshot:
         async with client_for(region) as client:

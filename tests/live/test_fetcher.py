@@ -18,7 +18,7 @@ from reconciler.aliyun.transport import http_transport
 from reconciler.emulator.faults import FaultConfig
 from reconciler.emulator.server import RunningEmulator, running_emulator
 from reconciler.emulator.state import EmulatorState
-from reconciler.fetcher import MAX_REREADS, Fetcher, FetchTarget, InconsistentReadError, fetch_snapshots
+from reconciler.fetcher import MAX_REREADS, Fetcher, FetchTarget, InconsistentReadError, Slots, fetch_snapshots
 from reconciler.snapshot import BindingScope, Snapshot
 from tests.support.cli import CliResult
 from tests.support.counting import CountingTransport
@@ -409,3 +409,126 @@ def test_concurrency_bounds_requests_across_regions() -> None:
             targets, lambda region: ApiClient(urls[region], CREDENTIALS, transport=counter), concurrency=2))
     assert {r: len(s.signatures) for r, s in snapshots.items()} == {"cn-hangzhou": 500, "cn-shanghai": 500}
     assert counter.peak == 2
+
+
+class ActionRecorder(httpx.AsyncBaseTransport):
+    """Real HTTP, recording each request's action and page number in the order sent."""
+
+    def __init__(self, url: str) -> None:
+        self._inner = http_transport(url)
+        self.sent: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(f"{request.headers['x-acs-action']}:{request.url.params.get('PageNumber', '')}")
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def test_the_pages_of_a_confirming_read_go_before_other_waiting_requests() -> None:
+    """One request at a time, three readers always waiting: once a listing of several pages has been read, its
+    confirming read's pages are each sent next but one (the slot freed as one is queued goes to a reader
+    already waiting), not behind every reader."""
+    state = make_state(signatures=150, groups=1, apis=3, bound={"RELEASE": 2})
+    with running_emulator(state) as emulator:
+        recorder = ActionRecorder(emulator.url)
+
+        async def read() -> None:
+            async with ApiClient(emulator.url, CREDENTIALS, transport=recorder) as client:
+                fetcher = Fetcher(client, concurrency=1)
+                group = group_id(state)
+
+                async def busy() -> None:
+                    for _ in range(8):
+                        await fetcher.bindings(group, "RELEASE")
+
+                await asyncio.gather(fetcher.signatures(), busy(), busy(), busy())
+
+        run(read())
+    listings = [n for n, sent in enumerate(recorder.sent) if sent.startswith("DescribeSignatures:")]
+    assert [recorder.sent[n] for n in listings] == ["DescribeSignatures:1", "DescribeSignatures:2"] * 2
+    first_read_done, confirming = listings[1], listings[2:]
+    assert confirming == [first_read_done + 2, first_read_done + 4]
+    assert len(recorder.sent) == 4 + 24
+
+
+def test_slots_hand_out_first_requests_first_each_kind_in_order() -> None:
+    async def scenario() -> list[str]:
+        slots, order = Slots(1), []
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def holder() -> None:
+            async with slots.slot():
+                holding.set()
+                await release.wait()
+
+        async def request(name: str, first: bool) -> None:
+            async with slots.slot(first=first):
+                order.append(name)
+                await asyncio.sleep(0)
+
+        held = asyncio.ensure_future(holder())
+        await holding.wait()
+        waiting = [asyncio.ensure_future(request(name, first)) for name, first in
+                   [("a", False), ("B", True), ("c", False), ("D", True)]]
+        await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(held, *waiting)
+        return order
+
+    assert run(scenario()) == ["B", "D", "a", "c"]
+
+
+def test_slots_bound_what_runs_at_once_and_a_cancelled_wait_loses_no_slot() -> None:
+    async def scenario() -> tuple[int, int]:
+        slots, running, peak, done = Slots(3), 0, 0, 0
+
+        async def request(number: int) -> None:
+            nonlocal running, peak, done
+            async with slots.slot(first=number % 3 == 0):
+                running += 1
+                peak = max(peak, running)
+                await asyncio.sleep(0.001 * (number % 4))
+                running -= 1
+                done += 1
+
+        tasks = [asyncio.ensure_future(request(n)) for n in range(60)]
+        await asyncio.sleep(0)
+        for task in tasks[10:20]:  # waiting, or just handed a slot they never use
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Every slot came back: three more run at once.
+        more = [asyncio.ensure_future(request(n)) for n in range(3)]
+        await asyncio.wait_for(asyncio.gather(*more), timeout=5)
+        return peak, done
+
+    assert run(scenario()) == (3, 53)
+
+
+def test_a_slot_handed_to_a_request_cancelled_before_it_runs_goes_to_the_next() -> None:
+    async def scenario() -> bool:
+        slots = Slots(1)
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def holder() -> None:
+            async with slots.slot():
+                holding.set()
+                await release.wait()
+
+        async def request() -> None:
+            async with slots.slot():
+                pass
+
+        held = asyncio.ensure_future(holder())
+        await holding.wait()
+        handed = asyncio.ensure_future(request())
+        await asyncio.sleep(0)  # waiting for the slot
+        release.set()
+        await asyncio.sleep(0)  # the holder has left: the slot is handed to `handed`, which has not run yet
+        handed.cancel()
+        await asyncio.gather(held, handed, return_exceptions=True)
+        await asyncio.wait_for(request(), timeout=5)
+        return handed.cancelled()
+
+    assert run(scenario()) is True
