@@ -612,7 +612,7 @@ def run(argv: list[str]) -> int:
         report_error(exc)
         code = getattr(exc, "exit_code", 1)  # 128 + the signal number for ApplyInterrupted, else 1
     except Exception as exc:  # A bug: still one line, never a traceback (unless --debug).
-        if _interruptions:  # what a Ctrl-C became inside an extension (see `interrupt`)
+        if _interruptions.received:  # what a Ctrl-C became inside an extension (see `interrupt`)
             code = report_interrupted()
         else:
             report_internal_error(exc)
@@ -620,17 +620,33 @@ def run(argv: list[str]) -> int:
     return code if isinstance(code, int) else 0
 
 
-# The SIGINTs `interrupt` has taken during this run.
-_interruptions: list[int] = []
+class _Interruptions:
+    """This run's Ctrl-Cs: how many `interrupt` took, and whether "Interrupted." was said."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.received = 0
+        self.reported = False
+
+
+_interruptions = _Interruptions()
 
 
 def interrupt(signum: int, frame: object) -> None:
-    """The SIGINT handler `main` installs: Python's own (KeyboardInterrupt), remembering that one came. An
-    extension calling back into Python may turn the KeyboardInterrupt raised there into an error of its own:
-    pydantic-core, building a model's validators at import (which `plan` does while its first requests are
-    in flight), gives a SchemaError. After a Ctrl-C, such an error is the interruption, not a bug."""
-    _interruptions.append(signum)
-    raise KeyboardInterrupt
+    """The SIGINT handler `main` installs: the first Ctrl-C of a run raises KeyboardInterrupt, as Python's own
+    handler does; the run then ends as soon as it can (what it started is cancelled and waited for), and later
+    ones are only counted, so a double press still ends with code 130 and one line, never with a traceback
+    or the signal's death halfway through that ending.
+
+    Counting them matters too: an extension calling back into Python may turn the KeyboardInterrupt raised
+    there into an error of its own (pydantic-core, building a model's validators at import, which `plan` does
+    while its first requests are in flight, gives a SchemaError). After a Ctrl-C, such an error is the
+    interruption, not a bug."""
+    _interruptions.received += 1
+    if _interruptions.received == 1:
+        raise KeyboardInterrupt
 
 
 def report_click_error(exc: click.ClickException) -> int:
@@ -651,7 +667,9 @@ def report_abort(exc: click.Abort) -> int:
 
 
 def report_interrupted() -> int:
-    click.echo("Interrupted.", err=True)
+    if not _interruptions.reported:  # said once, however many Ctrl-Cs came
+        click.echo("Interrupted.", err=True)
+        _interruptions.reported = True
     return 130  # 128 + SIGINT, as a shell reports it
 
 
@@ -676,4 +694,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, terminate)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored (nohup)
         signal.signal(signal.SIGINT, interrupt)
-    sys.exit(run(sys.argv[1:]))
+    try:
+        code = run(sys.argv[1:])
+    except KeyboardInterrupt:  # raised where `run` does not catch it: between its handlers, say
+        code = report_interrupted()
+    # Only the interpreter's exit is left: a Ctrl-C now (a double press, say) would end the process by the
+    # signal, not with the code and line above.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)

@@ -280,7 +280,16 @@ class EarlyRead:
                 loop, task = self._running.result()
                 with suppress(RuntimeError):  # the loop has just ended
                     loop.call_soon_threadsafe(task.cancel)
-        self._thread.join()
+        # The read is ending (cancelled, or done): it is waited for even through another Ctrl-C, so that no
+        # request, socket or thread outlives the command; that Ctrl-C is raised once it has ended.
+        again: KeyboardInterrupt | None = None
+        while self._thread.is_alive():
+            try:
+                self._thread.join()
+            except KeyboardInterrupt as interrupt:
+                again = interrupt
+        if again is not None:
+            raise again
 
     def _run(self) -> None:
         try:
