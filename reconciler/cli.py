@@ -359,10 +359,13 @@ def parse_targets(targets: tuple[str, ...]) -> list[Target]:
     return [parse_target(t) for t in targets]
 
 
-def _prepare_fetch(early: EarlyStart) -> None:
-    """Before `plan` loads its manifests (while a child process parses them, where one does): start the early
-    read of the live state, then import what runs after loading (the API client above all)."""
+def _prepare_fetch(early: EarlyStart, forked: bool) -> None:
+    """Before `plan` loads its manifests: start the early read of the live state (where it applies); and, while
+    a child process parses them (`forked`), import what runs after loading (the API client above all). Not
+    otherwise: a plan offline (`--snapshot`) never imports the API client."""
     early.start()
+    if not forked:
+        return
     for module in ("reconciler.live", "reconciler.differ", "reconciler.policy", "reconciler.render.plan",
                    "reconciler.targets"):
         importlib.import_module(module)

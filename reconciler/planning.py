@@ -59,22 +59,23 @@ class PlanInputs:
 
 def read_plan_inputs(load: Callable[[ParsedFiles | None, ParsedAhead], DesiredState], *, paths: Sequence[Path],
                      env: Mapping[str, str] | None, base_ref: str | None, base_path: Path | None,
-                     changed_only: bool, saves_live_state: bool, meanwhile: Callable[[], object] | None = None
+                     changed_only: bool, saves_live_state: bool,
+                     meanwhile: Callable[[bool], object] | None = None
                      ) -> PlanInputs:
     """The head's manifests (`load`), the base's (--base-ref / --base) and, under --changed-only, both narrowed
     to what differs. `saves_live_state`: --out-plan or --save-snapshot, which need all of the live state.
 
-    `meanwhile` runs before the manifests are loaded (the plan imports the API client, about as long as parsing
-    7 MB, and starts its early read). Where it pays, the manifests are parsed in a child process (`readahead`)
-    meanwhile, forked before `meanwhile` starts any thread, and a thread reads the base from git, whose changed
-    files the child then parses too."""
+    `meanwhile(forked)` runs before the manifests are loaded (the plan starts its early read, and imports the API
+    client: about as long as parsing 7 MB). Where it pays, the manifests are parsed in a child process
+    (`readahead`) meanwhile, forked before `meanwhile` starts any thread (then `forked` is true), and a thread
+    reads the base from git, whose changed files the child then parses too."""
     # A base's files that are the pull request's byte for byte are parsed and validated once.
     parsed: ParsedFiles | None = {} if base_ref is not None or base_path is not None else None
     with read_ahead(paths, [base_path] if base_path is not None else []) as ahead, \
             fetch_base(ref=base_ref, folder=base_path, paths=paths, in_background=ahead.forked,
                        fetched=lambda files: ahead.add(files.written)) as fetched_base:
         if meanwhile is not None:
-            meanwhile()
+            meanwhile(ahead.forked)
         base_files = fetched_base()
         ahead.finish()
         desired = load(parsed, ahead.outcomes)

@@ -346,7 +346,7 @@ def error(ref, meanwhile=None):
     except KeyboardInterrupt:
         return "interrupted"
 
-def interrupt():
+def interrupt(forked):
     raise KeyboardInterrupt
 
 broken = error("no-such-ref")

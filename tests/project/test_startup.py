@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,17 @@ def test_help_lists_every_command() -> None:
                           check=True)
     listed = re.findall(r"^  (\S+)  ", done.stdout.split("Commands:")[1], re.MULTILINE)
     assert listed == ["apply", "emulator", "env-names", "export", "plan", "scan", "schema", "validate"]
+
+
+def test_a_plan_offline_imports_no_api_client(tmp_path: Path) -> None:
+    """`plan --snapshot` reads nothing over the network: no HTTP stack, no API client, no emulator."""
+    snapshot = tmp_path / "snapshot.json"
+    subprocess.run([sys.executable, "-m", "reconciler", "plan", "manifests/", "--emulator",
+                    "examples/emulator-state.yaml", "--env-file", "examples/demo.env", "-q", "--save-snapshot",
+                    str(snapshot)], cwd=ROOT, capture_output=True, check=True)
+    exit_code, heavy = imported_by("plan", "manifests/", "--snapshot", str(snapshot), "--env-file",
+                                   "examples/demo.env", "-q")
+    assert exit_code == 0
+    client_stack = ("uvicorn", "aiohttp", "httpx", "reconciler.emulator", "reconciler.aliyun", "reconciler.fetcher",
+                    "reconciler.live", "alibabacloud_credentials")
+    assert [m for m in heavy if m.split(".")[0] in client_stack or m.startswith(client_stack)] == []
