@@ -177,12 +177,14 @@ class Fetcher:
         problem = ""
         confirmed: list[str] | None = None
         for attempt in range(2 + MAX_REREADS):
-            total, items, identities, problem = await self._read_once(listing, again=attempt > 0)
+            total, pages, problem = await self._read_once(listing, again=attempt > 0)
             if problem:
                 confirmed = None
                 continue
+            items = [item for _, page_items, _ in pages for item in page_items]
             if total <= listing.page_size:
                 return items
+            identities = [identity for _, _, page_identities in pages for identity in page_identities]
             if identities == confirmed:
                 return items
             if confirmed is not None:
@@ -191,10 +193,9 @@ class Fetcher:
         raise InconsistentReadError(f"{listing.describe()}: the listing changed while it was read ({problem}), "
                                     f"{2 + MAX_REREADS} times; nothing was planned, try again")
 
-    async def _read_once(self, listing: Listing[ItemT], *, again: bool
-                         ) -> tuple[int, list[ItemT], list[str], str]:
-        """One read of every page: the TotalCount of page 1, the items and their identities, and what makes
-        the pages inconsistent ('' when nothing does)."""
+    async def _read_once(self, listing: Listing[ItemT], *, again: bool) -> tuple[int, list[_Page[ItemT]], str]:
+        """One read of every page: the TotalCount of page 1, the pages, and what makes them inconsistent ('' when
+        nothing does)."""
         self.progress.expect(1)
         first = await self._page(listing, 1, again=again)
         total = first[0]
@@ -205,9 +206,7 @@ class Fetcher:
         self.progress.expect(pages - 1)
         rest = await asyncio.gather(*(self._page(listing, n, again=again) for n in range(2, pages + 1)))
         all_pages = [first, *rest]
-        problem = _inconsistency(listing, total, all_pages)
-        return (total, [item for _, page_items, _ in all_pages for item in page_items],
-                [identity for _, _, page_identities in all_pages for identity in page_identities], problem)
+        return total, all_pages, _inconsistency(listing, total, all_pages)
 
     async def signatures(self, name: str | None = None) -> tuple[LiveSignature, ...]:
         """Every signature, or the one named `name` (none when it does not exist)."""
