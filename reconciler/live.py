@@ -300,7 +300,7 @@ class EarlyRead:
         self._source.set_result(source)
         connection = Connection(self._options, source, self._endpoint, allow_writes=False, retry=self._retry)
         try:
-            result = asyncio.run(self._serve(connection))
+            result = run_async(self._serve(connection))
         except BaseException as exc:
             self._result.set_exception(exc)
         else:
