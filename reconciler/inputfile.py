@@ -67,23 +67,8 @@ def check_link(path: Path, root: Path | None) -> None:
 def read_input(path: Path, *, limit: int, what: str, root: Path | None = None) -> bytes:
     """The bytes of the regular file `path`, refused (InputFileError) past `limit` bytes; `what` names
     the kind of file in messages ("manifest")."""
+    fd = _open_regular(path, what=what, root=root, limit=limit)
     try:
-        check_link(path, root)
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise InputFileError(path, f"is {_kind(info.st_mode)}, not a regular file; refused")
-        if info.st_size > limit:
-            raise InputFileError(path, f"file is {info.st_size} bytes; {what}s larger than {limit} bytes "
-                                       f"are refused")
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except InputFileError:
-        raise
-    except OSError as exc:
-        raise InputFileError(path, f"cannot read {what}: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise InputFileError(path, f"is {_kind(info.st_mode)}, not a regular file; refused")
         chunks: list[bytes] = []
         size = 0
         while size <= limit:
@@ -99,6 +84,47 @@ def read_input(path: Path, *, limit: int, what: str, root: Path | None = None) -
         raise InputFileError(path, f"cannot read {what}: {exc.strerror}") from None
     finally:
         os.close(fd)
+
+
+def read_input_head(path: Path, size: int, *, what: str, root: Path | None = None) -> bytes:
+    """The first `size` bytes (at most) of the regular file `path`, with the rails of `read_input` but its
+    bound on the whole file's size: for a look at the start of a file before it is read whole."""
+    fd = _open_regular(path, what=what, root=root, limit=None)
+    try:
+        return os.read(fd, size)
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read {what}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _open_regular(path: Path, *, what: str, root: Path | None, limit: int | None) -> int:
+    """A descriptor of `path` open for reading, once it is known to be a regular file (before opening and after)
+    no larger than `limit` bytes, and a link that may be followed (`check_link`)."""
+    try:
+        check_link(path, root)
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputFileError(path, f"is {_kind(info.st_mode)}, not a regular file; refused")
+        if limit is not None and info.st_size > limit:
+            raise InputFileError(path, f"file is {info.st_size} bytes; {what}s larger than {limit} bytes "
+                                       f"are refused")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except InputFileError:
+        raise
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read {what}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputFileError(path, f"is {_kind(info.st_mode)}, not a regular file; refused")
+    except OSError as exc:
+        os.close(fd)
+        raise InputFileError(path, f"cannot read {what}: {exc.strerror}") from None
+    except InputFileError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def read_input_text(path: Path, *, limit: int, what: str, root: Path | None = None) -> str:

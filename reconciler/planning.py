@@ -10,9 +10,7 @@ read while the manifests load. `cli.py` parses the options, calls these, renders
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING
 from reconciler.drift import Base, ChangeView, compare_with_base, fetch_base, fetch_view, narrow_to_change, read_base
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.gcrelax import no_cyclic_collections
+from reconciler.inputfile import InputFileError, read_input_head
 from reconciler.manifest import DesiredState, ParsedAhead, ParsedFiles, manifest_paths
 from reconciler.readahead import read_ahead
 from reconciler.vendor_rules import REGION_RULE
@@ -192,7 +191,8 @@ def hinted_regions(paths: Sequence[Path]) -> list[str]:
     """The regions the manifests probably declare, read cheaply from their bytes before they are loaded: the
     first top-level `region:` line in the first `HINT_BYTES` of each file, kept if it is a region id (`REGION_RULE`,
     checked before any host name is built from it). Only a hint: nothing fails here (whatever is wrong is
-    reported by the loading), and a file is read only if it is a regular file (never a FIFO or a device)."""
+    reported by the loading), and a file is read as the loading reads it (`read_input_head`: a regular file, never
+    a FIFO or a device; a link only within its folder and work tree)."""
     try:
         files = manifest_paths(paths)
     except (ReconcilerError, OSError):
@@ -200,17 +200,9 @@ def hinted_regions(paths: Sequence[Path]) -> list[str]:
     found: dict[str, None] = {}
     for file in files:
         try:
-            fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
-        except OSError:
+            head = read_input_head(file, HINT_BYTES, what="manifest")
+        except InputFileError:
             continue
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                continue
-            head = os.read(fd, HINT_BYTES)
-        except OSError:
-            continue
-        finally:
-            os.close(fd)
         match = _REGION_LINE.search(head)
         if match is not None and REGION_RULE.fullmatch(region := match.group(2).decode("ascii")):
             found[region] = None
